@@ -1,0 +1,48 @@
+"""Typed configs, YAML loading with dotted overrides, and component registries."""
+
+from transferlab.config.base import BaseConfig, ComponentConfig
+from transferlab.config.loading import ConfigError, apply_overrides, load_config, load_yaml, validate
+from transferlab.config.registry import (
+    MODEL_PRESETS,
+    OBJECTIVES,
+    OPTIMIZERS,
+    SCHEDULES,
+    WORLDS,
+    Registry,
+)
+from transferlab.config.schemas import (
+    DataConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimizerConfig,
+    RunConfig,
+    ScheduleConfig,
+    TokenizerConfig,
+    TrainerConfig,
+    WorldConfig,
+)
+
+__all__ = [
+    "MODEL_PRESETS",
+    "OBJECTIVES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "WORLDS",
+    "BaseConfig",
+    "ComponentConfig",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "OptimizerConfig",
+    "Registry",
+    "RunConfig",
+    "ScheduleConfig",
+    "TokenizerConfig",
+    "TrainerConfig",
+    "WorldConfig",
+    "apply_overrides",
+    "load_config",
+    "load_yaml",
+    "validate",
+]

@@ -1,0 +1,90 @@
+"""YAML loading, dotted command-line overrides and one-line config errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message is one line naming field, value and expectation."""
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``a.b.c=value`` overrides applied (values parsed as YAML)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if isinstance(child, str):  # a component given by name: expand to a mapping
+                child = node[part] = {"name": child}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+    return data
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line: ``field: got VALUE; expected ...`` for the first error, plus a count of others."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if first["type"] == "extra_forbidden":
+        text = f"{loc}: unknown field (value {first['input']!r}); remove it or fix its spelling"
+    elif first["type"] == "missing":
+        text = f"{loc}: missing; expected a value"
+    else:
+        text = f"{loc}: got {_short(first['input'])}; expected {_lower_first(msg)}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return text
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _lower_first(msg: str) -> str:
+    return msg[:1].lower() + msg[1:]
+
+
+def validate(schema: type[T], data: dict[str, Any]) -> T:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config(schema: type[T], path: str | Path | None, overrides: list[str] = ()) -> T:
+    """Load ``path`` (or start from defaults), apply overrides and validate against ``schema``."""
+    data = load_yaml(path) if path is not None else {}
+    return validate(schema, apply_overrides(data, list(overrides)))

@@ -1,0 +1,80 @@
+"""Registries: components looked up by name, so a new one is one new file plus a test.
+
+A registry maps a name to the config class of a component. Configs reference components as
+``{name: clm, ...}`` (or just ``clm``); the registry validates the mapping against the class
+registered under that name. The package holding the components is imported lazily on first
+lookup, which keeps ``config`` free of imports from the packages that depend on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BeforeValidator, SerializeAsAny
+
+from transferlab.config.base import ComponentConfig
+
+C = TypeVar("C", bound=type)
+
+
+class Registry:
+    """Name -> registered object (a config class, or a preset value)."""
+
+    def __init__(self, kind: str, package: str) -> None:
+        self.kind = kind
+        self.package = package
+        self._entries: dict[str, Any] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[C], C]:
+        def decorator(obj: C) -> C:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return decorator
+
+    def add(self, name: str, value: Any) -> None:
+        """Register a value (not a class), e.g. a model preset."""
+        self.register(name)(value)
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            importlib.import_module(self.package)
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Any:
+        self._load()
+        if name not in self._entries:
+            raise ValueError(f"unknown {self.kind} {name!r}; expected one of {self.names()}")
+        return self._entries[name]
+
+    def parse(self, value: Any) -> Any:
+        """Validate ``value`` (a name, a mapping with ``name``, or a config) into a config object."""
+        if isinstance(value, ComponentConfig):
+            return value
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict) or "name" not in value:
+            raise ValueError(f"expected a {self.kind} name or a mapping with 'name'")
+        return self.get(value["name"]).model_validate(value)
+
+    def field(self, base: type) -> Any:
+        """Annotated type for a config field holding a component of this registry."""
+        from typing import Annotated
+
+        return Annotated[SerializeAsAny[base], BeforeValidator(self.parse)]
+
+
+WORLDS = Registry("world", "transferlab.worlds")
+OBJECTIVES = Registry("objective", "transferlab.objectives")
+OPTIMIZERS = Registry("optimizer", "transferlab.optim")
+SCHEDULES = Registry("schedule", "transferlab.optim")
+MODEL_PRESETS = Registry("model preset", "transferlab.models.presets")

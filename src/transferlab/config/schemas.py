@@ -1,0 +1,151 @@
+"""Typed schemas of one pretraining run: world, tokenizer, data, model, objective, optimizer,
+schedule and trainer. Component kinds (worlds, objectives, optimizers, schedules) are registered
+subclasses of the base classes here; see ``transferlab.config.registry``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from transferlab.config.base import BaseConfig, ComponentConfig
+from transferlab.config.registry import MODEL_PRESETS, OBJECTIVES, OPTIMIZERS, SCHEDULES, WORLDS
+
+PositiveInt = Field(gt=0)
+
+
+# ----------------------------------------------------------------------------- component bases
+class WorldConfig(ComponentConfig):
+    """A synthetic world: a seeded generator of a pretraining corpus and downstream tasks."""
+
+    seed: int = 0
+
+    def build(self) -> Any:
+        raise NotImplementedError
+
+
+class ObjectiveConfig(ComponentConfig):
+    """Turns packed token windows into (inputs, targets, attention kind)."""
+
+    def build(self, special_ids: Any, vocab_size: int) -> Any:
+        raise NotImplementedError
+
+
+class OptimizerConfig(ComponentConfig):
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+
+    def build(self, model: Any) -> Any:
+        raise NotImplementedError
+
+
+class ScheduleConfig(ComponentConfig):
+    """Learning-rate multiplier as a function of the step (0-based), pure so resume is exact."""
+
+    warmup_steps: int = Field(default=0, ge=0)
+
+    def build(self, max_steps: int) -> Any:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- concrete schemas
+class TokenizerConfig(BaseConfig):
+    kind: Literal["word", "bpe"] = "word"
+    vocab_size: int = Field(default=8192, gt=8)
+    min_frequency: int = Field(default=1, ge=1)
+
+
+class DataConfig(BaseConfig):
+    seq_len: int = Field(default=128, gt=1)
+    val_fraction: float = Field(default=0.02, ge=0, lt=1)
+    # Train on an existing tokenized folder (datatrove layout) instead of the world's corpus.
+    path: str | None = None
+    tokenizer_file: str | None = None
+
+    @model_validator(mode="after")
+    def _path_needs_tokenizer(self) -> DataConfig:
+        if self.path and not self.tokenizer_file:
+            raise ValueError("data.path needs data.tokenizer_file (the tokenizer.json it was made with)")
+        return self
+
+
+class ModelConfig(BaseConfig):
+    """Decoder transformer shape. ``preset`` fills every field not given explicitly."""
+
+    preset: str | None = None
+    vocab_size: int | None = Field(default=None, gt=0)  # None: taken from the tokenizer
+    d_model: int = Field(default=64, gt=0)
+    n_layers: int = Field(default=2, gt=0)
+    n_heads: int = Field(default=4, gt=0)
+    d_ff: int | None = Field(default=None, gt=0)  # None: SwiGLU width ~8/3 d_model, multiple of 16
+    max_seq_len: int = Field(default=1024, gt=0)
+    rope_theta: float = Field(default=10000.0, gt=0)
+    norm_eps: float = Field(default=1e-5, gt=0)
+    qk_norm: bool = False
+    tie_embeddings: bool = True
+    init_std: float = Field(default=0.02, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset"):
+            preset = MODEL_PRESETS.get(data["preset"])
+            data = {**preset, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError("head dimension d_model/n_heads must be even for rotary embeddings")
+        return self
+
+    @property
+    def ffn_dim(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        return max(16, (8 * self.d_model // 3 + 15) // 16 * 16)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+class TrainerConfig(BaseConfig):
+    max_steps: int = Field(default=200, gt=0)
+    batch_size: int = Field(default=32, gt=0)  # global, in sequences, per optimizer step
+    micro_batch_size: int | None = Field(default=None, gt=0)  # per process; None: no accumulation
+    eval_interval: int = Field(default=50, gt=0)
+    eval_batches: int = Field(default=4, ge=0)
+    log_interval: int = Field(default=10, gt=0)
+    checkpoint_interval: int = Field(default=100, gt=0)
+    keep_checkpoints: int = Field(default=2, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, else fp32
+    device: str = "auto"
+    compile: bool = False
+    out_dir: str = "runs"
+    progress: bool = True
+
+
+class RunConfig(BaseConfig):
+    """One pretraining run: everything that determines its result (plus where to write it)."""
+
+    name: str = "run"
+    seed: int = 0
+    world: WORLDS.field(WorldConfig) = Field(default_factory=lambda: WORLDS.parse("bios"))
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    objective: OBJECTIVES.field(ObjectiveConfig) = Field(
+        default_factory=lambda: OBJECTIVES.parse("clm")
+    )
+    optimizer: OPTIMIZERS.field(OptimizerConfig) = Field(
+        default_factory=lambda: OPTIMIZERS.parse("adamw")
+    )
+    schedule: SCHEDULES.field(ScheduleConfig) = Field(
+        default_factory=lambda: SCHEDULES.parse("cosine")
+    )
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
