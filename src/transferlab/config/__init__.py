@@ -1,7 +1,13 @@
 """Typed configs, YAML loading with dotted overrides, and component registries."""
 
 from transferlab.config.base import BaseConfig, ComponentConfig
-from transferlab.config.loading import ConfigError, apply_overrides, load_config, load_yaml, validate
+from transferlab.config.loading import (
+    ConfigError,
+    apply_overrides,
+    load_config,
+    load_yaml,
+    validate,
+)
 from transferlab.config.registry import (
     MODEL_PRESETS,
     OBJECTIVES,

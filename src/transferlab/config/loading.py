@@ -45,8 +45,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+        node[parts[-1]] = _parse_value(raw)
     return data
+
+
+def _parse_value(raw: str) -> Any:
+    """YAML scalar parsing, plus floats like 1e-3 that YAML 1.1 reads as strings."""
+    value = yaml.safe_load(raw) if raw else ""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -55,9 +66,11 @@ def format_validation_error(exc: ValidationError) -> str:
     first = errors[0]
     loc = ".".join(str(p) for p in first["loc"]) or "config"
     msg = first["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if first["type"] == "extra_forbidden":
+    for prefix in ("Value error, ", "Input should be "):
+        msg = msg.removeprefix(prefix)
+    if first["type"] == "value_error":  # our validators' messages name the fields themselves
+        text = f"{loc}: {msg}" if first["loc"] else msg
+    elif first["type"] == "extra_forbidden":
         text = f"{loc}: unknown field (value {first['input']!r}); remove it or fix its spelling"
     elif first["type"] == "missing":
         text = f"{loc}: missing; expected a value"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator, SerializeAsAny
+from pydantic import BeforeValidator, Field, SerializeAsAny
 
 from transferlab.config.base import ComponentConfig
 
@@ -43,8 +43,8 @@ class Registry:
 
     def _load(self) -> None:
         if not self._loaded:
-            self._loaded = True
             importlib.import_module(self.package)
+            self._loaded = True
 
     def names(self) -> list[str]:
         self._load()
@@ -56,21 +56,29 @@ class Registry:
             raise ValueError(f"unknown {self.kind} {name!r}; expected one of {self.names()}")
         return self._entries[name]
 
-    def parse(self, value: Any) -> Any:
-        """Validate ``value`` (a name, a mapping with ``name``, or a config) into a config object."""
+    def parse(self, value: Any, default: str | None = None) -> Any:
+        """Validate ``value`` (a name, a mapping with ``name``, or a config) into a config object.
+
+        A mapping without ``name`` (e.g. from the override ``schedule.warmup_steps=10``) means the
+        ``default`` component.
+        """
         if isinstance(value, ComponentConfig):
             return value
         if isinstance(value, str):
             value = {"name": value}
+        if isinstance(value, dict) and "name" not in value and default is not None:
+            value = {"name": default, **value}
         if not isinstance(value, dict) or "name" not in value:
             raise ValueError(f"expected a {self.kind} name or a mapping with 'name'")
         return self.get(value["name"]).model_validate(value)
 
-    def field(self, base: type) -> Any:
-        """Annotated type for a config field holding a component of this registry."""
-        from typing import Annotated
-
-        return Annotated[SerializeAsAny[base], BeforeValidator(self.parse)]
+    def field(self, base: type, default: str) -> Any:
+        """A config field holding a component of this registry, ``default`` when not given."""
+        return Annotated[
+            SerializeAsAny[base],
+            BeforeValidator(lambda value: self.parse(value, default)),
+            Field(default_factory=lambda: self.parse(default)),
+        ]
 
 
 WORLDS = Registry("world", "transferlab.worlds")

@@ -49,6 +49,13 @@ class ScheduleConfig(ComponentConfig):
     def build(self, max_steps: int) -> Any:
         raise NotImplementedError
 
+    def check(self, max_steps: int) -> None:
+        if self.warmup_steps >= max_steps:
+            raise ValueError(
+                f"schedule.warmup_steps={self.warmup_steps} must be less than "
+                f"trainer.max_steps={max_steps}"
+            )
+
 
 # ----------------------------------------------------------------------------- concrete schemas
 class TokenizerConfig(BaseConfig):
@@ -67,7 +74,9 @@ class DataConfig(BaseConfig):
     @model_validator(mode="after")
     def _path_needs_tokenizer(self) -> DataConfig:
         if self.path and not self.tokenizer_file:
-            raise ValueError("data.path needs data.tokenizer_file (the tokenizer.json it was made with)")
+            raise ValueError(
+                "data.path needs data.tokenizer_file (the tokenizer.json it was made with)"
+            )
         return self
 
 
@@ -135,17 +144,26 @@ class RunConfig(BaseConfig):
 
     name: str = "run"
     seed: int = 0
-    world: WORLDS.field(WorldConfig) = Field(default_factory=lambda: WORLDS.parse("bios"))
+    world: WORLDS.field(WorldConfig, default="bios")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    objective: OBJECTIVES.field(ObjectiveConfig) = Field(
-        default_factory=lambda: OBJECTIVES.parse("clm")
-    )
-    optimizer: OPTIMIZERS.field(OptimizerConfig) = Field(
-        default_factory=lambda: OPTIMIZERS.parse("adamw")
-    )
-    schedule: SCHEDULES.field(ScheduleConfig) = Field(
-        default_factory=lambda: SCHEDULES.parse("cosine")
-    )
+    objective: OBJECTIVES.field(ObjectiveConfig, default="clm")
+    optimizer: OPTIMIZERS.field(OptimizerConfig, default="adamw")
+    schedule: SCHEDULES.field(ScheduleConfig, default="cosine")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> RunConfig:
+        self.schedule.check(self.trainer.max_steps)
+        if self.data.seq_len > self.model.max_seq_len:
+            raise ValueError(
+                f"data.seq_len={self.data.seq_len} exceeds model.max_seq_len={self.model.max_seq_len}"
+            )
+        micro = self.trainer.micro_batch_size
+        if micro is not None and self.trainer.batch_size % micro:
+            raise ValueError(
+                f"trainer.batch_size={self.trainer.batch_size} is not a multiple of "
+                f"trainer.micro_batch_size={micro}"
+            )
+        return self
