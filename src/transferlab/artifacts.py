@@ -38,12 +38,13 @@ def is_complete(path: Path) -> bool:
 
 
 @contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
+def atomic_dir(final: Path, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success mark it complete and rename it to ``final``.
 
     On an exception the temporary directory is removed and ``final`` is left untouched.
-    If ``final`` already exists (incomplete leftovers, or a finished copy being replaced), it is
-    replaced only after the new one is complete.
+    If ``final`` already exists it is replaced only after the new copy is complete, unless
+    ``replace`` is False and ``final`` is complete: then the new copy is discarded (another process
+    finished the same content-addressed artifact first, and readers may be using it).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -51,7 +52,9 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     try:
         yield tmp
         (tmp / COMPLETE_MARKER).write_text("")
-        if final.exists():
+        if not replace and is_complete(final):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif final.exists():
             trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
             final.rename(trash)
             tmp.rename(final)
@@ -66,7 +69,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 def cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
     """Return ``final`` if complete, else build it atomically with ``build(tmp_dir)``."""
     if not is_complete(final):
-        with atomic_dir(final) as tmp:
+        with atomic_dir(final, replace=False) as tmp:
             build(tmp)
     return final
 

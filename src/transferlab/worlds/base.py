@@ -1,0 +1,34 @@
+"""The interface every synthetic world implements, and writing a world to disk atomically."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from transferlab.artifacts import atomic_dir
+from transferlab.config.schemas import WorldConfig
+
+
+class World(ABC):
+    """A seeded generator of a pretraining corpus together with the ground truth behind it."""
+
+    @abstractmethod
+    def documents(self) -> list[str]:
+        """The pretraining corpus, one text per document, in corpus order."""
+
+    @abstractmethod
+    def write(self, out_dir: Path) -> None:
+        """Write the corpus, the tasks and the ground truth as files into ``out_dir``."""
+
+
+def build_world(cfg: WorldConfig, out_dir: Path) -> Path:
+    """Build the world of ``cfg`` and write it to ``out_dir`` atomically; return ``out_dir``.
+
+    ``out_dir`` appears only once every file is written (and carries the COMPLETE marker), so
+    an interrupted build never leaves a directory that looks finished.
+    """
+    world = cfg.build()
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        world.write(tmp)
+    return out_dir
