@@ -57,6 +57,15 @@ class ScheduleConfig(ComponentConfig):
             )
 
 
+class TaskConfig(ComponentConfig):
+    """A downstream evaluation: how a pretrained run is transferred (finetune, score, probe) to
+    which examples, and with what metric. ``build()`` returns an object whose ``run(...)``
+    returns one result row per example."""
+
+    def build(self) -> Any:
+        raise NotImplementedError
+
+
 # ----------------------------------------------------------------------------- concrete schemas
 class TokenizerConfig(BaseConfig):
     kind: Literal["word", "bpe"] = "word"
