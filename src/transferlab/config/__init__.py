@@ -6,6 +6,7 @@ from transferlab.config.loading import (
     apply_overrides,
     load_config,
     load_yaml,
+    set_dotted,
     validate,
 )
 from transferlab.config.registry import (
@@ -54,5 +55,6 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "load_yaml",
+    "set_dotted",
     "validate",
 ]

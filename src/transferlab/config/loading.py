@@ -31,11 +31,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of ``data`` with ``a.b.c=value`` overrides applied (values parsed as YAML)."""
-    data = copy.deepcopy(data)
+    pairs = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        pairs[key] = _parse_value(raw)
+    return set_dotted(data, pairs)
+
+
+def set_dotted(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each dotted key (``model.d_model``) set to its value."""
+    data = copy.deepcopy(data)
+    for key, value in values.items():
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -43,9 +51,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if isinstance(child, str):  # a component given by name: expand to a mapping
                 child = node[part] = {"name": child}
             if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+                raise ConfigError(f"override {key}={value!r}: {part!r} is a value, not a section")
             node = child
-        node[parts[-1]] = _parse_value(raw)
+        node[parts[-1]] = copy.deepcopy(value)
     return data
 
 
