@@ -1,0 +1,147 @@
+"""Checkpoints of a run: ``checkpoints/step_XXXXXXXX/`` written atomically, the last K kept.
+
+A checkpoint directory holds
+- ``model.safetensors``: the model's state dict (tied embeddings are tied in the model's forward,
+  so the state dict holds each weight once, as safetensors requires);
+- ``train_state.pt``: optimizer, RNG and loader state, step and token counters, made only of
+  tensors and plain Python values so that it loads with ``torch.load(weights_only=True)``;
+- ``meta.json``: step, tokens, config key, wall time (human- and tool-readable);
+- ``COMPLETE``: written last by ``artifacts.atomic_dir`` before the directory is renamed into
+  place. A directory without it (or a leftover temporary one) is never loaded.
+
+``load_run`` rebuilds a run's model from a checkpoint with the run's ``config.yaml`` (the resolved
+config, ``model.vocab_size`` filled in) for evaluation and export.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from transferlab.artifacts import atomic_dir, is_complete
+from transferlab.config import ConfigError, RunConfig, validate
+from transferlab.models import build_model
+
+CONFIG_FILE = "config.yaml"
+TOKENIZER_FILE = "tokenizer.json"
+CHECKPOINTS_DIR = "checkpoints"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "train_state.pt"
+META_FILE = "meta.json"
+_NAME = re.compile(r"^step_(\d{8})$")
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS_DIR / f"step_{step:08d}"
+
+
+def checkpoint_step(path: Path) -> int:
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(
+            f"{path} is not a checkpoint directory (expected a name like step_00000010)"
+        )
+    return int(match.group(1))
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of ``run_dir``, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _NAME.match(p.name) and is_complete(p)]
+    return sorted(found, key=checkpoint_step)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint, or None; half-written ones are ignored."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    train_state: dict[str, Any],
+    meta: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write the checkpoint of ``step`` atomically, then delete all but the newest ``keep``."""
+    final = checkpoint_dir(run_dir, step)
+    with atomic_dir(final) as tmp:
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        torch.save(train_state, tmp / STATE_FILE)
+        (tmp / META_FILE).write_text(json.dumps({"step": step, **meta}, indent=2, sort_keys=True))
+    prune_checkpoints(run_dir, keep)
+    return final
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Keep the newest ``keep`` complete checkpoints; also remove leftovers of interrupted writes.
+
+    Only the process that writes checkpoints calls this, so no leftover belongs to a live writer.
+    """
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old)
+    for leftover in root.iterdir():
+        if leftover.is_dir() and not is_complete(leftover):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def load_weights(path: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
+    """Load ``model.safetensors`` of checkpoint ``path`` into ``model`` (strict)."""
+    state = load_file(str(Path(path) / WEIGHTS_FILE), device=str(device))
+    model.load_state_dict(state, strict=True)
+
+
+def load_train_state(path: Path) -> dict[str, Any]:
+    """The optimizer/RNG/loader state of checkpoint ``path``; never unpickles arbitrary objects."""
+    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    return json.loads((Path(path) / META_FILE).read_text())
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The resolved config a run stored in its ``config.yaml``."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; is {run_dir} a run directory?")
+    return validate(RunConfig, yaml.safe_load(path.read_text()))
+
+
+@dataclass
+class LoadedRun:
+    model: nn.Module  # in eval mode
+    config: RunConfig  # as stored, with model.vocab_size filled in
+    tokenizer_path: Path
+    step: int
+
+
+def load_run(
+    run_dir: str | Path, step: int | None = None, device: str | torch.device = "cpu"
+) -> LoadedRun:
+    """The model of a run's latest (or given) complete checkpoint, with its config and tokenizer."""
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    available = [checkpoint_step(p) for p in list_checkpoints(run_dir)]
+    wanted = available[-1] if step is None and available else step
+    if wanted is None or wanted not in available:
+        what = "checkpoint" if step is None else f"checkpoint of step {step}"
+        raise ValueError(f"{run_dir} has no {what}; complete checkpoints: steps {available}")
+    model = build_model(cfg.model)
+    load_weights(checkpoint_dir(run_dir, wanted), model)
+    return LoadedRun(model.to(device).eval(), cfg, run_dir / TOKENIZER_FILE, wanted)

@@ -1,0 +1,113 @@
+"""The run directory ``trainer.out_dir/name/``: its layout and the checks before a run starts or
+resumes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from transferlab.artifacts import content_key
+from transferlab.config import ConfigError, RunConfig
+from transferlab.train.checkpoint import (
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    latest_checkpoint,
+    list_checkpoints,
+    read_run_config,
+)
+
+# Trainer fields a resumed run may change. None changes what is computed: device, compile and
+# micro_batch_size change only the arithmetic (float rounding, or bf16 autocast when a run with
+# precision=auto moves to a GPU), the others only what is logged, kept and shown. max_steps is
+# one of them because extending a finished run is a reason to resume it.
+RESUMABLE_TRAINER_FIELDS = frozenset(
+    {
+        "max_steps",
+        "micro_batch_size",
+        "eval_interval",
+        "eval_batches",
+        "log_interval",
+        "checkpoint_interval",
+        "keep_checkpoints",
+        "device",
+        "compile",
+        "out_dir",
+        "progress",
+    }
+)
+
+
+def run_dir_of(cfg: RunConfig) -> Path:
+    return Path(cfg.trainer.out_dir) / cfg.name
+
+
+def result_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config dict that determines a run's result (drops the resumable fields)."""
+    trainer = {k: v for k, v in config["trainer"].items() if k not in RESUMABLE_TRAINER_FIELDS}
+    return {**config, "trainer": trainer}
+
+
+def config_key(cfg: RunConfig) -> str:
+    return content_key(result_config(cfg.to_dict()))
+
+
+def first_difference(stored: Any, current: Any, path: str = "") -> str | None:
+    """Dotted path of the first field where two config dicts differ, or None if equal."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        for key in [*stored, *(k for k in current if k not in stored)]:
+            found = first_difference(stored.get(key), current.get(key), f"{path}{key}.")
+            if found is not None:
+                return found
+        return None
+    return None if stored == current else path.rstrip(".")
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+class RunDir:
+    """Paths of one run directory and the checks made before training in it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / CONFIG_FILE
+        self.tokenizer = self.root / TOKENIZER_FILE
+        self.metrics = self.root / "metrics.jsonl"
+        self.run_info = self.root / "run_info.json"
+
+    def latest_checkpoint(self) -> Path | None:
+        return latest_checkpoint(self.root)
+
+    def check_fresh(self) -> None:
+        """A new run must not silently overwrite the checkpoints of an earlier one."""
+        if list_checkpoints(self.root):
+            raise ConfigError(
+                f"run dir {self.root} already has checkpoints; pass --resume to continue it "
+                "or choose another name or trainer.out_dir"
+            )
+
+    def check_resumable(self, cfg: RunConfig) -> None:
+        """The stored config must equal ``cfg`` except in ``RESUMABLE_TRAINER_FIELDS``."""
+        stored = result_config(read_run_config(self.root).to_dict())
+        current = result_config(cfg.to_dict())
+        field = first_difference(stored, current)
+        if field is not None:
+            raise ConfigError(
+                f"cannot resume {self.root}: {field} is {_lookup(current, field)!r} but the run "
+                f"was started with {_lookup(stored, field)!r}; resume with the stored config or "
+                "start a new run (another name or trainer.out_dir)"
+            )
+
+    def write_config(self, cfg: RunConfig) -> None:
+        """Write ``config.yaml`` atomically (a resume rewrites it, e.g. with a new max_steps)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.config.with_name(self.config.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        os.replace(tmp, self.config)
