@@ -1,0 +1,33 @@
+"""Statistics computed by transferlab itself: intervals, paired comparisons, rank correlations.
+
+Every statistic works on a [seed, example] matrix (``matrix.py`` builds it from long per-example
+rows) and every result carries the n it was computed from.
+"""
+
+from transferlab.analysis.comparisons import Comparison, Verdict, compare_paired, verdict
+from transferlab.analysis.correlation import RankCorrelation, spearman
+from transferlab.analysis.intervals import METHODS, Estimate, Method, estimate_mean
+from transferlab.analysis.matrix import PairedMatrices, Rows, SeedExampleMatrix, align, pivot
+from transferlab.analysis.multiple import holm
+from transferlab.analysis.permutation import SignFlipTest, sign_flip_test
+
+__all__ = [
+    "METHODS",
+    "Comparison",
+    "Estimate",
+    "Method",
+    "PairedMatrices",
+    "RankCorrelation",
+    "Rows",
+    "SeedExampleMatrix",
+    "SignFlipTest",
+    "Verdict",
+    "align",
+    "compare_paired",
+    "estimate_mean",
+    "holm",
+    "pivot",
+    "sign_flip_test",
+    "spearman",
+    "verdict",
+]
