@@ -10,11 +10,12 @@ from transferlab.data import prepare
 from transferlab.data.prepare import data_key, prepare_data, split_documents
 from transferlab.data.shards import TokenizedFolder, write_tokenized
 from transferlab.data.tokenizer import train_tokenizer
+from transferlab.worlds import World
 
 COLORS = ["red", "green", "blue", "amber"]
 
 
-class LinesWorld:
+class LinesWorld(World):
     """A stand-in world: numbered sentences, counting how often its corpus is generated."""
 
     calls = 0
@@ -22,8 +23,14 @@ class LinesWorld:
     def __init__(self, cfg: "LinesConfig") -> None:
         self.cfg = cfg
 
+    def write(self, out_dir) -> None:
+        (out_dir / "corpus.txt").write_text("\n".join(self.documents()))
+
+    def tokenizer_texts(self) -> list[str]:
+        LinesWorld.calls += 1  # once per data build
+        return self.documents()
+
     def documents(self) -> list[str]:
-        LinesWorld.calls += 1
         rng = np.random.default_rng(self.cfg.seed)
         return [
             f"Item {i} is {COLORS[rng.integers(4)]}, and item {i + 1} is {COLORS[i % 4]}."

@@ -300,3 +300,16 @@ def test_bad_knobs_fail_with_one_line(knobs, message):
         validate(RunConfig, {"world": {"name": "bios", **knobs}})
     with pytest.raises(ValidationError):
         BiosConfig(**knobs)
+
+
+def test_tokenizer_texts_cover_questions_without_unknown_words():
+    from transferlab.config import TokenizerConfig
+    from transferlab.data.tokenizer import train_tokenizer
+
+    world = BiosConfig(num_people=30).build()
+    tokenizer = train_tokenizer(TokenizerConfig(kind="word"), world.tokenizer_texts())
+    unk = tokenizer.token_to_id("<unk>")
+    for item in world.qa_items():
+        ids = tokenizer.encode(f"{item.question} {item.answer}")
+        assert unk not in ids
+        assert tokenizer.decode(ids) == f"{item.question} {item.answer}"

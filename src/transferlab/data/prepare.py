@@ -31,7 +31,7 @@ from transferlab.config.schemas import RunConfig
 from transferlab.data.shards import TOKEN_DTYPES, TokenizedFolder, token_size_for, write_tokenized
 from transferlab.data.tokenizer import SpecialTokenIds, TextTokenizer, train_tokenizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the tokenizer also sees the world's task texts
 ENCODE_CHUNK = 2048  # documents per encode_batch call: parallel in Rust, bounded in memory
 SPLIT_SALT = 0x5B1D  # keeps the split's random stream apart from the world's own use of its seed
 
@@ -108,8 +108,9 @@ def split_documents(n_docs: int, val_fraction: float, seed: int) -> tuple[np.nda
 
 
 def _build(cfg: RunConfig, out: Path, key: str) -> None:
-    docs = cfg.world.build().documents()
-    tokenizer = train_tokenizer(cfg.tokenizer, docs)
+    world = cfg.world.build()
+    docs = world.documents()
+    tokenizer = train_tokenizer(cfg.tokenizer, world.tokenizer_texts())
     tokenizer.save(out / "tokenizer.json")
     train_ids, val_ids = split_documents(len(docs), cfg.data.val_fraction, cfg.world.seed)
     name = f"transferlab-{key}"

@@ -16,6 +16,11 @@ class World(ABC):
     def documents(self) -> list[str]:
         """The pretraining corpus, one text per document, in corpus order."""
 
+    def tokenizer_texts(self) -> list[str]:
+        """Texts the tokenizer is trained on: the corpus plus any downstream task text, so that
+        task prompts tokenize without unknown words even with a word-level vocabulary."""
+        return self.documents()
+
     @abstractmethod
     def write(self, out_dir: Path) -> None:
         """Write the corpus, the tasks and the ground truth as files into ``out_dir``."""

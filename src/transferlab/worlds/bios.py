@@ -156,6 +156,10 @@ class BiosWorld(World):
     def documents(self) -> list[str]:
         return [doc.text for doc in self._corpus]
 
+    def tokenizer_texts(self) -> list[str]:
+        """Biographies plus every question with its answer (the QA tasks' prompts)."""
+        return self.documents() + [f"{q.question} {q.answer}" for q in self._qa_items]
+
     def qa_items(self) -> list[QAItem]:
         """One question per person and attribute, with a seeded choice of question template."""
         return list(self._qa_items)
