@@ -72,12 +72,15 @@ class Registry:
             raise ValueError(f"expected a {self.kind} name or a mapping with 'name'")
         return self.get(value["name"]).model_validate(value)
 
+    def type(self, base: type, default: str) -> Any:
+        """Annotated type of a value holding a component of this registry (e.g. a list item);
+        a mapping without ``name`` means ``default``."""
+        return Annotated[SerializeAsAny[base], BeforeValidator(lambda v: self.parse(v, default))]
+
     def field(self, base: type, default: str) -> Any:
         """A config field holding a component of this registry, ``default`` when not given."""
         return Annotated[
-            SerializeAsAny[base],
-            BeforeValidator(lambda value: self.parse(value, default)),
-            Field(default_factory=lambda: self.parse(default)),
+            self.type(base, default), Field(default_factory=lambda: self.parse(default))
         ]
 
 

@@ -60,7 +60,17 @@ class ScheduleConfig(ComponentConfig):
 class TaskConfig(ComponentConfig):
     """A downstream evaluation: how a pretrained run is transferred (finetune, score, probe) to
     which examples, and with what metric. ``build()`` returns an object whose ``run(...)``
-    returns one result row per example."""
+    returns one result row per example.
+
+    ``label`` names the task in result rows (default: ``name``), so two configs of the same kind
+    (say zero-shot and 5-shot scoring) can run in one experiment without their rows colliding.
+    """
+
+    label: str | None = None
+
+    @property
+    def task_name(self) -> str:
+        return self.label or self.name
 
     def build(self) -> Any:
         raise NotImplementedError

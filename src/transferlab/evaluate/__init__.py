@@ -1,0 +1,51 @@
+"""Downstream tasks: fine-tuning, multiple-choice scoring and linear probing, one row per example.
+
+Importing this package registers every task in ``transferlab.config.TASKS``.
+"""
+
+from transferlab.evaluate.base import QaTaskConfig, Task
+from transferlab.evaluate.features import last_token_hidden
+from transferlab.evaluate.finetune import (
+    FinetuneResult,
+    FinetuneSettings,
+    answer_loss_batch,
+    finetune,
+)
+from transferlab.evaluate.generate import greedy_generate
+from transferlab.evaluate.lora import LORA_TARGETS, add_lora
+from transferlab.evaluate.metrics import ChoiceScores, choice_scores, exact_match
+from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
+from transferlab.evaluate.qa_finetune import QaFinetuneConfig, QaFinetuneTask
+from transferlab.evaluate.qa_probe import QaProbeConfig, QaProbeTask
+from transferlab.evaluate.qa_score import ChoiceExample, QaScoreConfig, QaScoreTask, build_requests
+from transferlab.evaluate.results import COLUMNS, ExampleResult
+from transferlab.evaluate.score import score_choices
+
+__all__ = [
+    "COLUMNS",
+    "LORA_TARGETS",
+    "ChoiceExample",
+    "ChoiceScores",
+    "ExampleResult",
+    "FinetuneResult",
+    "FinetuneSettings",
+    "LinearProbe",
+    "QaFinetuneConfig",
+    "QaFinetuneTask",
+    "QaProbeConfig",
+    "QaProbeTask",
+    "QaScoreConfig",
+    "QaScoreTask",
+    "QaTaskConfig",
+    "Task",
+    "add_lora",
+    "answer_loss_batch",
+    "build_requests",
+    "choice_scores",
+    "exact_match",
+    "finetune",
+    "fit_linear_probe",
+    "greedy_generate",
+    "last_token_hidden",
+    "score_choices",
+]

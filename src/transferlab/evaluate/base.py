@@ -1,0 +1,69 @@
+"""What every downstream task shares: the ``Task`` interface and the common config fields."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from transferlab.config.schemas import TaskConfig
+from transferlab.data.tokenizer import TextTokenizer
+from transferlab.worlds.bios import ATTRIBUTES, BiosWorld
+
+Split = Literal["train", "test"]
+
+
+class Task(ABC):
+    """A downstream evaluation of one pretrained model."""
+
+    @abstractmethod
+    def run(
+        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    ) -> list[dict[str, Any]]:
+        """One result row (``ExampleResult.to_dict()``) per example; ``model`` is left unchanged."""
+
+
+class QaTaskConfig(TaskConfig):
+    """Fields shared by the tasks on the bios world's questions.
+
+    ``attributes`` selects the questions a task uses (to train on and to evaluate), default all
+    six; ``eval_splits`` the people whose questions are evaluated (default the QA-test people).
+    """
+
+    attributes: list[str] | None = None  # None: all six attributes
+    eval_splits: list[Split] = Field(default_factory=lambda: ["test"], min_length=1)
+
+    @field_validator("attributes")
+    @classmethod
+    def _known_attributes(cls, value: list[str] | None) -> list[str] | None:
+        unknown = [a for a in value or [] if a not in ATTRIBUTES]
+        if unknown:
+            raise ValueError(
+                f"unknown attributes {unknown}; expected names from {list(ATTRIBUTES)}"
+            )
+        if value is not None and not value:
+            raise ValueError("attributes is empty; list at least one or leave it out for all")
+        return value
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        return tuple(self.attributes) if self.attributes else ATTRIBUTES
+
+
+def require_bios(world: Any, task: str) -> BiosWorld:
+    """``world`` if it is a bios world; else a one-line error naming the task."""
+    if not isinstance(world, BiosWorld):
+        raise ValueError(
+            f"task {task!r} asks questions about the bios world's people; "
+            f"got a {type(world).__name__}, use world.name=bios"
+        )
+    return world
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s weights live (CPU for a module without parameters)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

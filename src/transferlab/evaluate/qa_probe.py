@@ -1,0 +1,192 @@
+"""``qa_probe``: linear probes on frozen hidden states, predicting each attribute of a person.
+
+Position ``name_last`` (default): the hidden state at the last token of ``"<bos>First Middle
+Last"``. Every biography opens with the person's full name, so in a causal model this is also
+the state at the end of the name's first mention in the corpus, and no other text is there that
+could leak an attribute.
+Position ``question_last``: the state at the last token of the QA question about the attribute
+(``"<bos>question"``), where the model would have to start answering.
+
+A probe per attribute (multinomial logistic regression, see ``probe``) trains on the QA-train
+people and predicts for the people of ``eval_splits``. Birth dates, which almost never repeat,
+are predicted as three independent parts (month, day, year) whose joint probability is the
+product; other attributes are one classification over the values seen in training. A gold value
+never seen in training cannot be predicted (its probability is 0).
+
+Rows: ``prediction`` the most probable value, ``correct`` whether it is the gold, ``p_correct``
+the probability of the gold, ``margin`` = ``p_correct`` minus the largest probability of another
+value; ``norm_p_correct`` and ``acc_norm`` are NaN. ``layer: all`` probes every layer, each
+reported as task ``"<task>@L<i>"`` (0 = embeddings). The fit has no randomness, so ``seed`` is
+unused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from transferlab.config.registry import TASKS
+from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
+from transferlab.evaluate.features import last_token_hidden
+from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
+from transferlab.evaluate.qa import encode_prompt, select_items
+from transferlab.evaluate.results import ExampleResult
+from transferlab.worlds.bios import BiosWorld, QAItem
+
+
+@TASKS.register("qa_probe")
+class QaProbeConfig(QaTaskConfig):
+    name: Literal["qa_probe"] = "qa_probe"
+    position: Literal["name_last", "question_last"] = "name_last"
+    layer: int | Literal["all"] = -1  # index into the residual stream; -1: after the last block
+    l2: float = Field(default=1e-3, ge=0)
+    max_iter: int = Field(default=200, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+
+    def build(self) -> QaProbeTask:
+        return QaProbeTask(self)
+
+
+def value_parts(attribute: str, value: str) -> tuple[str, ...]:
+    """The independently probed parts of a value: (month, day, year) of a date, else (value,)."""
+    if attribute != "birth_date":
+        return (value,)
+    month, rest = value.split(" ", 1)
+    day, year = rest.split(", ")
+    return month, day, year
+
+
+def join_parts(attribute: str, parts: tuple[str, ...]) -> str:
+    """Inverse of ``value_parts``."""
+    return f"{parts[0]} {parts[1]}, {parts[2]}" if attribute == "birth_date" else parts[0]
+
+
+class QaProbeTask(Task):
+    def __init__(self, cfg: QaProbeConfig) -> None:
+        self.cfg = cfg
+
+    def run(
+        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    ) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        world = require_bios(world, cfg.task_name)
+        splits = sorted({"train", *cfg.eval_splits})
+        items = select_items(world, splits, cfg.attribute_names)
+        layers = self._layers(model)
+        features = self._features(model, tokenizer, world, items, layers)
+        rows = []
+        for layer_slot, layer in enumerate(layers):
+            task = cfg.task_name if cfg.layer != "all" else f"{cfg.task_name}@L{layer}"
+            by_item: dict[int, dict[str, Any]] = {}
+            for attribute in cfg.attribute_names:
+                by_item |= self._attribute_rows(
+                    features[layer_slot], items, attribute, run_id, task
+                )
+            rows += [by_item[i] for i in sorted(by_item)]  # in the world's item order
+        return rows
+
+    def _layers(self, model: nn.Module) -> list[int]:
+        n_layers = len(model.blocks)
+        if self.cfg.layer == "all":
+            return list(range(n_layers + 1))
+        if not -(n_layers + 1) <= self.cfg.layer <= n_layers:
+            raise ValueError(
+                f"layer={self.cfg.layer} is out of range for a model of {n_layers} layers; "
+                f"use -{n_layers + 1}..{n_layers} or 'all'"
+            )
+        return [self.cfg.layer % (n_layers + 1)]
+
+    def _features(
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: BiosWorld,
+        items: list[QAItem],
+        layers: list[int],
+    ) -> torch.Tensor:
+        """[len(layers), len(items), d]; each distinct text goes through the model once."""
+        if self.cfg.position == "name_last":
+            names = {person.person_id: person.full_name for person in world.people}
+            texts = [names[item.person_id] for item in items]
+        else:
+            texts = [item.question for item in items]
+        unique = sorted(set(texts))
+        sequences = [encode_prompt(tokenizer, text) for text in unique]
+        hidden = last_token_hidden(model, sequences, layers, self.cfg.batch_size)
+        slot = {text: i for i, text in enumerate(unique)}
+        return hidden[:, [slot[text] for text in texts]]
+
+    def _attribute_rows(
+        self, features: torch.Tensor, items: list[QAItem], attribute: str, run_id: str, task: str
+    ) -> dict[int, dict[str, Any]]:
+        """Fit the attribute's probes on the QA-train rows of ``features``; the result rows of
+        the evaluated items, by index in ``items``."""
+        mine = [i for i, item in enumerate(items) if item.attribute == attribute]
+        train = [i for i in mine if items[i].split == "train"]
+        evaluated = [i for i in mine if items[i].split in self.cfg.eval_splits]
+        golds = {i: value_parts(attribute, items[i].answer) for i in mine}
+        probes, probs = [], []
+        for part in range(len(golds[train[0]])):
+            labels = [golds[i][part] for i in train]
+            probe = fit_linear_probe(features[train], labels, self.cfg.l2, self.cfg.max_iter)
+            probes.append(probe)
+            probs.append(probe.probabilities(features[evaluated]))
+        rows = {}
+        for n, i in enumerate(evaluated):
+            item = items[i]
+            parts, p_gold, margin = joint_prediction(probes, [p[n] for p in probs], golds[i])
+            prediction = join_parts(attribute, parts)
+            rows[i] = ExampleResult(
+                run_id=run_id,
+                task=task,
+                example_id=item.id,
+                group=attribute,
+                split=item.split,
+                prediction=prediction,
+                target=item.answer,
+                correct=float(prediction == item.answer),
+                p_correct=p_gold,
+                margin=margin,
+            ).to_dict()
+        return rows
+
+
+def joint_prediction(
+    probes: list[LinearProbe], probs: list[torch.Tensor], gold: tuple[str, ...]
+) -> tuple[tuple[str, ...], float, float]:
+    """(predicted parts, p(gold), p(gold) - max p(other value)) for independent parts.
+
+    The joint probability of a value is the product of its parts' probabilities. The best joint
+    is each part's best; when that is the gold, the best other value changes the one part whose
+    runner-up costs least (changing more parts only multiplies in more factors below 1).
+    """
+    best = [int(p.argmax()) for p in probs]
+    predicted = tuple(probe.classes[k] for probe, k in zip(probes, best, strict=True))
+    gold_probs = [
+        _prob_of(probe, p, value) for probe, p, value in zip(probes, probs, gold, strict=True)
+    ]
+    p_gold = math.prod(gold_probs)
+    if predicted != gold:
+        best_other = math.prod(float(p[k]) for p, k in zip(probs, best, strict=True))
+    else:
+        best_other = max(
+            _runner_up(p, k) * math.prod(gold_probs[:c] + gold_probs[c + 1 :])
+            for c, (p, k) in enumerate(zip(probs, best, strict=True))
+        )
+    return predicted, p_gold, p_gold - best_other
+
+
+def _prob_of(probe: LinearProbe, probs: torch.Tensor, value: str) -> float:
+    return float(probs[probe.classes.index(value)]) if value in probe.classes else 0.0
+
+
+def _runner_up(probs: torch.Tensor, best: int) -> float:
+    """Largest probability other than ``probs[best]`` (0 when there is a single class)."""
+    if probs.numel() == 1:
+        return 0.0
+    return float(torch.cat((probs[:best], probs[best + 1 :])).max())

@@ -1,0 +1,127 @@
+"""``qa_score``: zero/few-shot multiple choice on the bios questions, by log-likelihood.
+
+Each question gets ``n_choices`` choices: the gold answer and distractors drawn (seeded per
+example) from the attribute's value set. The context is ``<bos>``, then ``n_shots`` lines
+``"question answer\\n"`` about the same attribute from other QA-train people, then the question;
+a choice is scored as its continuation ``" " + value``. Row scores are those of
+``transferlab.evaluate.metrics`` (``correct`` = acc, ``acc_norm``, ``p_correct``, ``margin``,
+``norm_p_correct``); ``prediction`` is the chosen value.
+
+``build_requests`` exposes the token-level requests so a benchmark can time ``score_choices`` on
+exactly the items this task scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+from torch import nn
+
+from transferlab.config.registry import TASKS
+from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
+from transferlab.evaluate.metrics import choice_scores
+from transferlab.evaluate.qa import (
+    answer_text,
+    draw_choices,
+    encode_answer,
+    encode_prompt,
+    example_rng,
+    few_shot_prefix,
+    select_items,
+)
+from transferlab.evaluate.results import ExampleResult
+from transferlab.evaluate.score import Request, score_choices
+from transferlab.worlds.bios import BiosWorld, QAItem
+
+log = logging.getLogger(__name__)
+
+
+@TASKS.register("qa_score")
+class QaScoreConfig(QaTaskConfig):
+    name: Literal["qa_score"] = "qa_score"
+    n_choices: int = Field(default=8, ge=2)
+    n_shots: int = Field(default=0, ge=0)
+    batch_size: int = Field(default=64, gt=0)  # sequences (context + one choice) per forward
+
+    def build(self) -> QaScoreTask:
+        return QaScoreTask(self)
+
+
+@dataclass(frozen=True)
+class ChoiceExample:
+    """One multiple-choice question, as text and as a ``score_choices`` request."""
+
+    item: QAItem
+    choices: list[str]
+    gold: int
+    request: Request
+
+
+def build_requests(
+    cfg: QaScoreConfig, world: BiosWorld, tokenizer: TextTokenizer, seed: int
+) -> list[ChoiceExample]:
+    """The examples of ``cfg`` on ``world``; the same ``seed`` draws the same choices and shots."""
+    shot_pool = select_items(world, ["train"], cfg.attribute_names)
+    examples = []
+    for item in select_items(world, cfg.eval_splits, cfg.attribute_names):
+        choices, gold = draw_choices(
+            world, item, cfg.n_choices, example_rng(seed, "choices", item.id)
+        )
+        prefix = few_shot_prefix(item, shot_pool, cfg.n_shots, example_rng(seed, "shots", item.id))
+        context = encode_prompt(tokenizer, prefix + item.question)
+        request = (context, [encode_answer(tokenizer, choice) for choice in choices])
+        examples.append(ChoiceExample(item, choices, gold, request))
+    return examples
+
+
+class QaScoreTask(Task):
+    def __init__(self, cfg: QaScoreConfig) -> None:
+        self.cfg = cfg
+        self.examples_per_s: float | None = None  # throughput of the last run's scoring
+
+    def run(
+        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    ) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        examples = build_requests(cfg, require_bios(world, cfg.task_name), tokenizer, seed)
+        start = time.perf_counter()
+        logprobs = score_choices(
+            model, [ex.request for ex in examples], cfg.batch_size, tokenizer.special.pad
+        )
+        self.examples_per_s = len(examples) / max(time.perf_counter() - start, 1e-9)
+        log.info(
+            "%s: %d examples at %.1f examples/s", cfg.task_name, len(examples), self.examples_per_s
+        )
+        return [
+            _row(example, scores, run_id, cfg.task_name).to_dict()
+            for example, scores in zip(examples, logprobs, strict=True)
+        ]
+
+
+def _row(example: ChoiceExample, logprobs: list[float], run_id: str, task: str) -> ExampleResult:
+    scores = choice_scores(
+        logprobs,
+        example.gold,
+        n_chars=[len(answer_text(choice)) for choice in example.choices],
+        n_tokens=[len(ids) for ids in example.request[1]],
+    )
+    item = example.item
+    return ExampleResult(
+        run_id=run_id,
+        task=task,
+        example_id=item.id,
+        group=item.attribute,
+        split=item.split,
+        prediction=example.choices[scores.prediction],
+        target=item.answer,
+        correct=scores.correct,
+        p_correct=scores.p_correct,
+        margin=scores.margin,
+        norm_p_correct=scores.norm_p_correct,
+        acc_norm=scores.acc_norm,
+    )
