@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv and installs transferlab into it.
 #   scripts/install.sh         runtime only
-#   scripts/install.sh --dev   plus the test and export dependencies (transformers, pytest, ruff)
+#   scripts/install.sh --dev   plus the test tools (pytest, ruff)
 # torch: where no NVIDIA GPU is present we pin the CPU build (torch==2.13.0) before installing
 # the package, so pip never pulls a multi-GB CUDA build onto a laptop. With a GPU, pip resolves
 # torch normally (a CUDA build), or keeps the one already in the environment.

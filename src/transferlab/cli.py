@@ -1,7 +1,8 @@
-"""The ``transferlab`` command line: world building, training and Hugging Face export."""
+"""The ``transferlab`` command line: worlds, training, export, experiments, results, recipes."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 world_app = typer.Typer(help="Synthetic worlds: corpora and tasks with known answers.")
 app.add_typer(world_app, name="world")
+recipes_app = typer.Typer(help="Packaged experiments that test published claims.")
+app.add_typer(recipes_app, name="recipes")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -99,6 +102,172 @@ def world_build(
     out = out or Path("worlds") / f"{cfg.world.name}-{content_key(cfg.world.to_dict())}"
     path = build_world(cfg.world, out)
     console.print(f"world: {path}")
+
+
+EXP_DIR_OPTION = typer.Option(
+    None, "--out", help="Experiment directory (default: experiments/NAME)."
+)
+
+
+def _load_experiment(path: Path, preset: str | None, overrides: list[str] | None):
+    from transferlab.experiment import load_experiment
+
+    try:
+        return load_experiment(path, preset=preset, overrides=overrides or [])
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _run_experiment(spec, out: Path | None, jobs: int, executor: str, dry_run: bool) -> None:
+    from transferlab.experiment import plan_experiment, run_experiment, write_plan
+    from transferlab.report import print_summary
+
+    exp_dir = out or Path("experiments") / spec.name
+    if dry_run:
+        plan = plan_experiment(spec)
+        info = write_plan(plan, exp_dir, shlex.join(["transferlab", *sys.argv[1:]]))
+        _print_plan(info)
+        return
+    try:
+        result = run_experiment(spec, exp_dir, jobs=jobs, executor=executor)
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume where it stopped", code=130)
+    except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    print_summary(exp_dir, console)
+    console.print(f"report: {result.report}", highlight=False, soft_wrap=True)
+    console.print(f"verdict: {result.verdict}", highlight=False, soft_wrap=True)
+
+
+def _print_plan(info: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="plan")
+    for column in ("variant", "seed", "run", "status", "evaluations to do"):
+        table.add_column(column)
+    for run in info["runs"]:
+        todo = [
+            e["task"]
+            for e in info["evals"]
+            if e["run_id"] == run["run_id"] and e["status"] != "done"
+        ]
+        table.add_row(
+            run["variant"], str(run["seed"]), run["run_id"], run["status"], ", ".join(todo) or "-"
+        )
+    console.print(table)
+    minutes = info["estimated_seconds"] / 60
+    console.print(
+        f"estimated time: {minutes:.1f} min on this machine (rough: FLOP count / "
+        "measured matmul speed)"
+    )
+
+
+@app.command("run")
+def run_cmd(
+    experiment: Path = typer.Argument(
+        ..., help="Experiment YAML (base, axes, seeds, tasks, compare)."
+    ),
+    overrides: list[str] = OVERRIDES,
+    preset: str | None = typer.Option(None, help="A named preset of the experiment file."),
+    out: Path | None = EXP_DIR_OPTION,
+    jobs: int = typer.Option(1, help="Runs trained in parallel local processes."),
+    executor: str = typer.Option("local", help="local, or ray (a Ray cluster; RAY_ADDRESS)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its time estimate."),
+) -> None:
+    """Run an experiment: pretrain every variant x seed, transfer to the tasks, compare, report."""
+    spec = _load_experiment(experiment, preset, overrides)
+    _run_experiment(spec, out, jobs, executor, dry_run)
+
+
+@app.command()
+def results(
+    exp_dir: Path = typer.Argument(..., help="An experiment directory."),
+    format: str = typer.Option("table", "--format", help="table, csv or json."),
+) -> None:
+    """Print an experiment's summary table (estimates with intervals and n)."""
+    import csv
+    import json
+
+    from transferlab.report import print_summary
+
+    summary_path = exp_dir / "summary.json"
+    if not summary_path.is_file():
+        _fail(f"{exp_dir} has no summary.json; run the experiment first")
+    if format == "table":
+        print_summary(exp_dir, console)
+        return
+    estimates = json.loads(summary_path.read_text())["estimates"]
+    if format == "json":
+        sys.stdout.write(json.dumps(estimates, indent=2) + "\n")
+    elif format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(estimates[0]) if estimates else [])
+        writer.writeheader()
+        writer.writerows(estimates)
+    else:
+        _fail(f"--format {format!r} is unknown; use table, csv or json")
+
+
+@app.command()
+def report(exp_dir: Path = typer.Argument(..., help="An experiment directory.")) -> None:
+    """(Re)write the experiment's self-contained HTML report."""
+    from transferlab.report import write_report
+
+    if not (exp_dir / "summary.json").is_file():
+        _fail(f"{exp_dir} has no summary.json; run the experiment first")
+    console.print(f"report: {write_report(exp_dir)}")
+
+
+@recipes_app.command("list")
+def recipes_list() -> None:
+    """List the packaged recipes and the claims they test."""
+    from transferlab.recipes import list_recipes
+
+    for recipe in list_recipes():
+        console.print(f"[bold]{recipe.name}[/]  presets: {', '.join(recipe.presets)}")
+        console.print(f"  {recipe.claim}", highlight=False)
+
+
+@recipes_app.command("show")
+def recipes_show(name: str = typer.Argument(..., help="Recipe name.")) -> None:
+    """Print a recipe's YAML."""
+    from transferlab.recipes import recipe_path
+
+    console.print(_recipe(recipe_path, name).read_text(), highlight=False, markup=False)
+
+
+@recipes_app.command("run")
+def recipes_run(
+    name: str = typer.Argument(..., help="Recipe name."),
+    overrides: list[str] = OVERRIDES,
+    preset: str = typer.Option("quick", help="quick (minutes) or full (up to an hour)."),
+    out: Path | None = EXP_DIR_OPTION,
+    jobs: int = typer.Option(2, help="Runs trained in parallel local processes."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its time estimate."),
+) -> None:
+    """Run a recipe: a packaged experiment that tests one published claim."""
+    from transferlab.recipes import recipe_path
+
+    spec = _load_experiment(_recipe(recipe_path, name), preset, overrides)
+    _run_experiment(spec, out or Path("experiments") / f"{name}-{preset}", jobs, "local", dry_run)
+
+
+@app.command()
+def quickstart(
+    out: Path | None = EXP_DIR_OPTION,
+    jobs: int = typer.Option(2, help="Runs trained in parallel local processes."),
+) -> None:
+    """The knowledge-augmentation recipe's quick preset: 2 variants x 2 seeds, minutes on a CPU."""
+    from transferlab.recipes import QUICKSTART, recipe_path
+
+    spec = _load_experiment(_recipe(recipe_path, QUICKSTART), "quick", [])
+    _run_experiment(spec, out or Path("experiments") / "quickstart", jobs, "local", False)
+
+
+def _recipe(recipe_path, name: str) -> Path:
+    try:
+        return recipe_path(name)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 @app.command("config")

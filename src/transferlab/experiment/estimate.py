@@ -1,0 +1,44 @@
+"""A rough wall-time estimate of a plan, for ``--dry-run``: training FLOPs over the FLOP/s this
+machine reaches on matrix products, discounted by the efficiency small models reach in practice."""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+
+from transferlab.experiment.planner import Plan
+from transferlab.models.flops import flops_per_token
+
+# Fraction of the matmul peak a tiny transformer training step reaches on CPU (measured with
+# benchmarks/train_throughput.py, rounded down); evaluation adds about this fraction on top.
+TRAIN_EFFICIENCY = 0.3
+EVAL_OVERHEAD = 0.25
+
+
+@lru_cache(maxsize=1)
+def matmul_flops_per_second(size: int = 512, reps: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def estimate_seconds(plan: Plan) -> float:
+    """Seconds to finish the unfinished runs of ``plan`` (done runs cost nothing)."""
+    total_flops = 0.0
+    for run in plan.runs:
+        if run.status() == "done":
+            continue
+        cfg = run.config
+        model = cfg.model
+        if model.vocab_size is None:  # unknown before the tokenizer exists: its cap bounds it
+            model = model.model_copy(update={"vocab_size": cfg.tokenizer.vocab_size})
+        tokens = cfg.trainer.max_steps * cfg.trainer.batch_size * cfg.data.seq_len
+        total_flops += tokens * flops_per_token(model, cfg.data.seq_len)
+    seconds = total_flops / (matmul_flops_per_second() * TRAIN_EFFICIENCY)
+    return seconds * (1 + EVAL_OVERHEAD)

@@ -1,0 +1,88 @@
+"""The results store of an experiment: per-example rows and per-run summaries in Parquet.
+
+``EXP_DIR/results/examples.parquet``: one row per (run, task, example), with the variant and seed
+of the run, so comparisons can pair examples across variants and seeds.
+``EXP_DIR/results/runs.parquet``: one row per run: variant, seed, final losses, size, cost.
+Both are plain Parquet files, readable with duckdb (``SELECT * FROM 'results/*.parquet'``) or pandas.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transferlab.experiment.planner import Plan, PlannedRun
+from transferlab.train import read_metrics
+
+
+@dataclass(frozen=True)
+class ResultTables:
+    examples: pa.Table
+    runs: pa.Table
+
+
+def results_dir(exp_dir: Path) -> Path:
+    return Path(exp_dir) / "results"
+
+
+def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
+    """Gather finished stages of ``plan`` into the experiment's Parquet tables."""
+    examples = []
+    for planned in plan.evals:
+        table = pq.read_table(planned.rows_path)
+        n = table.num_rows
+        table = table.append_column("variant", pa.array([planned.run.variant] * n))
+        table = table.append_column("seed", pa.array([planned.run.seed] * n, pa.int64()))
+        examples.append(table)
+    tables = ResultTables(
+        examples=pa.concat_tables(examples) if examples else pa.table({}),
+        runs=pa.Table.from_pylist([run_summary(run) for run in plan.runs]),
+    )
+    out = results_dir(exp_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_parquet(tables.examples, out / "examples.parquet")
+    _write_parquet(tables.runs, out / "runs.parquet")
+    return tables
+
+
+def run_summary(run: PlannedRun) -> dict[str, object]:
+    """One row: the run's identity, size, final losses and training cost."""
+    rows = read_metrics(run.run_dir / "metrics.jsonl")
+    info = json.loads((run.run_dir / "run_info.json").read_text())
+    val = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
+    train = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
+    return {
+        "variant": run.variant,
+        "seed": run.seed,
+        "run_id": run.key,
+        "steps": rows[-1]["step"] if rows else 0,
+        "tokens": rows[-1]["tokens"] if rows else 0,
+        "final_val_loss": val[-1] if val else float("nan"),
+        "final_train_loss": train[-1] if train else float("nan"),
+        "params_non_embedding": info["params_non_embedding"],
+        "params_total": info["params_total"],
+        "flops_per_token": info["flops_per_token"],
+        "train_seconds": rows[-1].get("elapsed_s", float("nan")) if rows else float("nan"),
+    }
+
+
+def load_results(exp_dir: Path) -> ResultTables:
+    out = results_dir(exp_dir)
+    if not (out / "examples.parquet").is_file():
+        raise FileNotFoundError(
+            f"{exp_dir} has no results/examples.parquet; run the experiment first "
+            "(transferlab run EXPERIMENT.yaml)"
+        )
+    return ResultTables(
+        pq.read_table(out / "examples.parquet"), pq.read_table(out / "runs.parquet")
+    )
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)

@@ -1,0 +1,84 @@
+"""One experiment end to end: plan, execute (reusing finished stages), collect, analyze, report."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from transferlab.artifacts import write_json_atomic
+from transferlab.experiment.analyze import analyze
+from transferlab.experiment.estimate import estimate_seconds
+from transferlab.experiment.executor import execute
+from transferlab.experiment.planner import Plan, plan_experiment
+from transferlab.experiment.results import collect_results
+from transferlab.experiment.spec import ExperimentSpec
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    exp_dir: Path
+    report: Path
+    summary: dict[str, Any]
+    seconds: float
+
+    @property
+    def verdict(self) -> str:
+        return self.summary["verdict"]["text"]
+
+
+def write_plan(plan: Plan, exp_dir: Path, command: str) -> dict[str, Any]:
+    """``experiment.yaml`` and ``plan.json``: what will run, what is already done, how long."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    (exp_dir / "experiment.yaml").write_text(yaml.safe_dump(plan.spec.to_dict(), sort_keys=False))
+    info = {
+        "command": command,
+        "runs": [
+            {
+                "variant": r.variant,
+                "seed": r.seed,
+                "run_id": r.key,
+                "run_dir": str(r.run_dir),
+                "status": r.status(),
+            }
+            for r in plan.runs
+        ],
+        "evals": [
+            {"run_id": e.run.key, "task": e.task.task_name, "key": e.key, "status": e.status()}
+            for e in plan.evals
+        ],
+        "estimated_seconds": estimate_seconds(plan),
+    }
+    write_json_atomic(exp_dir / "plan.json", info)
+    return info
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    exp_dir: Path,
+    jobs: int = 1,
+    executor: str = "local",
+    command: str | None = None,
+    log: Callable[[str], None] = print,
+) -> ExperimentResult:
+    from transferlab.report import (
+        write_report,  # report imports plotting; keep it off the plan path
+    )
+
+    start = time.perf_counter()
+    plan = plan_experiment(spec)
+    write_plan(plan, exp_dir, command or shlex.join(["transferlab", *sys.argv[1:]]))
+    execute(plan, jobs=jobs, executor=executor, log=log)
+    tables = collect_results(plan, exp_dir)
+    summary = analyze(spec, tables)
+    write_json_atomic(exp_dir / "summary.json", summary)
+    write_plan(plan, exp_dir, json.loads((exp_dir / "plan.json").read_text())["command"])
+    report = write_report(exp_dir)
+    return ExperimentResult(exp_dir, report, summary, time.perf_counter() - start)

@@ -1,0 +1,110 @@
+"""The experiment file: a base run, axes of named variants, seeds, downstream tasks, comparisons.
+
+```yaml
+name: knowledge-augmentation
+base: {world: {name: bios, num_people: 300}, model: {preset: tiny}, ...}   # a run config
+axes:
+  augmentation:                       # an axis: named levels, each a set of dotted overrides
+    fixed: {world.rephrasings: 1, world.exposures: 5}
+    augmented: {world.rephrasings: 5, world.shuffle_sentences: true}
+seeds: [0, 1]
+tasks: [{name: qa_finetune, steps: 300}]
+compare: {baseline: fixed, metric: correct}
+expect: {variant: augmented, direction: better, task: qa_finetune}
+```
+Several axes make a grid: every combination of levels is a variant, named by joining the level
+names with ``+`` in axis order. Seeds vary the training seed (``seed``) only: the world and its
+examples stay the same, so results pair across seeds and variants.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from transferlab.config import TASKS, BaseConfig, TaskConfig
+
+Overrides = dict[str, Any]
+
+
+class CompareSpec(BaseConfig):
+    """Which variants are compared: every variant against ``baseline``, or explicit ``pairs``."""
+
+    baseline: str | None = None
+    pairs: list[tuple[str, str]] = Field(default_factory=list)
+    metric: str = "correct"  # a per-example result column
+    higher_is_better: bool = True
+    min_effect: float = Field(default=0.0, ge=0)  # differences inside +-min_effect do not count
+    level: float = Field(default=0.95, gt=0, lt=1)
+
+
+class ExpectSpec(BaseConfig):
+    """A recipe's prediction, stated before it runs: ``variant`` is ``direction`` than the
+    comparison's other side on ``task`` (first task by default)."""
+
+    variant: str
+    direction: Literal["better", "worse"] = "better"
+    task: str | None = None
+    claim: str = ""
+
+
+class ExperimentSpec(BaseConfig):
+    name: str
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict)
+    axes: dict[str, dict[str, Overrides]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    tasks: list[TASKS.type(TaskConfig, default="qa_finetune")] = Field(default_factory=list)
+    compare: CompareSpec = Field(default_factory=CompareSpec)
+    expect: ExpectSpec | None = None
+
+    @model_validator(mode="after")
+    def _names_are_consistent(self) -> ExperimentSpec:
+        for axis, levels in self.axes.items():
+            if not levels:
+                raise ValueError(f"axes.{axis} has no levels; give at least one named variant")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds} repeat a seed; list each seed once")
+        names = set(self.variant_names())
+        wanted = [self.compare.baseline] if self.compare.baseline else []
+        wanted += [name for pair in self.compare.pairs for name in pair]
+        wanted += [self.expect.variant] if self.expect else []
+        for name in wanted:
+            if name not in names:
+                raise ValueError(
+                    f"variant {name!r} (in compare/expect) is not one of {sorted(names)}"
+                )
+        task_names = [task.task_name for task in self.tasks]
+        if len(set(task_names)) != len(task_names):
+            raise ValueError(f"tasks {task_names} repeat a name; give each a distinct label")
+        if self.expect and self.expect.task and self.expect.task not in task_names:
+            raise ValueError(f"expect.task {self.expect.task!r} is not one of {task_names}")
+        return self
+
+    def variants(self) -> dict[str, Overrides]:
+        """Variant name -> the merged dotted overrides of its levels (grid over all axes)."""
+        if not self.axes:
+            return {"base": {}}
+        out: dict[str, Overrides] = {}
+        for combo in itertools.product(*(levels.items() for levels in self.axes.values())):
+            name = "+".join(level for level, _ in combo)
+            merged: Overrides = {}
+            for _, overrides in combo:
+                merged.update(overrides)
+            out[name] = merged
+        return out
+
+    def variant_names(self) -> list[str]:
+        return list(self.variants())
+
+    def comparison_pairs(self) -> list[tuple[str, str]]:
+        """(variant, reference) pairs: explicit pairs, or all against the baseline, or all pairs
+        in order when neither is given."""
+        if self.compare.pairs:
+            return list(self.compare.pairs)
+        names = self.variant_names()
+        if self.compare.baseline:
+            return [(n, self.compare.baseline) for n in names if n != self.compare.baseline]
+        return list(itertools.combinations(names, 2))
