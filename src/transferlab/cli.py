@@ -209,12 +209,13 @@ def results(
 
 @app.command()
 def report(exp_dir: Path = typer.Argument(..., help="An experiment directory.")) -> None:
-    """(Re)write the experiment's self-contained HTML report."""
+    """(Re)write the experiment's self-contained HTML report (also while it is still running)."""
     from transferlab.report import write_report
 
-    if not (exp_dir / "summary.json").is_file():
-        _fail(f"{exp_dir} has no summary.json; run the experiment first")
-    console.print(f"report: {write_report(exp_dir)}")
+    try:
+        console.print(f"report: {write_report(exp_dir)}")
+    except FileNotFoundError as exc:
+        _fail(str(exc))
 
 
 @recipes_app.command("list")

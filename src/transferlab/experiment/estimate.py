@@ -1,5 +1,8 @@
 """A rough wall-time estimate of a plan, for ``--dry-run``: training FLOPs over the FLOP/s this
-machine reaches on matrix products, discounted by the efficiency small models reach in practice."""
+machine reaches on matrix products, discounted by the efficiency small models reach in practice.
+
+The vocabulary size (and so the output layer's cost) is known only once the tokenizer exists, so
+the estimate builds the data stage of each run: it takes seconds and is cached for the real run."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from functools import lru_cache
 
 import torch
 
+from transferlab.data.prepare import prepare_data
 from transferlab.experiment.planner import Plan
 from transferlab.models.flops import flops_per_token
 
@@ -36,8 +40,8 @@ def estimate_seconds(plan: Plan) -> float:
             continue
         cfg = run.config
         model = cfg.model
-        if model.vocab_size is None:  # unknown before the tokenizer exists: its cap bounds it
-            model = model.model_copy(update={"vocab_size": cfg.tokenizer.vocab_size})
+        if model.vocab_size is None:
+            model = model.model_copy(update={"vocab_size": prepare_data(cfg).vocab_size})
         tokens = cfg.trainer.max_steps * cfg.trainer.batch_size * cfg.data.seq_len
         total_flops += tokens * flops_per_token(model, cfg.data.seq_len)
     seconds = total_flops / (matmul_flops_per_second() * TRAIN_EFFICIENCY)

@@ -1,0 +1,433 @@
+"""The experiment report: one self-contained HTML page (inline CSS, figures as PNG data URIs, no
+scripts) with the verdict first, then the plan, training curves, downstream estimates, paired
+differences, loss-vs-downstream correlations, per-group tables and sample predictions.
+
+Every string that comes from data (names, descriptions, overrides, predictions) goes through the
+escaping helpers of ``markup.py``. A Content-Security-Policy forbids scripts and any load from
+outside the page, so even a missed escape could not run code or fetch anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import yaml
+
+from transferlab.report import formatting as fmt
+from transferlab.report import plots
+from transferlab.report.inputs import (
+    ExperimentRecord,
+    load_experiment,
+    per_run_means,
+    unplanned_row,
+)
+from transferlab.report.markup import Markup, esc, figure, join, table, tag
+
+REPORT_NAME = "report.html"
+SAMPLE_PREDICTIONS = 5  # per variant, from its first seed
+_VERDICT_CLASS = {"reproduced": "good", "not reproduced": "bad"}
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+.verdict { border-radius: 6px; padding: 0.8em 1.2em; margin: 1em 0; font-size: 1.15em;
+           border: 2px solid #757575; background: #f3f3f3; }
+.verdict.good { border-color: #2e7d32; background: #e8f5e9; }
+.verdict.bad { border-color: #c62828; background: #ffebee; }
+.verdict .status { font-weight: bold; text-transform: uppercase; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f6f6f6; }
+td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
+figure { margin: 1em 0; } figure img { max-width: 100%; }
+figcaption, .note { color: #555; font-size: 0.9em; }
+.better { color: #2e7d32; font-weight: bold; } .worse { color: #c62828; font-weight: bold; }
+"""
+
+
+def write_report(exp_dir: Path) -> Path:
+    """Write ``EXP_DIR/report.html`` atomically and return its path."""
+    record = load_experiment(exp_dir)
+    path = Path(exp_dir) / REPORT_NAME
+    _write_atomic(path, render(record))
+    return path
+
+
+def render(record: ExperimentRecord) -> str:
+    name = record.spec.get("name", record.exp_dir.name)
+    colors = plots.variant_colors(record.variants())
+    body = [
+        tag("h1", f"Experiment: {name}"),
+        tag("p", record.spec["description"]) if record.spec.get("description") else "",
+        _verdict(record),
+        _reproduce(record),
+        _plan(record),
+        _training(record, colors),
+        _downstream(record, colors),
+        _differences(record),
+        _correlations(record, colors),
+        _groups(record),
+        _samples(record),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"{tag('title', f'transferlab report: {name}')}<style>{_CSS}</style></head>"
+        f"<body>{join(body)}</body></html>\n"
+    )
+
+
+def _verdict(record: ExperimentRecord) -> Markup:
+    if record.summary is None:
+        return tag("div", "no verdict yet: the experiment has no summary.json", cls="verdict")
+    verdict = record.summary.get("verdict")
+    if not verdict:
+        return tag("div", "no verdict: summary.json holds none", cls="verdict")
+    status = str(verdict.get("status", "none"))
+    claim = (record.spec.get("expect") or {}).get("claim")
+    return tag(
+        "div",
+        tag("div", f"verdict: {status}", cls="status"),
+        tag("div", verdict.get("text", "")),
+        tag("div", f"claim: {claim}", cls="note") if claim else "",
+        cls=f"verdict {_VERDICT_CLASS.get(status, 'neutral')}",
+    )
+
+
+def _reproduce(record: ExperimentRecord) -> Markup:
+    command = (record.plan or {}).get("command")
+    if not command:
+        return tag("p", "no plan.json: the command that reproduces this is unknown", cls="note")
+    return join([tag("h2", "Reproduce"), tag("pre", tag("code", command))])
+
+
+def _plan(record: ExperimentRecord) -> Markup:
+    spec = record.spec
+    axes = spec.get("axes") or {}
+    axis_rows = [
+        (axis, level, json.dumps(overrides, sort_keys=True))
+        for axis, levels in axes.items()
+        for level, overrides in levels.items()
+    ]
+    tasks = [
+        (t.get("name"), json.dumps({k: v for k, v in t.items() if k != "name"}, sort_keys=True))
+        for t in spec.get("tasks") or []
+    ]
+    estimate = (record.plan or {}).get("estimated_seconds")
+    parts = [
+        tag("h2", "Plan"),
+        tag("p", f"Variants ({len(record.variants())}): ", ", ".join(record.variants())),
+        tag("p", f"Seeds: {', '.join(str(s) for s in spec.get('seeds') or [])}"),
+        table(["axis", "level", "overrides"], axis_rows)
+        if axis_rows
+        else tag("p", "No axes: one variant."),
+        table(["task", "settings"], tasks),
+        tag("p", "Comparisons: ", json.dumps(spec.get("compare") or {}, sort_keys=True)),
+        tag(
+            "p",
+            "Expectation: ",
+            json.dumps(spec["expect"], sort_keys=True) if spec.get("expect") else "none stated",
+        ),
+        tag("p", f"Estimated time when planned: {fmt.duration(estimate)}") if estimate else "",
+        _runs_table(record),
+        Markup(
+            "<details><summary>Base configuration</summary>"
+            f"{tag('pre', yaml.safe_dump(spec.get('base') or {}, sort_keys=True))}</details>"
+        ),
+    ]
+    return join(parts)
+
+
+def _runs_table(record: ExperimentRecord) -> Markup:
+    finished = {str(r["run_id"]): r for r in record.runs}
+    evals = (record.plan or {}).get("evals", [])
+    rows = []
+    for run in record.planned or [unplanned_row(r) for r in record.runs]:
+        info = finished.get(run.run_id, {})
+        mine = [e for e in evals if str(e.get("run_id")) == run.run_id]
+        done = sum(e.get("status") == "done" for e in mine)
+        rows.append(
+            (
+                run.variant,
+                run.seed,
+                run.run_id,
+                run.status,
+                f"{done}/{len(mine)}",
+                fmt.count(info.get("steps")),
+                fmt.count(info.get("tokens")),
+                fmt.number(info.get("final_train_loss")),
+                fmt.number(info.get("final_val_loss")),
+                fmt.count(info.get("params_non_embedding")),
+                fmt.duration(info.get("train_seconds")),
+            )
+        )
+    headers = [
+        "variant",
+        "seed",
+        "run id",
+        "status",
+        "evals done",
+        "steps",
+        "tokens",
+        "final train loss",
+        "final val loss",
+        "non-embedding params",
+        "train time",
+    ]
+    return join([tag("h3", "Runs"), table(headers, rows, numeric=set(range(5, 11)))])
+
+
+def _training(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
+    for run in record.planned:
+        if record.curves.get(run.run_id):
+            curves.setdefault(run.variant, []).append(record.curves[run.run_id])
+    if not curves:
+        return join(
+            [tag("h2", "Training curves"), tag("p", "No training metrics yet.", cls="note")]
+        )
+    seeds = "; ".join(f"{variant}: {len(runs)}" for variant, runs in curves.items())
+    caption = (
+        "Train and validation loss per variant: the line is the mean over seeds at each step, "
+        f"the band spans the lowest to the highest seed. Seeds per variant: {seeds}."
+    )
+    uri = plots.data_uri(plots.training_curves(curves, colors))
+    return join([tag("h2", "Training curves"), figure(uri, "training curves", caption)])
+
+
+def _summary_rows(record: ExperimentRecord, key: str, task: str) -> list[dict[str, Any]]:
+    return [row for row in (record.summary or {}).get(key, []) if row.get("task") == task]
+
+
+def _by_metric(rows: list[dict[str, Any]], primary: str) -> list[dict[str, Any]]:
+    """Rows of the primary metric first, the others after in their original order."""
+    return sorted(rows, key=lambda row: row.get("metric") != primary)
+
+
+def _downstream(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    parts = [tag("h2", "Downstream results")]
+    primary = record.primary_metric()
+    if record.summary is None:
+        return join([*parts, tag("p", "No summary.json yet: no estimates.", cls="note")])
+    for task in record.tasks():
+        estimates = _by_metric(_summary_rows(record, "estimates", task), primary)
+        parts.append(tag("h3", f"Task: {task}"))
+        if not estimates:
+            parts.append(tag("p", "No estimates for this task.", cls="note"))
+            continue
+        main = [e for e in estimates if e["metric"] == primary]
+        if main:
+            caption = (
+                f"{primary} per variant: mean (dot) and {_level(record)} interval (line); "
+                "n = seeds x examples."
+            )
+            uri = plots.data_uri(plots.estimate_whiskers(main, primary, colors))
+            parts.append(figure(uri, f"{primary} on {task} per variant", caption))
+        rows = [
+            (
+                e["metric"],
+                e["variant"],
+                fmt.interval(e["mean"], e["low"], e["high"]),
+                fmt.seeds_by_examples(e),
+                _seed_note(e),
+            )
+            for e in estimates
+        ]
+        headers = ["metric", "variant", f"mean [{_level(record)} interval]", "n", "note"]
+        parts.append(table(headers, rows, {2}))
+    return join(parts)
+
+
+def _level(record: ExperimentRecord) -> str:
+    return fmt.level((record.summary or {}).get("level"))
+
+
+def _seed_note(row: dict[str, Any]) -> str:
+    if row.get("seed_variance_captured", True):
+        return ""
+    return "one seed: the interval covers example-to-example variation only"
+
+
+def _differences(record: ExperimentRecord) -> Markup:
+    parts = [tag("h2", "Paired differences")]
+    primary = record.primary_metric()
+    for task in record.tasks():
+        comparisons = _by_metric(_summary_rows(record, "comparisons", task), primary)
+        if not comparisons:
+            continue
+        parts.append(tag("h3", f"Task: {task}"))
+        main = [c for c in comparisons if c["metric"] == primary]
+        if main:
+            caption = (
+                f"Paired difference in {primary} (variant minus reference, same seeds and "
+                "examples) with its interval; colour = verdict; the grey band, if any, is the "
+                "minimum effect that counts."
+            )
+            uri = plots.data_uri(plots.forest(main, primary))
+            parts.append(figure(uri, f"forest plot of {primary} differences on {task}", caption))
+        rows = [
+            (
+                c["metric"],
+                f"{c['variant']} vs {c['reference']}",
+                fmt.interval(c["diff"], c["low"], c["high"], signed=True),
+                fmt.p_value(c.get("p_value")),
+                tag(
+                    "span",
+                    c["verdict"],
+                    cls=c["verdict"] if c["verdict"] in plots.VERDICT_COLORS else None,
+                ),
+                fmt.seeds_by_examples(c),
+                _comparison_note(c),
+            )
+            for c in comparisons
+        ]
+        interval = f"difference [{_level(record)} interval]"
+        headers = ["metric", "comparison", interval, "p", "verdict", "n", "note"]
+        parts.append(table(headers, rows, {2, 3}))
+    if len(parts) == 1:
+        parts.append(tag("p", "No comparisons yet.", cls="note"))
+    return join(parts)
+
+
+def _comparison_note(row: dict[str, Any]) -> str:
+    notes = []
+    if row.get("min_effect"):
+        notes.append(f"min effect {fmt.number(row['min_effect'])}")
+    if not row.get("higher_is_better", True):
+        notes.append("lower is better")
+    if row.get("n_dropped"):
+        notes.append(f"{row['n_dropped']} unpaired rows dropped")
+    seed_note = _seed_note(row)
+    return "; ".join([*notes, seed_note] if seed_note else notes)
+
+
+def _correlations(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    parts = [tag("h2", "Validation loss vs downstream")]
+    primary = record.primary_metric()
+    losses = {str(r["run_id"]): (str(r["variant"]), r.get("final_val_loss")) for r in record.runs}
+    for task in record.tasks():
+        correlations = _by_metric(_summary_rows(record, "correlations", task), primary)
+        means = per_run_means(record.examples, task, primary)
+        points = [
+            (losses[run_id][0], losses[run_id][1], mean)
+            for run_id, mean in means.items()
+            if run_id in losses and fmt.is_number(losses[run_id][1])
+        ]
+        if not points and not correlations:
+            continue
+        parts.append(tag("h3", f"Task: {task}"))
+        if points:
+            main = next((c for c in correlations if c["metric"] == primary), None)
+            caption = f"One dot per run: final validation loss vs mean {primary}. {_rho_text(main)}"
+            uri = plots.data_uri(plots.loss_scatter(points, primary, colors))
+            parts.append(figure(uri, f"validation loss vs {primary} on {task}", caption))
+        rows = [
+            (
+                c["metric"],
+                fmt.interval(c["rho"], c["low"], c["high"], signed=True),
+                f"{c.get('n_runs')} runs",
+                c.get("reason") or "",
+            )
+            for c in correlations
+        ]
+        headers = ["metric", f"Spearman rho [{_level(record)} interval]", "n", "note"]
+        parts.append(table(headers, rows, {1}))
+    if len(parts) == 1:
+        parts.append(tag("p", "No runs with both a validation loss and results yet.", cls="note"))
+    return join(parts)
+
+
+def _rho_text(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "No rank correlation computed."
+    n = f"n = {row.get('n_runs')} runs"
+    if not fmt.is_number(row.get("rho")):
+        return f"Spearman rho undefined ({row.get('reason') or 'no reason given'}; {n})."
+    rho = fmt.interval(row["rho"], row["low"], row["high"], signed=True)
+    return (
+        f"Spearman rho = {rho} ({fmt.level(row.get('level'))} bootstrap interval over runs; {n})."
+    )
+
+
+def _groups(record: ExperimentRecord) -> Markup:
+    parts = [tag("h2", "Per-group results")]
+    variants = record.variants()
+    for task in record.tasks():
+        rows = _summary_rows(record, "groups", task)
+        if not rows:
+            continue
+        cells = {(str(r["group"]), str(r["variant"])): r for r in rows}
+        groups = list(dict.fromkeys(str(r["group"]) for r in rows))
+        body = [
+            [group, *(_group_cell(cells.get((group, v))) for v in variants)] for group in groups
+        ]
+        metric = rows[0].get("metric", record.primary_metric())
+        parts += [
+            tag(
+                "h3", f"Task: {task} ({metric}: mean [{_level(record)} interval], seeds x examples)"
+            ),
+            table(["group", *variants], body, set(range(1, len(variants) + 1))),
+        ]
+    if len(parts) == 1:
+        parts.append(tag("p", "No per-group results.", cls="note"))
+    return join(parts)
+
+
+def _group_cell(row: dict[str, Any] | None) -> Markup:
+    if row is None:
+        return esc("n/a")
+    n = f"{row.get('n_seeds')} x {row.get('n_examples')}"
+    return join(
+        [
+            fmt.interval(row["mean"], row["low"], row["high"]),
+            Markup("<br>"),
+            tag("span", n, cls="note"),
+        ]
+    )
+
+
+def _samples(record: ExperimentRecord) -> Markup:
+    """A few raw predictions per variant, so a reader sees what the numbers are made of."""
+    wanted = ["example_id", "group", "target", "prediction", "correct"]
+    examples, tasks = record.examples, record.tasks()
+    if examples is None or not tasks or not {"task", *wanted} <= set(examples.column_names):
+        return Markup("")
+    task = tasks[0]
+    chosen = examples.filter(pc.equal(examples.column("task"), task))
+    first_seed: dict[str, Any] = {}
+    shown: Counter[str] = Counter()
+    rows = []
+    for row in chosen.select(["variant", "seed", *wanted]).to_pylist():
+        variant = row["variant"]
+        if row["seed"] != first_seed.setdefault(variant, row["seed"]):
+            continue
+        if shown[variant] < SAMPLE_PREDICTIONS:
+            shown[variant] += 1
+            rows.append([row[c] for c in ("variant", "seed", *wanted)])
+    caption = f"The first {SAMPLE_PREDICTIONS} examples of {task} per variant, from its first seed."
+    return join(
+        [
+            tag("h2", "Sample predictions"),
+            tag("p", caption, cls="note"),
+            table(["variant", "seed", *wanted], rows),
+        ]
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

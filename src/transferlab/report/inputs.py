@@ -1,0 +1,137 @@
+"""Read an experiment directory for the report: the spec, the plan, the results tables, each
+run's training curve and the analysis summary.
+
+Only ``experiment.yaml`` is required. Everything else may be missing (an experiment still running,
+or one whose analysis has not been written yet); the report then says what is missing instead of
+failing, so it can be looked at while the experiment is under way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from transferlab.train.metrics import read_metrics
+
+
+@dataclass(frozen=True)
+class PlannedRunRow:
+    variant: str
+    seed: int
+    run_id: str
+    run_dir: Path
+    status: str
+
+
+@dataclass
+class ExperimentRecord:
+    exp_dir: Path
+    spec: dict[str, Any]
+    plan: dict[str, Any] | None
+    summary: dict[str, Any] | None
+    runs: list[dict[str, Any]]  # rows of results/runs.parquet
+    examples: pa.Table | None  # results/examples.parquet
+    planned: list[PlannedRunRow] = field(default_factory=list)
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run_id -> metrics rows
+
+    def variants(self) -> list[str]:
+        """Variant names in plan order (then any that only the results know)."""
+        names = [row.variant for row in self.planned] + [str(r["variant"]) for r in self.runs]
+        return list(dict.fromkeys(names))
+
+    def tasks(self) -> list[str]:
+        names = [str(t.get("name")) for t in self.spec.get("tasks") or [] if isinstance(t, dict)]
+        if self.summary:
+            names += [str(e["task"]) for e in self.summary.get("estimates", [])]
+        return list(dict.fromkeys(names))
+
+    def primary_metric(self) -> str:
+        if self.summary and self.summary.get("primary_metric"):
+            return str(self.summary["primary_metric"])
+        return str((self.spec.get("compare") or {}).get("metric", "correct"))
+
+
+def load_experiment(exp_dir: Path) -> ExperimentRecord:
+    exp_dir = Path(exp_dir)
+    spec_path = exp_dir / "experiment.yaml"
+    if not spec_path.is_file():
+        raise FileNotFoundError(
+            f"{exp_dir} has no experiment.yaml, so it is not an experiment directory; pass the "
+            "directory that `transferlab run EXPERIMENT.yaml` wrote"
+        )
+    spec = yaml.safe_load(spec_path.read_text()) or {}
+    plan = _read_json(exp_dir / "plan.json")
+    runs_path = exp_dir / "results" / "runs.parquet"
+    examples_path = exp_dir / "results" / "examples.parquet"
+    record = ExperimentRecord(
+        exp_dir=exp_dir,
+        spec=spec,
+        plan=plan,
+        summary=_read_json(exp_dir / "summary.json"),
+        runs=pq.read_table(runs_path).to_pylist() if runs_path.is_file() else [],
+        examples=pq.read_table(examples_path) if examples_path.is_file() else None,
+        planned=[_planned_row(exp_dir, run) for run in (plan or {}).get("runs", [])],
+    )
+    for row in record.planned:
+        record.curves[row.run_id] = read_metrics(row.run_dir / "metrics.jsonl")
+    return record
+
+
+def load_summary(exp_dir: Path) -> dict[str, Any]:
+    summary = _read_json(Path(exp_dir) / "summary.json")
+    if summary is None:
+        raise FileNotFoundError(
+            f"{exp_dir} has no summary.json; run the experiment to the end first "
+            "(transferlab run EXPERIMENT.yaml)"
+        )
+    return summary
+
+
+def per_run_means(examples: pa.Table | None, task: str, metric: str) -> dict[str, float]:
+    """Run id -> mean of ``metric`` over that run's examples on ``task`` (NaN values left out)."""
+    if examples is None or metric not in examples.column_names:
+        return {}
+    tasks = np.asarray(examples.column("task").to_pylist(), dtype=object)
+    run_ids = np.asarray(examples.column("run_id").to_pylist(), dtype=object)
+    values = examples.column(metric).to_numpy(zero_copy_only=False).astype(float)
+    means = {}
+    for run_id in dict.fromkeys(run_ids[tasks == task]):
+        chosen = values[(tasks == task) & (run_ids == run_id)]
+        chosen = chosen[np.isfinite(chosen)]
+        if chosen.size:
+            means[str(run_id)] = float(chosen.mean())
+    return means
+
+
+def _planned_row(exp_dir: Path, run: dict[str, Any]) -> PlannedRunRow:
+    run_dir = Path(run.get("run_dir", ""))
+    return PlannedRunRow(
+        variant=str(run["variant"]),
+        seed=int(run["seed"]),
+        run_id=str(run["run_id"]),
+        # A relative run_dir is relative to the experiment directory, so a moved one still works.
+        run_dir=run_dir if run_dir.is_absolute() else exp_dir / run_dir,
+        status=str(run.get("status", "unknown")),
+    )
+
+
+def unplanned_row(run: dict[str, Any]) -> PlannedRunRow:
+    """A run known only from results/runs.parquet (no plan.json): its status is unknown."""
+    return PlannedRunRow(
+        variant=str(run["variant"]),
+        seed=int(run["seed"]),
+        run_id=str(run["run_id"]),
+        run_dir=Path(),
+        status="unknown",
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,189 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot, so no global state and no
+GUI backend) and embedded as inline PNG data URIs, so the page needs nothing outside itself.
+
+Every figure takes plain rows (dicts from ``summary.json``, metrics rows from ``metrics.jsonl``) and
+returns a ``Figure``; ``data_uri`` turns it into an ``<img>`` source.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from transferlab.report.formatting import is_number
+
+Series = list[tuple[float, float]]  # (step, value) of one run
+VERDICT_COLORS = {"better": "#2e7d32", "worse": "#c62828", "inconclusive": "#757575"}
+_PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)  # matplotlib's tab10
+DPI = 96
+
+
+def variant_colors(variants: Sequence[str]) -> dict[str, str]:
+    """One stable colour per variant, the same in every figure."""
+    return {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(variants)}
+
+
+def plain(text: Any) -> str:
+    """Text that matplotlib draws literally: a ``$`` would otherwise start mathtext, and a variant
+    name with one ``$`` would make the whole figure fail to render."""
+    return str(text).replace("$", r"\$")
+
+
+def data_uri(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    # No "Software" tag: the same data gives the same bytes whatever matplotlib version drew it.
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def training_curves(
+    curves: dict[str, list[list[dict[str, Any]]]], colors: dict[str, str]
+) -> Figure:
+    """Train and validation loss vs step: per variant the mean over its seeds, with a band from
+    the lowest to the highest seed at each step. ``curves``: variant -> one metrics list per seed."""
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    train_ax, val_ax = fig.subplots(1, 2)
+    _loss_axis(train_ax, curves, "train_loss", colors)
+    _loss_axis(val_ax, curves, "val_loss", colors)
+    return fig
+
+
+def _loss_axis(
+    ax: Axes, curves: dict[str, list[list[dict[str, Any]]]], key: str, colors: dict[str, str]
+) -> None:
+    drawn = False
+    for variant, runs in curves.items():
+        series = [s for s in (_series(rows, key) for rows in runs) if s]
+        if not series:
+            continue
+        steps, mean, low, high = _spread(series)
+        color = colors.get(variant)
+        ax.plot(steps, mean, color=color, label=plain(f"{variant} ({len(series)} seeds)"))
+        if len(series) > 1:
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+        drawn = True
+    _finish(ax, drawn, xlabel="step", ylabel=key.replace("_", " "))
+
+
+def estimate_whiskers(
+    estimates: list[dict[str, Any]], metric: str, colors: dict[str, str]
+) -> Figure:
+    """Dot-and-whisker plot: one row per variant, its mean and interval."""
+    fig = Figure(figsize=(7, 0.6 + 0.45 * max(len(estimates), 1)), layout="constrained")
+    ax = fig.subplots()
+    for y, est in enumerate(estimates):
+        color = colors.get(str(est["variant"]), "#333333")
+        _whisker(ax, y, est["mean"], est["low"], est["high"], color)
+    ax.set_yticks(range(len(estimates)), [_row_label(str(e["variant"]), e) for e in estimates])
+    ax.invert_yaxis()
+    level = estimates[0].get("level", 0.95) if estimates else 0.95
+    _finish(ax, bool(estimates), xlabel=plain(f"{metric}: mean and {level:.0%} interval"))
+    return fig
+
+
+def forest(comparisons: list[dict[str, Any]], metric: str) -> Figure:
+    """Forest plot of paired differences (variant minus reference), coloured by verdict, with the
+    zero line and, when the experiment set one, the +-min_effect band of differences too small
+    to count."""
+    fig = Figure(figsize=(7, 0.8 + 0.45 * max(len(comparisons), 1)), layout="constrained")
+    ax = fig.subplots()
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    band = max((c.get("min_effect") or 0.0 for c in comparisons), default=0.0)
+    if band > 0:
+        ax.axvspan(-band, band, color="#999999", alpha=0.15, linewidth=0)
+    for y, comp in enumerate(comparisons):
+        color = VERDICT_COLORS.get(str(comp.get("verdict")), "#333333")
+        _whisker(ax, y, comp["diff"], comp["low"], comp["high"], color)
+    labels = [_row_label(f"{c['variant']} - {c['reference']}", c) for c in comparisons]
+    ax.set_yticks(range(len(comparisons)), labels)
+    ax.invert_yaxis()
+    for verdict, color in VERDICT_COLORS.items():
+        ax.plot([], [], "o", color=color, label=verdict)
+    level = comparisons[0].get("level", 0.95) if comparisons else 0.95
+    xlabel = plain(f"difference in {metric} ({level:.0%} interval)")
+    # The key goes outside the axes, where it can never cover an interval.
+    _finish(ax, bool(comparisons), xlabel=xlabel, legend="outside right upper")
+    return fig
+
+
+def loss_scatter(
+    points: list[tuple[str, float, float]], metric: str, colors: dict[str, str]
+) -> Figure:
+    """Final validation loss (x) vs the run's mean downstream metric (y), one dot per run."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for variant in dict.fromkeys(p[0] for p in points):
+        xs = [p[1] for p in points if p[0] == variant]
+        ys = [p[2] for p in points if p[0] == variant]
+        ax.scatter(xs, ys, color=colors.get(variant), label=plain(variant), s=36)
+    _finish(ax, bool(points), xlabel="final validation loss", ylabel=plain(f"mean {metric}"))
+    return fig
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> Series:
+    out = []
+    for row in rows:
+        value = row.get(key)
+        if is_number(value):
+            out.append((float(row["step"]), float(value)))
+    return out
+
+
+def _spread(series: list[Series]) -> tuple[np.ndarray, ...]:
+    """Steps, mean, min and max over the seeds that logged each step (a partial run just stops
+    contributing where it stopped)."""
+    by_step: dict[float, list[float]] = {}
+    for run in series:
+        for step, value in run:
+            by_step.setdefault(step, []).append(value)
+    steps = np.array(sorted(by_step))
+    values = [np.array(by_step[step]) for step in steps]
+    return (
+        steps,
+        np.array([v.mean() for v in values]),
+        np.array([v.min() for v in values]),
+        np.array([v.max() for v in values]),
+    )
+
+
+def _whisker(ax: Axes, y: float, mean: Any, low: Any, high: Any, color: str) -> None:
+    if is_number(low) and is_number(high) and is_number(mean):
+        ax.plot([low, high], [y, y], color=color, linewidth=2)
+    if is_number(mean):
+        ax.plot([mean], [y], "o", color=color, markersize=7)
+
+
+def _row_label(name: str, row: dict[str, Any]) -> str:
+    return plain(f"{name}\n(n = {row.get('n_seeds')} x {row.get('n_examples')})")
+
+
+def _finish(
+    ax: Axes, drawn: bool, xlabel: str, ylabel: str | None = None, legend: str = "best"
+) -> None:
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if not drawn:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    elif ax.get_legend_handles_labels()[0] and legend.startswith("outside"):
+        ax.figure.legend(loc=legend, fontsize="small")
+    elif ax.get_legend_handles_labels()[0]:
+        ax.legend(loc=legend, fontsize="small")

@@ -1,0 +1,88 @@
+"""The terminal summary of an experiment: per task, the primary metric of each variant and the
+paired comparisons, as rich tables, then the verdict line. Data strings go in as ``Text`` so that
+rich never reads a variant name like ``[bold]x`` as markup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from transferlab.report import formatting as fmt
+from transferlab.report.inputs import load_summary
+
+_VERDICT_STYLE = {
+    "reproduced": "bold green",
+    "not reproduced": "bold red",
+    "better": "green",
+    "worse": "red",
+}
+
+
+def print_summary(exp_dir: Path, console: Console) -> None:
+    """Print, per task, the estimates of the primary metric and its comparisons; then the
+    verdict."""
+    summary = load_summary(exp_dir)
+    metric = str(summary.get("primary_metric", "correct"))
+    level = fmt.level(summary.get("level"))
+    name = summary.get("experiment", Path(exp_dir).name)
+    console.print(Text(f"experiment: {name}", style="bold"))
+    rows = summary.get("estimates", []) + summary.get("comparisons", [])
+    for task in dict.fromkeys(str(row["task"]) for row in rows):
+        console.print(estimates_table(summary, task, metric, level))
+        comparisons = comparisons_table(summary, task, metric, level)
+        if comparisons.row_count:
+            console.print(comparisons)
+    verdict = summary.get("verdict") or {}
+    status = str(verdict.get("status", "none"))
+    line = Text("verdict: ", style="bold")
+    line.append(str(verdict.get("text", status)), style=_VERDICT_STYLE.get(status, "bold"))
+    console.print(line)
+
+
+def estimates_table(summary: dict[str, Any], task: str, metric: str, level: str) -> Table:
+    title = Text(f"{task}: {metric}, mean [{level} interval], n = seeds x examples")
+    table = Table(title=title, title_justify="left")
+    _columns(table, ["variant"], ["mean [interval]", "n"])
+    for row in _rows(summary, "estimates", task, metric):
+        table.add_row(
+            Text(str(row["variant"])), fmt.interval(row["mean"], row["low"], row["high"]), _n(row)
+        )
+    return table
+
+
+def comparisons_table(summary: dict[str, Any], task: str, metric: str, level: str) -> Table:
+    title = Text(f"{task}: paired differences in {metric} [{level} interval]")
+    table = Table(title=title, title_justify="left")
+    _columns(table, ["comparison"], ["difference [interval]", "p", "verdict", "n"])
+    for row in _rows(summary, "comparisons", task, metric):
+        verdict = str(row["verdict"])
+        table.add_row(
+            Text(f"{row['variant']} vs {row['reference']}"),
+            fmt.interval(row["diff"], row["low"], row["high"], signed=True),
+            fmt.p_value(row.get("p_value")),
+            Text(verdict, style=_VERDICT_STYLE.get(verdict, "")),
+            _n(row),
+        )
+    return table
+
+
+def _rows(summary: dict[str, Any], key: str, task: str, metric: str) -> list[dict[str, Any]]:
+    return [r for r in summary.get(key, []) if r.get("task") == task and r.get("metric") == metric]
+
+
+def _columns(table: Table, names: list[str], values: list[str]) -> None:
+    """Name columns fold when the terminal is narrow; value columns (numbers, verdicts) never
+    wrap, so an interval always reads on one line. Headers go in as ``Text``: as a plain string
+    rich would read "[interval]" as a markup tag and drop it."""
+    for header in names:
+        table.add_column(Text(header), overflow="fold")
+    for header in values:
+        table.add_column(Text(header), justify="right", no_wrap=True)
+
+
+def _n(row: dict[str, Any]) -> str:
+    return f"{row.get('n_seeds')} x {row.get('n_examples')}"

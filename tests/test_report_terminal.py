@@ -1,0 +1,45 @@
+"""The terminal summary: estimates and comparisons of the primary metric with intervals and n, the
+verdict line, and data strings printed literally (never read as rich markup)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from test_report_html import HOSTILE, VERDICT_TEXT, make_experiment
+from transferlab.report import print_summary
+
+
+def _printed(exp: Path) -> str:
+    console = Console(record=True, width=120)
+    print_summary(exp, console)
+    return console.export_text()
+
+
+def test_summary_shows_estimates_comparisons_and_verdict(tmp_path: Path):
+    text = _printed(make_experiment(tmp_path))
+    estimates, comparisons = text.split("qa_finetune: paired differences in correct [95% interval]")
+    assert "qa_finetune: correct, mean [95% interval], n = seeds x examples" in estimates
+    assert "mean [interval]" in estimates
+    assert "difference [interval]" in comparisons
+    lines = estimates.splitlines()
+    assert any(
+        "fixed" in line and "0.250 [0.100, 0.400]" in line and "2 x 6" in line for line in lines
+    )
+    assert "0.500 [0.350, 0.650]" in estimates
+    assert "0.210" not in text  # p_correct: only the primary metric is summarised
+    assert "+0.250 [+0.100, +0.400]" in comparisons and "better" in comparisons
+    assert "0.004" in comparisons
+    # rich wraps long cells, so compare the text with the table's borders and spaces taken out
+    flat = "".join(text.replace("│", " ").split())
+    assert "".join(f"{HOSTILE} vs fixed".split()) in flat
+    assert "".join(f"verdict: {VERDICT_TEXT}".split()) in flat
+
+
+def test_summary_needs_the_analysis(tmp_path: Path):
+    exp = make_experiment(tmp_path)
+    (exp / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match="has no summary.json; run the experiment"):
+        print_summary(exp, Console(record=True))
