@@ -123,12 +123,11 @@ def _run_experiment(spec, out: Path | None, jobs: int, executor: str, dry_run: b
     from transferlab.report import print_summary
 
     exp_dir = out or Path("experiments") / spec.name
-    if dry_run:
-        plan = plan_experiment(spec)
-        info = write_plan(plan, exp_dir, shlex.join(["transferlab", *sys.argv[1:]]))
-        _print_plan(info)
-        return
     try:
+        if dry_run:
+            plan = plan_experiment(spec)
+            _print_plan(write_plan(plan, exp_dir, shlex.join(["transferlab", *sys.argv[1:]])))
+            return
         result = run_experiment(spec, exp_dir, jobs=jobs, executor=executor)
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to resume where it stopped", code=130)

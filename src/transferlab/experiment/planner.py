@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from transferlab.artifacts import cache_root, content_key, is_complete
-from transferlab.config import RunConfig, TaskConfig, set_dotted, validate
+from transferlab.config import ConfigError, RunConfig, TaskConfig, set_dotted, validate
 from transferlab.experiment.spec import ExperimentSpec
 from transferlab.train.checkpoint import checkpoint_step, latest_checkpoint
 from transferlab.train.run_dir import config_key
@@ -66,7 +66,10 @@ def run_config(
 ) -> RunConfig:
     """The run config of one variant and seed, named by its content key inside ``store``."""
     data = set_dotted(spec.base, {**overrides, "seed": seed, "name": "run"})
-    cfg = validate(RunConfig, data)
+    try:
+        cfg = validate(RunConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"base + variant overrides {overrides}: {exc}") from None
     key = config_key(cfg)
     trainer = cfg.trainer.model_copy(update={"out_dir": str(store / "runs")})
     return cfg.model_copy(update={"name": key, "trainer": trainer})

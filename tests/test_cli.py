@@ -1,0 +1,148 @@
+"""The command line end to end: world build, train (+ resume), export-hf, config errors,
+experiments with results in three formats, recipes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from conftest import TINY_RUN
+from transferlab.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def run_yaml(tmp_path):
+    data = {**TINY_RUN, "trainer": {**TINY_RUN["trainer"], "out_dir": str(tmp_path / "runs")}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_world_build_writes_corpus_qa_and_truth_table(run_yaml, tmp_path):
+    out = tmp_path / "world"
+    result = runner.invoke(
+        app, ["world", "build", str(run_yaml), "world.num_people=12", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"world: {out}" in result.output
+    people = pq.read_table(out / "people.parquet")
+    assert people.num_rows == 12
+    qa = [json.loads(line) for line in (out / "qa.jsonl").read_text().splitlines()]
+    assert len(qa) == 12 * 6
+    assert (out / "COMPLETE").is_file()
+
+
+def test_train_then_resume_then_export(run_yaml, tmp_path):
+    result = runner.invoke(app, ["train", str(run_yaml), "trainer.max_steps=4"])
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "tiny"
+    assert f"run: {run_dir}" in result.output.replace("\n", "")
+
+    again = runner.invoke(app, ["train", str(run_yaml), "trainer.max_steps=4"])
+    assert again.exit_code == 2
+    assert "already has checkpoints" in again.output and "--resume" in again.output
+
+    longer = runner.invoke(app, ["train", str(run_yaml), "trainer.max_steps=8", "--resume"])
+    assert longer.exit_code == 0, longer.output
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 8
+
+    out = tmp_path / "hf"
+    exported = runner.invoke(app, ["export-hf", str(run_dir), str(out)])
+    assert exported.exit_code == 0, exported.output
+    from transformers import AutoModelForCausalLM
+
+    from transferlab.train import load_run
+
+    hf = AutoModelForCausalLM.from_pretrained(out).eval()
+    ours = load_run(run_dir).model
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        assert torch.allclose(hf(ids).logits, ours(ids), atol=1e-4)
+
+
+def test_bad_config_value_is_one_line_naming_field_and_value(run_yaml):
+    result = runner.invoke(app, ["train", str(run_yaml), "model.d_model=abc"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        "error: model.d_model: got 'abc'; expected a valid integer, unable to parse string as "
+        "an integer"
+    ]
+
+
+def test_config_command_prints_resolved_preset(run_yaml):
+    result = runner.invoke(app, ["config", str(run_yaml), "model.preset=tiny"])
+    assert result.exit_code == 0, result.output
+    model = yaml.safe_load(result.output)["model"]
+    assert (model["preset"], model["d_model"], model["n_layers"]) == ("tiny", 32, 1)
+
+
+def test_run_experiment_and_read_results_as_table_csv_and_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    spec = {
+        "name": "cli-exp",
+        "base": {**TINY_RUN, "trainer": {**TINY_RUN["trainer"], "max_steps": 3}},
+        "axes": {"lr": {"low": {"optimizer.lr": 1e-4}, "high": {"optimizer.lr": 1e-2}}},
+        "seeds": [0],
+        "tasks": [{"name": "qa_probe", "max_iter": 10}],
+        "compare": {"baseline": "low"},
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    exp_dir = tmp_path / "exp"
+
+    dry = runner.invoke(app, ["run", str(path), "--out", str(exp_dir), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "estimated time" in dry.output and "todo" in dry.output
+    assert not (exp_dir / "summary.json").exists()
+
+    result = runner.invoke(app, ["run", str(path), "--out", str(exp_dir)])
+    assert result.exit_code == 0, result.output
+    tail = [line for line in result.output.splitlines() if line.strip()][-2:]
+    assert tail[0] == f"report: {exp_dir / 'report.html'}"
+    assert tail[1].startswith("verdict: no expectation stated")
+
+    as_json = json.loads(runner.invoke(app, ["results", str(exp_dir), "--format", "json"]).output)
+    as_csv = list(
+        csv.DictReader(
+            io.StringIO(runner.invoke(app, ["results", str(exp_dir), "--format", "csv"]).output)
+        )
+    )
+    assert len(as_json) == len(as_csv) > 0
+    assert {e["variant"] for e in as_json} == {"low", "high"}
+    assert [float(r["mean"]) for r in as_csv] == pytest.approx([e["mean"] for e in as_json])
+    table = runner.invoke(app, ["results", str(exp_dir)])
+    assert table.exit_code == 0 and "high" in table.output and "low" in table.output
+    bad = runner.invoke(app, ["results", str(exp_dir), "--format", "xml"])
+    assert bad.exit_code == 2 and "--format 'xml' is unknown" in bad.output
+
+
+def test_an_invalid_variant_fails_in_one_line_before_any_work(tmp_path):
+    spec = {"name": "bad", "base": TINY_RUN, "axes": {"a": {"x": {"model.d_model": 33}}}}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "exp"), "--dry-run"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: base + variant overrides {'model.d_model': 33}: model: d_model=33 is not "
+        "divisible by n_heads=2"
+    ]
+
+
+def test_recipes_list_and_show():
+    listed = runner.invoke(app, ["recipes", "list"])
+    assert listed.exit_code == 0 and "knowledge-augmentation" in listed.output
+    shown = runner.invoke(app, ["recipes", "show", "knowledge-augmentation"])
+    assert "rephrasings" in shown.output
+    missing = runner.invoke(app, ["recipes", "show", "nope"])
+    assert missing.exit_code == 2 and "no recipe named 'nope'" in missing.output
