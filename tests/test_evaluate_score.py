@@ -76,3 +76,29 @@ def test_bad_requests_fail_clearly(model: torch.nn.Module) -> None:
         score_choices(model, [([1], [[5], []])])
     with pytest.raises(ValueError, match="batch_size=0"):
         score_choices(model, [([1], [[5]])], batch_size=0)
+
+
+def test_choices_differing_only_in_their_last_token_share_one_sequence(model) -> None:
+    """Single-token choices of one context, and multi-token choices with a common prefix, are
+    scored from one forward row each, and still equal the naive per-choice computation."""
+    rows_seen = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, ids):
+            rows_seen.append(ids.shape[0])
+            return self.inner(ids)
+
+    counting = Counting()
+    requests = [
+        ([1, 5, 6], [[7], [8], [9], [10]]),  # 4 single-token choices: one stem
+        ([1, 5], [[11, 12], [11, 13], [14]]),  # [11, *] share a stem; [14] has its own
+    ]
+    scores = score_choices(counting, requests, batch_size=100)
+    assert rows_seen == [3]
+    for (context, choices), row in zip(requests, scores, strict=True):
+        for choice, value in zip(choices, row, strict=True):
+            assert value == pytest.approx(_naive(model, context, choice), abs=1e-5)
