@@ -261,6 +261,17 @@ def rope(model, length):
     return model.rope_cos[:length, None], model.rope_sin[:length, None]
 
 
+@pytest.mark.parametrize("qk_norm", [False, True])
+@torch.no_grad()
+def test_runs_under_bf16_autocast(ids, qk_norm):
+    model = small_model(qk_norm=qk_norm)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids, attention="prefix", prefix_len=torch.tensor([2, 5]))
+    expected = model(ids, attention="prefix", prefix_len=torch.tensor([2, 5]))
+    assert logits.dtype == torch.bfloat16
+    torch.testing.assert_close(logits.float(), expected, atol=0.05, rtol=0.05)
+
+
 def test_same_seed_same_model_and_other_seed_differs(ids):
     first, second, other = small_model(seed=3), small_model(seed=3), small_model(seed=4)
     second_state, other_state = second.state_dict(), other.state_dict()

@@ -1,8 +1,8 @@
-"""Decoder transformer, named size presets, parameter/FLOP counts and Hugging Face export.
+"""Decoder transformer, its fused loss, size presets, parameter/FLOP counts and HF export.
 
 The config registry imports ``transferlab.models.presets`` to resolve ``ModelConfig(preset=...)``,
-which runs this file first; torch and transformers are therefore imported only when the model
-or the exporter is first used.
+which runs this file first; torch and transformers are therefore imported only when the model,
+the loss or the exporter is first used.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ _LAZY = {
     "Transformer": "transferlab.models.transformer",
     "build_model": "transferlab.models.transformer",
     "export_llama": "transferlab.models.hf_export",
+    "linear_cross_entropy": "transferlab.models.loss",
 }
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "count_parameters",
     "export_llama",
     "flops_per_token",
+    "linear_cross_entropy",
     "presets",
 ]
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferlab.config.schemas import ModelConfig
+from transferlab.models.loss import linear_cross_entropy
 
 ATTENTION_KINDS = ("causal", "bidirectional", "prefix")
 
@@ -30,8 +31,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
-        return self.weight * normed.to(x.dtype)
+        # One fused kernel (scale included); a no-op cast for fp32 input.
+        normed = F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
+        return normed.to(x.dtype)
 
 
 def rotary_tables(
@@ -50,8 +52,10 @@ def rotary_tables(
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate ``x`` [..., L, H, D] by position: ``x * cos + rotate_half(x) * sin``.
 
-    ``cos``/``sin`` are [L, 1, D] so they broadcast over heads.
+    ``cos``/``sin`` are [L, 1, D] so they broadcast over heads; they are kept in fp32 and cast
+    to ``x``'s dtype (bf16 under autocast, as HF does) so q and k are not promoted to fp32.
     """
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     first, second = x.chunk(2, dim=-1)
     rotated = torch.cat((-second, first), dim=-1)
     return torch.addcmul(x * cos, rotated, sin)
@@ -184,11 +188,16 @@ class Transformer(nn.Module):
         attention: str = "causal",
         prefix_len: torch.Tensor | None = None,
         return_hidden: bool = False,
+        targets: torch.Tensor | None = None,
+        reduction: str = "mean",
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits [B, L, vocab] for ``input_ids`` [B, L].
+        """Logits [B, L, vocab] for ``input_ids`` [B, L]; or, given ``targets``, the loss.
 
         ``attention``: "causal"; "bidirectional" (every position sees every position); "prefix"
         (positions ``< prefix_len[b]`` see the whole prefix, later ones are causal).
+        ``targets`` [B, L] (-100 where no loss is taken): returns the cross entropy (``reduction``
+        "mean" or "sum", as ``F.cross_entropy``) instead of the logits, computed by
+        ``linear_cross_entropy`` without materializing them, which makes training faster.
         With ``return_hidden`` also returns the residual stream after the embedding and after each
         block (``n_layers + 1`` tensors [B, L, d_model]).
         """
@@ -206,8 +215,14 @@ class Transformer(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin, mask, is_causal)
             hidden.append(x)
-        logits = F.linear(self.final_norm(x), self.output_weight)
-        return (logits, hidden) if return_hidden else logits
+        normed = self.final_norm(x)
+        if targets is None:
+            out = F.linear(normed, self.output_weight)
+        else:
+            out = linear_cross_entropy(
+                normed.flatten(0, 1), self.output_weight, targets.flatten(), reduction
+            )
+        return (out, hidden) if return_hidden else out
 
     @staticmethod
     def _attention_mask(

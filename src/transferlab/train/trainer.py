@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from transferlab.artifacts import write_json_atomic
 from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.models import build_model, count_parameters, flops_per_token
-from transferlab.objectives import IGNORE_INDEX, ObjectiveBatch
+from transferlab.objectives import ObjectiveBatch
 from transferlab.train.batching import local_micro_batches, plan_batches
 from transferlab.train.checkpoint import load_train_state, load_weights, save_checkpoint
 from transferlab.train.device import autocast, autocast_dtype
@@ -271,18 +270,21 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
     def _loss_sum(self, model: torch.nn.Module, micro: ObjectiveBatch) -> torch.Tensor:
-        """Summed cross entropy over the loss positions of ``micro`` (fp32 even under autocast)."""
+        """Summed cross entropy over the loss positions of ``micro`` (fp32 even under autocast).
+
+        The model computes the loss from its last hidden states chunk by chunk, never holding the
+        full [tokens, vocab] logits (``models.loss.linear_cross_entropy``)."""
         device = self.dist.device
         prefix_len = None if micro.prefix_len is None else micro.prefix_len.to(device)
         with autocast(device, self.amp_dtype):
-            inputs = micro.inputs.to(device)
-            logits = model(inputs, attention=micro.attention, prefix_len=prefix_len)
-        return F.cross_entropy(
-            logits.float().flatten(0, 1),
-            micro.targets.to(device).flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
+            loss = model(
+                micro.inputs.to(device),
+                attention=micro.attention,
+                prefix_len=prefix_len,
+                targets=micro.targets.to(device),
+                reduction="sum",
+            )
+        return loss.float()
 
     def _clip_gradients(self) -> float:
         """Clip to ``optimizer.grad_clip`` (if set) and return the norm before clipping."""
