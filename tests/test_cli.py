@@ -46,6 +46,13 @@ def test_train_then_resume_then_export(run_yaml, tmp_path):
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "tiny"
     assert f"run: {run_dir}" in result.output.replace("\n", "")
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert (
+        f"parameters: {info['params_total']:,} ({info['params_non_embedding']:,} " in result.output
+    )
+    assert f"{info['flops_per_token']:,} training FLOPs/token; 1,024 tokens in 4 steps" in (
+        result.output
+    )
 
     again = runner.invoke(app, ["train", str(run_yaml), "trainer.max_steps=4"])
     assert again.exit_code == 2

@@ -62,7 +62,19 @@ def train(
         _fail(str(exc))
     if result.interrupted:
         console.print(f"interrupted at step {result.steps}; continue with --resume")
-    console.print(f"run: {result.run_dir}")
+    console.print(
+        f"parameters: {result.params_total:,} ({result.params_non_embedding:,} non-embedding); "
+        f"{result.flops_per_token:,} training FLOPs/token; {result.tokens:,} tokens in "
+        f"{result.steps} steps; train loss {_fmt(result.train_loss)}, "
+        f"val loss {_fmt(result.val_loss)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"run: {result.run_dir}", highlight=False, soft_wrap=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 @app.command("export-hf")
