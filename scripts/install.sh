@@ -10,16 +10,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade pip 2>&1 | grep -v "is ignored" || true
+# pip's exit status is kept; only its warnings about unusable local index entries are dropped.
+pip_install() {
+  .venv/bin/python -m pip --disable-pip-version-check -q install "$@" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip_install --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if [ -n "${TORCH_SPEC:-}" ]; then
-    "${PIP[@]}" install "$TORCH_SPEC"
+    pip_install "$TORCH_SPEC"
   elif ! command -v nvidia-smi >/dev/null 2>&1; then
-    "${PIP[@]}" install "torch==2.13.0"
+    pip_install "torch==2.13.0"
   fi
 fi
 extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
-"${PIP[@]}" install -e ".${extra}" 2>&1 | grep -v "is ignored" || true
+pip_install -e ".${extra}"
 .venv/bin/python -c "import transferlab, torch; print(f'transferlab ready (torch {torch.__version__})')"

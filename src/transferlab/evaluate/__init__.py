@@ -3,6 +3,7 @@
 Importing this package registers every task in ``transferlab.config.TASKS``.
 """
 
+from transferlab.evaluate import code_module, code_name  # noqa: F401 (registers the code tasks)
 from transferlab.evaluate.base import QaTaskConfig, Task
 from transferlab.evaluate.features import last_token_hidden
 from transferlab.evaluate.finetune import (
