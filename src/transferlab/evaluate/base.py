@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import torch
 from pydantic import Field, field_validator
@@ -16,8 +16,14 @@ from transferlab.worlds.bios import ATTRIBUTES, BiosWorld
 Split = Literal["train", "test"]
 
 
-class Task(ABC):
-    """A downstream evaluation of one pretrained model."""
+C = TypeVar("C", bound=TaskConfig)
+
+
+class Task(ABC, Generic[C]):
+    """A downstream evaluation of one pretrained model, built from its config."""
+
+    def __init__(self, cfg: C) -> None:
+        self.cfg = cfg
 
     @abstractmethod
     def run(

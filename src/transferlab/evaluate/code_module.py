@@ -93,10 +93,7 @@ def probe_examples(
     )
 
 
-class CodeModuleTask(Task):
-    def __init__(self, cfg: CodeModuleConfig) -> None:
-        self.cfg = cfg
-
+class CodeModuleTask(Task[CodeModuleConfig]):
     def run(
         self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
     ) -> list[dict[str, Any]]:

@@ -167,10 +167,7 @@ def build_name_examples(
     return examples
 
 
-class CodeFunctionNameTask(Task):
-    def __init__(self, cfg: CodeFunctionNameConfig) -> None:
-        self.cfg = cfg
-
+class CodeFunctionNameTask(Task[CodeFunctionNameConfig]):
     def run(
         self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
     ) -> list[dict[str, Any]]:

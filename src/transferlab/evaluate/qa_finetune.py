@@ -67,10 +67,7 @@ class QaFinetuneConfig(QaTaskConfig):
         )
 
 
-class QaFinetuneTask(Task):
-    def __init__(self, cfg: QaFinetuneConfig) -> None:
-        self.cfg = cfg
-
+class QaFinetuneTask(Task[QaFinetuneConfig]):
     def run(
         self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
     ) -> list[dict[str, Any]]:

@@ -66,10 +66,7 @@ def join_parts(attribute: str, parts: tuple[str, ...]) -> str:
     return f"{parts[0]} {parts[1]}, {parts[2]}" if attribute == "birth_date" else parts[0]
 
 
-class QaProbeTask(Task):
-    def __init__(self, cfg: QaProbeConfig) -> None:
-        self.cfg = cfg
-
+class QaProbeTask(Task[QaProbeConfig]):
     def run(
         self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
     ) -> list[dict[str, Any]]:

@@ -79,9 +79,9 @@ def build_requests(
     return examples
 
 
-class QaScoreTask(Task):
+class QaScoreTask(Task[QaScoreConfig]):
     def __init__(self, cfg: QaScoreConfig) -> None:
-        self.cfg = cfg
+        super().__init__(cfg)
         self.examples_per_s: float | None = None  # throughput of the last run's scoring
 
     def run(
