@@ -22,6 +22,10 @@ world_app = typer.Typer(help="Synthetic worlds: corpora and tasks with known ans
 app.add_typer(world_app, name="world")
 recipes_app = typer.Typer(help="Packaged experiments that test published claims.")
 app.add_typer(recipes_app, name="recipes")
+data_app = typer.Typer(
+    help="Real text: curate sources, inspect what curation removed, corpus stats."
+)
+app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -268,7 +272,7 @@ def quickstart(
     out: Path | None = EXP_DIR_OPTION,
     jobs: int = typer.Option(2, help="Runs trained in parallel local processes."),
 ) -> None:
-    """The knowledge-augmentation recipe's quick preset: 2 variants x 2 seeds, minutes on a CPU."""
+    """The knowledge-augmentation recipe's quick preset: 2 variants x 3 seeds, minutes on a CPU."""
     from transferlab.recipes import QUICKSTART, recipe_path
 
     spec = _load_experiment(_recipe(recipe_path, QUICKSTART), "quick", [])
@@ -280,6 +284,78 @@ def _recipe(recipe_path, name: str) -> Path:
         return recipe_path(name)
     except ValueError as exc:
         _fail(str(exc))
+
+
+def _load_job(config: Path, overrides: list[str] | None):
+    from transferlab.curation.job import load_job
+
+    try:
+        return load_job(config, overrides or [])
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@data_app.command("curate")
+def data_curate(
+    config: Path = typer.Argument(..., help="Curation job YAML: sources + curation."),
+    overrides: list[str] = OVERRIDES,
+    out: Path = typer.Option(..., "--out", help="Output directory (written atomically)."),
+) -> None:
+    """Filter and deduplicate the sources; write the kept documents, scores and statistics."""
+    from transferlab.curation import print_report
+
+    job = _load_job(config, overrides)
+    try:
+        result = job.curation.run(job.documents(), out)
+    except ValueError as exc:
+        _fail(str(exc))
+    print_report(result.report, console, samples=False)
+    console.print(f"curated: {result.documents_path}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("inspect")
+def data_inspect(
+    directory: Path = typer.Argument(..., help="An output directory of `transferlab data curate`."),
+    samples: bool = typer.Option(True, "--samples/--no-samples", help="Show removed documents."),
+) -> None:
+    """Per filter: documents and tokens removed, and a sample of removed documents."""
+    from transferlab.curation import inspect, print_report
+
+    try:
+        print_report(inspect(directory), console, samples=samples)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+
+
+@data_app.command("stats")
+def data_stats(
+    config: Path | None = typer.Argument(None, help="Curation job YAML (its sources are read)."),
+    curated: Path | None = typer.Option(None, help="Read a curated directory instead."),
+    near_dups: bool = typer.Option(
+        False, "--near-dups", help="Also count MinHash near-duplicates."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Tokens per domain, length histogram and duplicate rates of a corpus."""
+    import json
+
+    from transferlab.curation import MinHashConfig, print_stats, read_documents, stats
+
+    if (config is None) == (curated is None):
+        _fail("give either a curation job CONFIG or --curated DIR")
+    documents = (
+        read_documents(curated / "documents.jsonl.gz")
+        if curated
+        else _load_job(config, []).documents()
+    )
+    try:
+        result = stats(documents, minhash=MinHashConfig() if near_dups else None)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        print_stats(result, console)
 
 
 @app.command("config")

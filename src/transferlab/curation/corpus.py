@@ -1,0 +1,37 @@
+"""User-given corpora (lists of sources) that curation components are trained on: the reference
+corpus of the perplexity model and the examples of the quality classifier."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, SerializeAsAny
+
+from transferlab.curation.documents import update_digest
+from transferlab.data.sources import SOURCES, SourceConfig, iter_documents
+
+
+def _source_config(value: Any) -> Any:
+    return SOURCES.parse(value)
+
+
+# A source given as a mapping with ``name`` (``{name: jsonl, path: ...}``).
+SourceField = Annotated[SerializeAsAny[SourceConfig], BeforeValidator(_source_config)]
+SourceList = Annotated[list[SourceField], Field(min_length=1)]
+
+
+def iter_texts(sources: Sequence[SourceConfig]) -> Iterator[str]:
+    """The texts of ``sources``, streamed in order."""
+    for doc in iter_documents(sources):
+        yield doc.text
+
+
+def corpus_digest(sources: Sequence[SourceConfig]) -> str:
+    """A hash of every document of ``sources``: what a component trained on them depends on,
+    beyond their configs (the files behind a path can change)."""
+    hasher = hashlib.sha256()
+    for doc in iter_documents(sources):
+        update_digest(hasher, doc)
+    return hasher.hexdigest()
