@@ -15,17 +15,19 @@ from transferlab.data.prepare import prepare_data
 from transferlab.experiment.planner import Plan
 from transferlab.models.flops import flops_per_token
 
-# Fraction of the matmul peak a tiny transformer training step reaches on CPU (measured with
-# benchmarks/train_throughput.py, rounded down); evaluation adds about this fraction on top.
-TRAIN_EFFICIENCY = 0.3
+# Fraction of the matmul peak a small transformer's training step reaches on CPU (0.53-0.75 for
+# the micro to medium presets in benchmarks/train_throughput.py, rounded down); evaluation adds
+# about EVAL_OVERHEAD of the training time.
+TRAIN_EFFICIENCY = 0.5
 EVAL_OVERHEAD = 0.25
 
 
 @lru_cache(maxsize=1)
-def matmul_flops_per_second(size: int = 512, reps: int = 5) -> float:
+def matmul_flops_per_second(size: int = 1024, reps: int = 4) -> float:
+    """Best fp32 FLOP/s of one ``size`` x ``size`` product (the first run warms the threads up)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     best = float("inf")
-    for _ in range(reps):
+    for _ in range(reps + 1):
         start = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - start)
