@@ -100,7 +100,7 @@ def _execute_ray(todo: list[Job], log: Log) -> None:
     try:
         import ray
     except ImportError:
-        raise ValueError("executor 'ray' needs ray: pip install 'ray[default]'") from None
+        raise ValueError("executor 'ray' needs ray: pip install 'transferlab[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"))
     remote = ray.remote(num_cpus=1)(run_job)
