@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -64,6 +65,8 @@ def train(
         _fail(str(exc), code=1)
     except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as exc:
         _fail(str(exc))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 speaks for all
+        return
     if result.interrupted:
         console.print(f"interrupted at step {result.steps}; continue with --resume")
     console.print(
