@@ -10,7 +10,14 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from transferlab.config.base import BaseConfig, ComponentConfig
-from transferlab.config.registry import MODEL_PRESETS, OBJECTIVES, OPTIMIZERS, SCHEDULES, WORLDS
+from transferlab.config.registry import (
+    MODEL_PRESETS,
+    OBJECTIVES,
+    OPTIMIZERS,
+    SCHEDULES,
+    SOURCES,
+    WORLDS,
+)
 
 PositiveInt = Field(gt=0)
 
@@ -83,19 +90,54 @@ class TokenizerConfig(BaseConfig):
     min_frequency: int = Field(default=1, ge=1)
 
 
+class MixtureConfig(BaseConfig):
+    """How many training tokens each domain (a source, named by its label or kind) contributes.
+
+    ``weights``: relative token shares per domain (default: each domain's natural share);
+    ``tokens``: the training-token budget (default: the natural total). A domain asked for more
+    tokens than it has is repeated over several epochs (counted in ``info.json``), one asked for
+    fewer is subsampled; documents are drawn by a seeded sampler.
+    """
+
+    weights: dict[str, float] = Field(default_factory=dict)
+    tokens: int | None = Field(default=None, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _weights_are_positive(self) -> MixtureConfig:
+        if any(not w >= 0 for w in self.weights.values()) or (
+            self.weights and not sum(self.weights.values()) > 0
+        ):
+            raise ValueError(f"mixture.weights {self.weights} must be >= 0 with a positive sum")
+        return self
+
+
 class DataConfig(BaseConfig):
     seq_len: int = Field(default=128, gt=1)
     val_fraction: float = Field(default=0.02, ge=0, lt=1)
-    # Train on an existing tokenized folder (datatrove layout) instead of the world's corpus.
+    # Pretrain on real text instead of the world's corpus: streamed sources mixed by domain.
+    sources: list[SOURCES.type(ComponentConfig, default="jsonl")] = Field(default_factory=list)
+    mixture: MixtureConfig | None = None
+    # Or train on an existing tokenized folder (datatrove layout).
     path: str | None = None
     tokenizer_file: str | None = None
 
     @model_validator(mode="after")
-    def _path_needs_tokenizer(self) -> DataConfig:
+    def _one_corpus(self) -> DataConfig:
         if self.path and not self.tokenizer_file:
             raise ValueError(
                 "data.path needs data.tokenizer_file (the tokenizer.json it was made with)"
             )
+        if self.path and self.sources:
+            raise ValueError("data.path and data.sources both name a corpus; keep one")
+        if self.mixture and not self.sources:
+            raise ValueError("data.mixture needs data.sources to mix")
+        names = [source.source_name for source in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"data.sources {names} repeat a name; give each a distinct label")
+        unknown = sorted(set(self.mixture.weights) - set(names)) if self.mixture else []
+        if unknown:
+            raise ValueError(f"data.mixture.weights names {unknown}, not among sources {names}")
         return self
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from transferlab.artifacts import cache_root, cached_dir, content_key
 from transferlab.config.schemas import RunConfig
+from transferlab.data.mixture import build_from_sources
 from transferlab.data.shards import TOKEN_DTYPES, TokenizedFolder, token_size_for, write_tokenized
 from transferlab.data.tokenizer import SpecialTokenIds, TextTokenizer, train_tokenizer
 
@@ -88,10 +89,14 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
 
 
 def data_key(cfg: RunConfig) -> str:
-    """Content key of the data built from ``cfg``'s world (what ``prepare_data`` caches under)."""
-    return content_key(
-        cfg.world.to_dict(), cfg.tokenizer.to_dict(), cfg.data.val_fraction, FORMAT_VERSION
+    """Content key of the data built from ``cfg``'s sources and mixture, or else its world
+    (what ``prepare_data`` caches under)."""
+    corpus = (
+        {"sources": [s.to_dict() for s in cfg.data.sources], "mixture": cfg.data.mixture}
+        if cfg.data.sources
+        else cfg.world.to_dict()
     )
+    return content_key(corpus, cfg.tokenizer.to_dict(), cfg.data.val_fraction, FORMAT_VERSION)
 
 
 def split_documents(n_docs: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,33 +113,41 @@ def split_documents(n_docs: int, val_fraction: float, seed: int) -> tuple[np.nda
 
 
 def _build(cfg: RunConfig, out: Path, key: str) -> None:
-    world = cfg.world.build()
-    docs = world.documents()
-    tokenizer = train_tokenizer(cfg.tokenizer, world.tokenizer_texts())
-    tokenizer.save(out / "tokenizer.json")
-    train_ids, val_ids = split_documents(len(docs), cfg.data.val_fraction, cfg.world.seed)
     name = f"transferlab-{key}"
-    counts = {}
-    for split, ids in (("train", train_ids), ("val", val_ids)):
-        folder_docs = [docs[i] for i in ids]
-        if folder_docs:
-            write_tokenized(
-                _encoded(tokenizer, folder_docs), out / split, tokenizer.vocab_size, name
-            )
-        counts[split] = {"docs": len(folder_docs), "tokens": _count_tokens(out / split)}
+    if cfg.data.sources:
+        corpus = {"sources": [s.to_dict() for s in cfg.data.sources]}
+        corpus |= build_from_sources(cfg, out, name)
+    else:
+        corpus = {"world": cfg.world.to_dict()}
+        _build_from_world(cfg, out, name)
+    tokenizer = TextTokenizer.from_file(out / "tokenizer.json")
     token_size = token_size_for(tokenizer.vocab_size)
     info: dict[str, Any] = {
         "key": key,
-        "world": cfg.world.to_dict(),
+        **corpus,
         "tokenizer": cfg.tokenizer.to_dict(),
         "val_fraction": cfg.data.val_fraction,
         "vocab_size": tokenizer.vocab_size,
         "token_size": token_size,
         "dtype": TOKEN_DTYPES[token_size].name,
         "format_version": FORMAT_VERSION,
-        **counts,
+        **{split: _counts(out / split) for split in ("train", "val")},
     }
     (out / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+
+
+def _build_from_world(cfg: RunConfig, out: Path, name: str) -> None:
+    world = cfg.world.build()
+    docs = world.documents()
+    tokenizer = train_tokenizer(cfg.tokenizer, world.tokenizer_texts())
+    tokenizer.save(out / "tokenizer.json")
+    train_ids, val_ids = split_documents(len(docs), cfg.data.val_fraction, cfg.world.seed)
+    for split, ids in (("train", train_ids), ("val", val_ids)):
+        folder_docs = [docs[i] for i in ids]
+        if folder_docs:
+            write_tokenized(
+                _encoded(tokenizer, folder_docs), out / split, tokenizer.vocab_size, name
+            )
 
 
 def _encoded(tokenizer: TextTokenizer, docs: Sequence[str]) -> Iterator[list[int]]:
@@ -145,8 +158,11 @@ def _encoded(tokenizer: TextTokenizer, docs: Sequence[str]) -> Iterator[list[int
             yield [bos, *ids, eos]
 
 
-def _count_tokens(folder: Path) -> int:
-    return TokenizedFolder(folder).n_tokens if folder.is_dir() else 0
+def _counts(folder: Path) -> dict[str, int]:
+    if not folder.is_dir():
+        return {"docs": 0, "tokens": 0}
+    tokens = TokenizedFolder(folder)
+    return {"docs": tokens.n_docs, "tokens": tokens.n_tokens}
 
 
 def _external(cfg: RunConfig) -> PreparedData:

@@ -7,8 +7,8 @@ records in a deterministic order; ``iter_documents(sources)`` chains several. Ba
 ``SourceStats``, with one ``SkippedDocumentsWarning`` per pass; see ``base``.
 """
 
+from transferlab.config.registry import SOURCES
 from transferlab.data.sources.base import (
-    SOURCES,
     Skip,
     SkippedDocumentsWarning,
     SourceConfig,

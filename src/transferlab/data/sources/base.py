@@ -18,10 +18,6 @@ from typing import Any
 from pydantic import Field
 
 from transferlab.config.base import ComponentConfig
-from transferlab.config.registry import Registry
-
-# Source kinds by name; importing ``transferlab.data.sources`` registers every kind.
-SOURCES = Registry("source", "transferlab.data.sources")
 
 
 class SourceError(ValueError):

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from transferlab.data.sources.base import SOURCES, SourceError, SourceStats, TextDocument
+from transferlab.config.registry import SOURCES
+from transferlab.data.sources.base import SourceError, SourceStats, TextDocument
 from transferlab.data.sources.records import RecordSourceConfig
 
 

@@ -9,7 +9,8 @@ from typing import BinaryIO, Literal
 
 from pydantic import Field
 
-from transferlab.data.sources.base import SOURCES, Skip, SourceStats, TextDocument
+from transferlab.config.registry import SOURCES
+from transferlab.data.sources.base import Skip, SourceStats, TextDocument
 from transferlab.data.sources.files import (
     SNIFF_BYTES,
     SourceFile,

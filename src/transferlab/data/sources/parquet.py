@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from transferlab.data.sources.base import SOURCES, Skip, SourceStats, TextDocument
+from transferlab.config.registry import SOURCES
+from transferlab.data.sources.base import Skip, SourceStats, TextDocument
 from transferlab.data.sources.files import SourceFile, resolve_files
 from transferlab.data.sources.records import RecordSourceConfig
 

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from transferlab.config.registry import SOURCES
 from transferlab.data.sources.base import (
-    SOURCES,
     Skip,
     SourceConfig,
     SourceError,

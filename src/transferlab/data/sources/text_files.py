@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from transferlab.data.sources.base import SOURCES, SourceConfig, SourceStats, TextDocument
+from transferlab.config.registry import SOURCES
+from transferlab.data.sources.base import SourceConfig, SourceStats, TextDocument
 from transferlab.data.sources.files import SourceFile, read_text, resolve_files
 
 

@@ -1,0 +1,143 @@
+"""The data stage for real text: tokenize each source (a domain) into its own shards, split off
+validation documents, then sample the training set by domain weights and a token budget.
+
+Up-sampling repeats a domain over several epochs (each a fresh seeded permutation of its
+documents), down-sampling takes a seeded subset; the sampled documents of all domains are
+interleaved by a seeded shuffle. Only document indices are held in memory; text and tokens
+stream from the sources and the per-domain shards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from transferlab.config.schemas import MixtureConfig, RunConfig
+from transferlab.data.shards import TokenizedFolder, write_tokenized
+from transferlab.data.sources import SourceConfig
+from transferlab.data.tokenizer import TextTokenizer, train_tokenizer
+
+ENCODE_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class DomainPlan:
+    """What the mixture takes from one domain (counts of its training split)."""
+
+    name: str
+    docs: int
+    tokens: int
+    target_tokens: int
+    sampled_docs: int
+    sampled_tokens: int
+
+    @property
+    def epochs(self) -> float:
+        return self.sampled_tokens / self.tokens if self.tokens else 0.0
+
+
+def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object]:
+    """Write ``tokenizer.json``, ``train/`` and ``val/`` into ``out``; return info for info.json."""
+    sources: list[SourceConfig] = list(cfg.data.sources)
+    tokenizer = train_tokenizer(cfg.tokenizer, _texts(sources))
+    tokenizer.save(out / "tokenizer.json")
+    domains = {
+        s.source_name: _tokenize_domain(s, tokenizer, out / "domains" / s.source_name)
+        for s in sources
+    }
+    rng = np.random.default_rng([cfg.data.mixture.seed if cfg.data.mixture else 0, 0x3A7])
+    splits = {d: _split(folder.n_docs, cfg.data.val_fraction, rng) for d, folder in domains.items()}
+    val = [(d, int(i)) for d, (_, val_ids) in splits.items() for i in val_ids]
+    if val:
+        write_tokenized(_read(domains, val), out / "val", tokenizer.vocab_size, name)
+    plans, picks = sample_mixture(
+        cfg.data.mixture or MixtureConfig(),
+        {d: (domains[d], train_ids) for d, (train_ids, _) in splits.items()},
+        rng,
+    )
+    write_tokenized(_read(domains, picks), out / "train", tokenizer.vocab_size, name)
+    return {
+        "domains": [asdict(p) | {"epochs": round(p.epochs, 4)} for p in plans],
+        "val_docs": len(val),
+    }
+
+
+def sample_mixture(
+    mixture: MixtureConfig,
+    domains: dict[str, tuple[TokenizedFolder, np.ndarray]],
+    rng: np.random.Generator,
+) -> tuple[list[DomainPlan], list[tuple[str, int]]]:
+    """(per-domain plan, interleaved (domain, document) picks) for the training split."""
+    lengths = {d: np.diff(folder.doc_ends, prepend=0)[ids] for d, (folder, ids) in domains.items()}
+    natural = {d: int(lens.sum()) for d, lens in lengths.items()}
+    budget = mixture.tokens or sum(natural.values())
+    weights = mixture.weights or {d: float(t) for d, t in natural.items()}
+    total_weight = sum(weights.get(d, 0.0) for d in domains)
+    plans, picks = [], []
+    for d, (_, ids) in domains.items():
+        target = round(budget * weights.get(d, 0.0) / total_weight)
+        chosen = _draw(ids, lengths[d], target, rng)
+        sampled = int(lengths[d][np.searchsorted(ids, chosen)].sum()) if len(chosen) else 0
+        plans.append(DomainPlan(d, len(ids), natural[d], target, len(chosen), sampled))
+        picks += [(d, int(i)) for i in chosen]
+    order = rng.permutation(len(picks))
+    return plans, [picks[i] for i in order]
+
+
+def _draw(
+    ids: np.ndarray, lengths: np.ndarray, target: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Documents (epoch after epoch, each a fresh permutation) until ``target`` tokens."""
+    if target <= 0 or len(ids) == 0:
+        return np.array([], dtype=np.int64)
+    chosen, total = [], 0
+    while total < target:
+        for j in rng.permutation(len(ids)):
+            chosen.append(ids[j])
+            total += int(lengths[j])
+            if total >= target:
+                break
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _split(
+    n_docs: int, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    n_val = min(n_docs - 1, max(1, round(val_fraction * n_docs))) if val_fraction > 0 else 0
+    order = rng.permutation(n_docs)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _texts(sources: list[SourceConfig]) -> Iterator[str]:
+    for source in sources:
+        for doc in source.iter_documents():
+            yield doc.text
+
+
+def _tokenize_domain(source: SourceConfig, tokenizer: TextTokenizer, out: Path) -> TokenizedFolder:
+    bos, eos = tokenizer.special.bos, tokenizer.special.eos
+
+    def encoded() -> Iterator[list[int]]:
+        chunk: list[str] = []
+        for doc in source.iter_documents():
+            chunk.append(doc.text)
+            if len(chunk) == ENCODE_CHUNK:
+                yield from ([bos, *ids, eos] for ids in tokenizer.encode_batch(chunk))
+                chunk = []
+        yield from ([bos, *ids, eos] for ids in tokenizer.encode_batch(chunk))
+
+    write_tokenized(encoded(), out, tokenizer.vocab_size, source.source_name)
+    folder = TokenizedFolder(out)
+    if folder.n_docs == 0:
+        raise ValueError(f"source {source.source_name!r} yielded no documents; check its path")
+    return folder
+
+
+def _read(
+    domains: dict[str, TokenizedFolder], picks: list[tuple[str, int]]
+) -> Iterator[np.ndarray]:
+    for domain, index in picks:
+        yield domains[domain].document(index)

@@ -1,0 +1,129 @@
+"""Pretraining data from real sources: per-domain tokenization, validation split, and a mixture
+that up- and down-samples domains to weights and a token budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from transferlab.config import ConfigError, RunConfig, validate
+from transferlab.data.prepare import prepare_data
+from transferlab.data.tokenizer import TextTokenizer
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
+
+
+def _jsonl(path, n_docs: int, words_per_doc: int, offset: int) -> str:
+    with open(path, "w") as f:
+        for i in range(n_docs):
+            text = " ".join(WORDS[(offset + i + k) % len(WORDS)] for k in range(words_per_doc))
+            f.write(json.dumps({"text": text}) + "\n")
+    return str(path)
+
+
+def _config(tmp_path, **mixture) -> RunConfig:
+    small = _jsonl(tmp_path / "small.jsonl", 10, 8, 0)
+    large = _jsonl(tmp_path / "large.jsonl", 60, 8, 3)
+    data = {
+        "seq_len": 16,
+        "val_fraction": 0.1,
+        "sources": [
+            {"name": "jsonl", "path": small, "label": "small"},
+            {"name": "jsonl", "path": large, "label": "large"},
+        ],
+    }
+    if mixture:
+        data["mixture"] = mixture
+    return validate(RunConfig, {"tokenizer": {"kind": "word"}, "data": data})
+
+
+def _domains(prepared) -> dict:
+    info = json.loads((prepared.root / "info.json").read_text())
+    return {d["name"]: d for d in info["domains"]}, info
+
+
+def test_natural_mixture_takes_every_training_document_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    prepared = prepare_data(_config(tmp_path))
+    domains, info = _domains(prepared)
+    assert {d: (v["docs"], v["sampled_docs"]) for d, v in domains.items()} == {
+        "small": (9, 9),
+        "large": (54, 54),
+    }
+    assert all(v["epochs"] == 1.0 for v in domains.values())
+    assert info["val"]["docs"] == 1 + 6
+    assert info["train"]["docs"] == 63
+    # Every document is [bos] + 8 words + [eos]: the decoded text is one of the inputs.
+    tokenizer = TextTokenizer.from_file(prepared.tokenizer_path)
+    first = prepared.train_folder().document(0)
+    assert first[0] == tokenizer.special.bos and first[-1] == tokenizer.special.eos
+    assert len(tokenizer.decode(first[1:-1]).split()) == 8
+
+
+def test_weights_and_budget_upsample_one_domain_and_downsample_the_other(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    cfg = _config(tmp_path, weights={"small": 3, "large": 1}, tokens=400, seed=1)
+    domains, info = _domains(prepare_data(cfg))
+    small, large = domains["small"], domains["large"]
+    assert (small["target_tokens"], large["target_tokens"]) == (300, 100)
+    doc_tokens = 10  # bos + 8 words + eos
+    # Documents are drawn until the target is reached: at most one document past it.
+    for d in (small, large):
+        assert d["target_tokens"] <= d["sampled_tokens"] < d["target_tokens"] + doc_tokens
+    assert small["epochs"] == pytest.approx(small["sampled_tokens"] / small["tokens"], abs=1e-4)
+    assert small["epochs"] > 3 and large["epochs"] < 1
+    assert info["train"]["tokens"] == small["sampled_tokens"] + large["sampled_tokens"]
+
+
+def test_mixture_is_deterministic_and_its_seed_matters(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    a = prepare_data(_config(tmp_path, weights={"small": 1, "large": 1}, seed=0))
+    tokens_a = a.train_folder().tokens(0, a.n_train_tokens).copy()
+    b = prepare_data(_config(tmp_path, weights={"small": 1, "large": 1}, seed=1))
+    assert a.key != b.key
+    assert not np.array_equal(tokens_a, b.train_folder().tokens(0, b.n_train_tokens))
+    again = prepare_data(_config(tmp_path, weights={"small": 1, "large": 1}, seed=0))
+    assert again.root == a.root  # cached, same key
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"mixture": {"weights": {"x": 1}}}, "data.mixture needs data.sources"),
+        (
+            {"sources": [{"name": "jsonl", "path": "a"}], "mixture": {"weights": {"web": 1}}},
+            "data.mixture.weights names ['web'], not among sources ['jsonl']",
+        ),
+        (
+            {"sources": [{"name": "jsonl", "path": "a"}, {"name": "jsonl", "path": "b"}]},
+            "repeat a name; give each a distinct label",
+        ),
+        (
+            {"sources": [{"name": "jsonl", "path": "a"}], "mixture": {"weights": {"jsonl": -1}}},
+            "must be >= 0 with a positive sum",
+        ),
+    ],
+)
+def test_inconsistent_data_configs_fail_in_one_line(data, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        validate(RunConfig, {"data": data})
+
+
+def test_a_run_pretrains_on_the_standard_library(tiny_config, monkeypatch, tmp_path):
+    from transferlab.train import train
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config(
+        "tokenizer.kind=bpe",
+        "tokenizer.vocab_size=400",
+        "trainer.max_steps=3",
+        "trainer.eval_interval=3",
+        "trainer.checkpoint_interval=3",
+        "data.sources=[{name: python_stdlib, split: function, modules: [json, textwrap]}]",
+    )
+    result = train(cfg)
+    assert result.steps == 3 and result.val_loss is not None
+    info = json.loads((prepare_data(cfg).root / "info.json").read_text())
+    assert [d["name"] for d in info["domains"]] == ["python_stdlib"]
