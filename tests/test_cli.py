@@ -153,3 +153,18 @@ def test_recipes_list_and_show():
     assert "rephrasings" in shown.output
     missing = runner.invoke(app, ["recipes", "show", "nope"])
     assert missing.exit_code == 2 and "no recipe named 'nope'" in missing.output
+
+
+def test_components_lists_every_registry():
+    result = runner.invoke(app, ["components"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for expected in (
+        "worlds: bios",
+        "objectives: clm, mlm",
+        "schedules: constant, cosine, wsd",
+        "python_stdlib",
+        "qa_finetune",
+        "code_function_name",
+        "tiny",
+    ):
+        assert expected in result.output

@@ -12,7 +12,15 @@ import yaml
 from rich.console import Console
 
 from transferlab.config import ConfigError, RunConfig, load_config
-from transferlab.config.registry import MODEL_PRESETS, OBJECTIVES, OPTIMIZERS, SCHEDULES, WORLDS
+from transferlab.config.registry import (
+    MODEL_PRESETS,
+    OBJECTIVES,
+    OPTIMIZERS,
+    SCHEDULES,
+    SOURCES,
+    TASKS,
+    WORLDS,
+)
 
 app = typer.Typer(
     help="Pretrain variants, transfer them to downstream tasks, compare them with statistics.",
@@ -373,8 +381,9 @@ def show_config(
 
 @app.command()
 def components() -> None:
-    """List the registered components (worlds, objectives, optimizers, schedules, model presets)."""
-    for registry in (WORLDS, OBJECTIVES, OPTIMIZERS, SCHEDULES, MODEL_PRESETS):
+    """List the registered components: worlds, sources, objectives, optimizers, schedules, model
+    presets and downstream tasks."""
+    for registry in (WORLDS, SOURCES, OBJECTIVES, OPTIMIZERS, SCHEDULES, MODEL_PRESETS, TASKS):
         console.print(f"[bold]{registry.kind}s[/]: {', '.join(registry.names())}")
 
 
