@@ -24,6 +24,7 @@ from transferlab.data.sources import (
     SourceStats,
     TextDocument,
     TextFilesConfig,
+    is_heldout,
     iter_documents,
 )
 
@@ -356,6 +357,25 @@ def test_function_split_of_a_custom_root(tmp_path):
     ]
 
 
+@quiet_skips
+def test_stdlib_sides_partition_the_files_by_the_seeded_split():
+    def paths(**side) -> list[str]:
+        config = PythonStdlibConfig(**{"modules": ["email", "json"], **side})
+        return [d.id for d in read(config)[0]]
+
+    every = paths()
+    pretraining = paths(side="pretraining", heldout_fraction=0.4, heldout_seed=3)
+    heldout = paths(side="heldout", heldout_fraction=0.4, heldout_seed=3)
+    assert sorted(pretraining + heldout) == every and not set(pretraining) & set(heldout)
+    assert heldout == [p for p in every if is_heldout(p, 0.4, 3)]
+    assert 0 < len(heldout) < len(every)
+    # A larger fraction only moves files to the held-out side.
+    assert set(heldout) < set(paths(side="heldout", heldout_fraction=0.7, heldout_seed=3))
+    # The split does not depend on which modules are read.
+    alone = paths(side="heldout", heldout_fraction=0.4, heldout_seed=3, modules=["email"])
+    assert alone == [p for p in heldout if p.startswith("email/")]
+
+
 def test_stdlib_errors_and_limit(tmp_path):
     with pytest.raises(SourceError, match="no module under .* matches modules=\\['jsn'\\]"):
         PythonStdlibConfig(modules=["jsn"]).iter_documents()
@@ -430,7 +450,14 @@ class Corpus(BaseConfig):
 
 
 def test_sources_are_registered_and_parse_from_config(tmp_path):
-    assert SOURCES.names() == ["hf_dataset", "jsonl", "parquet", "python_stdlib", "text_files"]
+    assert SOURCES.names() == [
+        "curated",
+        "hf_dataset",
+        "jsonl",
+        "parquet",
+        "python_stdlib",
+        "text_files",
+    ]
     data = {
         "sources": [
             {"path": "a.jsonl.gz", "text_field": "body"},  # no name: the default kind

@@ -1,11 +1,11 @@
 """What the tasks on real code share: the standard library's functions, split by file.
 
-Every selected source file is on one side of a seeded split: *held out* when
-``sha256(f"{seed}:{path}")``, read as a number in [0, 1), is below ``heldout_fraction``, else on
-the *pretraining* side. A file's side depends only on its path and the seed, not on which other
-files are selected, and raising ``heldout_fraction`` only moves files into the held-out side.
-Tasks evaluate held-out functions; a model meant to be judged on them pretrains on
-``pretraining_documents(cfg)`` only, so no held-out file is ever seen in pretraining. A held-out
+Every selected source file is on one side of a seeded split (``data.sources.is_heldout``): *held
+out* when ``sha256(f"{seed}:{path}")``, read as a number in [0, 1), is below
+``heldout_fraction``, else on the *pretraining* side. Tasks evaluate held-out functions; a model
+meant to be judged on them pretrains only on the pretraining side: a ``python_stdlib`` source with
+``side: pretraining`` and the same ``heldout_fraction`` and ``heldout_seed`` (what
+``pretraining_documents(cfg)`` streams), so no held-out file is ever seen in pretraining. A held-out
 function whose exact text also occurs on the pretraining side (a copied helper) is dropped: it
 would test memorization, not knowledge of code.
 
@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from transferlab.config.schemas import TaskConfig
-from transferlab.data.sources import PythonStdlibConfig, TextDocument
+from transferlab.data.sources import PythonStdlibConfig, TextDocument, is_heldout
 
 # Packages of several files each (a single-file module is all on one side of the split), present
 # in every Python 3.11+ and quick to parse: the default keeps a task to a few seconds.
@@ -74,10 +74,21 @@ class CodeTaskConfig(TaskConfig):
             raise ValueError("modules is empty; list module names or set it to null for all")
         return value
 
-    def source(self, split: Literal["file", "function"] = "function") -> PythonStdlibConfig:
-        """The corpus this task reads, per file or per top-level definition."""
+    def source(
+        self,
+        split: Literal["file", "function"] = "function",
+        side: Literal["all", "pretraining", "heldout"] = "all",
+    ) -> PythonStdlibConfig:
+        """The corpus this task reads, per file or per top-level definition, on one side of
+        the held-out split or both."""
         return PythonStdlibConfig(
-            split=split, modules=self.modules, include_tests=self.include_tests, root=self.root
+            split=split,
+            modules=self.modules,
+            include_tests=self.include_tests,
+            root=self.root,
+            side=side,
+            heldout_fraction=self.heldout_fraction,
+            heldout_seed=self.seed,
         )
 
     def is_heldout(self, path: str) -> bool:
@@ -90,12 +101,6 @@ class CodeSplit:
 
     pretraining: tuple[TextDocument, ...]
     heldout: tuple[TextDocument, ...]  # without exact copies of a pretraining-side function
-
-
-def is_heldout(path: str, fraction: float, seed: int) -> bool:
-    """Whether the file at ``path`` (relative to the corpus root) is held out."""
-    digest = hashlib.sha256(f"{seed}:{path}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def split_functions(cfg: CodeTaskConfig) -> CodeSplit:
@@ -128,9 +133,7 @@ def pretraining_documents(
     A file's side depends only on its path, ``heldout_fraction`` and ``seed``: pretraining on
     this with ``modules: null`` (the whole library) is safe for every code task with the same
     fraction and seed, whatever modules the task selects."""
-    for doc in cfg.source(split).iter_documents():
-        if not cfg.is_heldout(doc.metadata["path"]):
-            yield doc
+    return cfg.source(split, side="pretraining").iter_documents()
 
 
 def top_module(doc: TextDocument) -> str:

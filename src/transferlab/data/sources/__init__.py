@@ -20,7 +20,7 @@ from transferlab.data.sources.chain import iter_documents
 from transferlab.data.sources.hf_dataset import HfDatasetConfig
 from transferlab.data.sources.jsonl import JsonlConfig
 from transferlab.data.sources.parquet import ParquetConfig
-from transferlab.data.sources.python_stdlib import PythonStdlibConfig
+from transferlab.data.sources.python_stdlib import PythonStdlibConfig, is_heldout
 from transferlab.data.sources.records import RecordSourceConfig
 from transferlab.data.sources.text_files import TextFilesConfig
 
@@ -38,5 +38,6 @@ __all__ = [
     "SourceStats",
     "TextDocument",
     "TextFilesConfig",
+    "is_heldout",
     "iter_documents",
 ]

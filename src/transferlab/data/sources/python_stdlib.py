@@ -9,6 +9,7 @@ build's ``config-*`` directory, and ``__pycache__``.
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import sysconfig
 import warnings
@@ -16,6 +17,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
+
+from pydantic import Field
 
 from transferlab.config.registry import SOURCES
 from transferlab.data.sources.base import (
@@ -48,6 +51,11 @@ class PythonStdlibConfig(SourceConfig):
 
     ``modules`` keeps only the named modules and their submodules (``["json", "textwrap"]``);
     test packages (directories test, tests, idle_test) are left out unless ``include_tests``.
+
+    ``side`` picks files by the seeded held-out split the code tasks evaluate on (see
+    ``is_heldout``; ``heldout_fraction`` and ``heldout_seed`` must match the tasks'):
+    ``pretraining`` leaves the held-out files out, as a corpus for a model judged on those tasks
+    must; ``heldout`` keeps only them; ``all`` (the default) ignores the split.
     """
 
     name: Literal["python_stdlib"] = "python_stdlib"
@@ -55,6 +63,9 @@ class PythonStdlibConfig(SourceConfig):
     include_tests: bool = False
     modules: list[str] | None = None
     root: str | None = None
+    side: Literal["all", "pretraining", "heldout"] = "all"
+    heldout_fraction: float = Field(default=0.25, gt=0, lt=1)
+    heldout_seed: int = 0
 
     def source_root(self) -> Path:
         """The directory read: ``root``, or the running interpreter's standard library."""
@@ -73,7 +84,8 @@ class PythonStdlibConfig(SourceConfig):
         if not files:
             raise SourceError(
                 f"python_stdlib: no module under {str(root)!r} matches modules={self.modules} "
-                f"(include_tests={self.include_tests}); check the module names"
+                f"(include_tests={self.include_tests}, side={self.side}); check the module "
+                "names, or read another side of the held-out split"
             )
         return self._read(files, stats)
 
@@ -87,7 +99,7 @@ class PythonStdlibConfig(SourceConfig):
                     path = Path(folder) / name
                     rel = path.relative_to(root).as_posix()
                     module = module_name(rel)
-                    if self._selected(module):
+                    if self._selected(module, rel):
                         found.append((SourceFile(path, rel), module))
         return sorted(found, key=lambda item: item[0].rel)
 
@@ -96,7 +108,11 @@ class PythonStdlibConfig(SourceConfig):
             return False
         return self.include_tests or directory not in TEST_DIRS
 
-    def _selected(self, module: str) -> bool:
+    def _selected(self, module: str, rel: str) -> bool:
+        if self.side != "all":
+            held = is_heldout(rel, self.heldout_fraction, self.heldout_seed)
+            if held != (self.side == "heldout"):
+                return False
         if self.modules is None:
             return True
         return any(module == m or module.startswith(m + ".") for m in self.modules)
@@ -146,6 +162,15 @@ class PythonStdlibConfig(SourceConfig):
             yield TextDocument(
                 doc_id, definition_source(lines, start, node), self.source_name, meta
             )
+
+
+def is_heldout(path: str, fraction: float, seed: int) -> bool:
+    """Whether the file at ``path`` (relative to the corpus root) is on the held-out side of the
+    split: ``sha256(f"{seed}:{path}")``, read as a number in [0, 1), is below ``fraction``. A
+    file's side depends only on its path and the seed, never on which other files are read, and
+    a larger fraction only moves files into the held-out side."""
+    digest = hashlib.sha256(f"{seed}:{path}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def module_name(rel: str) -> str:
