@@ -96,3 +96,20 @@ def test_registry_lists_and_rejects_duplicates():
     with pytest.raises(ValueError, match="registered twice"):
         registry.add("a", 2)
     assert "clm" in OBJECTIVES.names()
+
+
+def test_overrides_index_into_lists():
+    data = {"data": {"sources": [{"name": "jsonl", "path": "a"}, "python_stdlib"]}}
+    out = apply_overrides(data, ["data.sources.0.limit=5", "data.sources.1.split=function"])
+    assert out["data"]["sources"] == [
+        {"name": "jsonl", "path": "a", "limit": 5},
+        {"name": "python_stdlib", "split": "function"},  # a name expands to a mapping
+    ]
+    assert data["data"]["sources"][0] == {"name": "jsonl", "path": "a"}  # the input is kept
+    assert apply_overrides({"f": [1, 2]}, ["f.1=7"]) == {"f": [1, 7]}
+    with pytest.raises(
+        ConfigError, match=r"'2' is not an index of a list of 2 item\(s\); use 0 to 1"
+    ):
+        apply_overrides(data, ["data.sources.2.limit=5"])
+    with pytest.raises(ConfigError, match="'x' is not an index of a list of 0 item"):
+        apply_overrides({"f": []}, ["f.x=1"])

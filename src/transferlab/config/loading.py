@@ -41,20 +41,46 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def set_dotted(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``data`` with each dotted key (``model.d_model``) set to its value."""
+    """Return a copy of ``data`` with each dotted key (``model.d_model``) set to its value. A
+    numeric part indexes a list: ``data.sources.0.limit`` is the first source's ``limit``."""
     data = copy.deepcopy(data)
     for key, value in values.items():
-        node = data
+        node: Any = data
         parts = key.split(".")
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if isinstance(child, str):  # a component given by name: expand to a mapping
-                child = node[part] = {"name": child}
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {key}={value!r}: {part!r} is a value, not a section")
-            node = child
-        node[parts[-1]] = copy.deepcopy(value)
+            node = _section(node, part, f"{key}={value!r}")
+        if isinstance(node, list):
+            node[_list_index(node, parts[-1], f"{key}={value!r}")] = copy.deepcopy(value)
+        else:
+            node[parts[-1]] = copy.deepcopy(value)
     return data
+
+
+def _section(node: dict[str, Any] | list[Any], part: str, override: str) -> Any:
+    """The mapping or list under ``part`` of ``node``, created (or expanded from a component
+    name) where a mapping is missing."""
+    if isinstance(node, list):
+        index = _list_index(node, part, override)
+        child = node[index]
+        if isinstance(child, str):  # a component given by name: expand to a mapping
+            child = node[index] = {"name": child}
+    else:
+        child = node.setdefault(part, {})
+        if isinstance(child, str):
+            child = node[part] = {"name": child}
+    if not isinstance(child, dict | list):
+        raise ConfigError(f"override {override}: {part!r} is a value, not a section")
+    return child
+
+
+def _list_index(node: list[Any], part: str, override: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        valid = f"use 0 to {len(node) - 1}" if node else "give the whole list instead"
+        raise ConfigError(
+            f"override {override}: {part!r} is not an index of a list of {len(node)} "
+            f"item(s); {valid}"
+        )
+    return int(part)
 
 
 def _parse_value(raw: str) -> Any:

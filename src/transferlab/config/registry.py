@@ -22,9 +22,9 @@ C = TypeVar("C", bound=type)
 class Registry:
     """Name -> registered object (a config class, or a preset value)."""
 
-    def __init__(self, kind: str, package: str) -> None:
+    def __init__(self, kind: str, *packages: str) -> None:
         self.kind = kind
-        self.package = package
+        self.packages = packages  # imported on first lookup: importing them registers entries
         self._entries: dict[str, Any] = {}
         self._loaded = False
 
@@ -43,7 +43,8 @@ class Registry:
 
     def _load(self) -> None:
         if not self._loaded:
-            importlib.import_module(self.package)
+            for package in self.packages:
+                importlib.import_module(package)
             self._loaded = True
 
     def names(self) -> list[str]:
@@ -90,4 +91,5 @@ OPTIMIZERS = Registry("optimizer", "transferlab.optim")
 SCHEDULES = Registry("schedule", "transferlab.optim")
 MODEL_PRESETS = Registry("model preset", "transferlab.models.presets")
 TASKS = Registry("task", "transferlab.evaluate")
-SOURCES = Registry("source", "transferlab.data.sources")
+# ``curated`` (a source after a curation pipeline) lives with curation, which reads sources.
+SOURCES = Registry("source", "transferlab.data.sources", "transferlab.curation.source")

@@ -137,13 +137,26 @@ def curate(
     out_dir: str | Path,
     scores_dir: str | Path | None = None,
 ) -> CurationResult:
-    """Run ``cfg`` over ``documents`` and write the output directory atomically."""
+    """Run ``cfg`` over ``documents`` and write the output directory atomically (replacing an
+    older one only once the new one is complete)."""
     out_dir = Path(out_dir)
-    scores_dir = Path(scores_dir) if scores_dir is not None else default_scores_dir()
     with atomic_dir(out_dir) as tmp:
-        report = _Curation(cfg, tmp, scores_dir).run(documents)
-        write_json_atomic(tmp / STATS_FILE, report.to_dict())
+        report = write_curation(cfg, documents, tmp, scores_dir)
     return CurationResult(out_dir, out_dir / DOCUMENTS_FILE, report)
+
+
+def write_curation(
+    cfg: CurationConfig,
+    documents: Iterable[TextDocument],
+    out_dir: Path,
+    scores_dir: str | Path | None = None,
+) -> CurationReport:
+    """Curate ``documents`` into the empty directory ``out_dir`` (not atomically: the caller
+    writes it under a temporary name, as ``curate`` and the ``curated`` source do)."""
+    scores_dir = Path(scores_dir) if scores_dir is not None else default_scores_dir()
+    report = _Curation(cfg, out_dir, scores_dir).run(documents)
+    write_json_atomic(out_dir / STATS_FILE, report.to_dict())
+    return report
 
 
 class _Curation:

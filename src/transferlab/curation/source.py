@@ -1,0 +1,65 @@
+"""``curated``: another source after a curation pipeline, usable wherever a source is.
+
+This is what makes curation an axis of an experiment: a run's ``data.sources`` may hold
+``{name: curated, source: {...}, curation: {...}}``, and an axis may vary the curation like any
+other field (``data.sources: [...]`` per variant, or an override such as
+``data.sources.0.curation.perplexity.keep=[head]``).
+
+The pipeline runs once per (source config, curation config): its output directory is cached
+content-addressed under ``cache_root()/curation/sources/<key>`` and written complete or not at
+all, so every run and seed that names the same curation streams the same kept documents, and
+``transferlab data inspect`` reads what it removed (``curated_dir()`` says where). Like the data
+stage, the key hashes configs, not file contents: after the files behind a source change, clear
+the cache or change the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from transferlab.artifacts import atomic_dir, cache_root, content_key, is_complete
+from transferlab.config.registry import SOURCES
+from transferlab.curation.corpus import SourceField
+from transferlab.curation.documents import read_documents
+from transferlab.curation.pipeline import DOCUMENTS_FILE, CurationConfig, write_curation
+from transferlab.data.sources import SourceConfig, SourceStats, TextDocument
+
+FORMAT_VERSION = 1
+
+
+@SOURCES.register("curated")
+class CuratedSourceConfig(SourceConfig):
+    """The documents of ``source`` that ``curation`` keeps, in their original order. The domain
+    name is ``label``, else the inner source's name."""
+
+    name: Literal["curated"] = "curated"
+    source: SourceField
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+
+    @property
+    def source_name(self) -> str:
+        return self.label or self.source.source_name
+
+    def curated_dir(self) -> Path:
+        """The cached curation output (``documents.jsonl.gz``, ``curation_stats.json``, score
+        files), curated first if it is not there yet."""
+        key = content_key(self.source.to_dict(), self.curation.to_dict(), FORMAT_VERSION)
+        out = cache_root() / "curation" / "sources" / key
+        if not is_complete(out):
+            # Another process curating the same key at once wins or loses the rename whole.
+            with atomic_dir(out, replace=False) as tmp:
+                write_curation(self.curation, self.source.iter_documents(), tmp)
+        return out
+
+    def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:
+        path = self.curated_dir() / DOCUMENTS_FILE
+        return self._renamed(read_documents(path))
+
+    def _renamed(self, documents: Iterator[TextDocument]) -> Iterator[TextDocument]:
+        for doc in documents:
+            yield doc if doc.source == self.source_name else replace(doc, source=self.source_name)
