@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from conftest import TINY_RUN
 from transferlab.cli import app
+from transferlab.experiment import load_experiment, plan_experiment
+from transferlab.recipes import list_recipes
 
 runner = CliRunner()
 
@@ -168,3 +170,15 @@ def test_components_lists_every_registry():
         "tiny",
     ):
         assert expected in result.output
+
+
+@pytest.mark.parametrize("info", list_recipes(), ids=lambda info: info.name)
+def test_every_recipe_preset_plans_valid_runs_and_states_its_claim(info, tmp_path):
+    assert info.claim and info.presets
+    for preset in info.presets:
+        spec = load_experiment(info.path, preset)
+        plan = plan_experiment(spec, store=tmp_path)  # validates every run's config
+        assert len(plan.runs) == len(spec.variant_names()) * len(spec.seeds) >= 4
+        assert len({run.key for run in plan.runs}) == len(plan.runs)
+        assert spec.expect is not None and spec.expect.variant in spec.variant_names()
+        assert spec.expect.task in [t.task_name for t in spec.tasks]

@@ -5,7 +5,7 @@ subclasses of the base classes here; see ``transferlab.config.registry``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -74,6 +74,9 @@ class TaskConfig(ComponentConfig):
     """
 
     label: str | None = None
+    # Whether ``run`` reads the world it is given (tasks on real data do not, and are then
+    # given None: building a world for nothing takes seconds).
+    uses_world: ClassVar[bool] = True
 
     @property
     def task_name(self) -> str:

@@ -13,7 +13,7 @@ Examples are top-level functions (``def`` and ``async def``, not classes); an ex
 document id ``path::name`` and is stable across runs. The file set is that of the running
 interpreter's standard library (or of ``root``), so it changes with the Python version.
 
-These tasks need no synthetic world: ``run`` accepts any ``world`` and ignores it. Any
+These tasks need no synthetic world: ``run`` accepts any ``world`` (None included) and ignores it. Any
 transferlab tokenizer works; a byte-level BPE covers code, while a word-level tokenizer trained
 on another corpus (bios) maps most of it to ``<unk>``, which leaves little to tell examples apart.
 """
@@ -24,7 +24,7 @@ import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 from torch import nn
@@ -66,6 +66,7 @@ class CodeTaskConfig(TaskConfig):
     seed: int = 0
     max_tokens: int = Field(default=256, ge=16)
     batch_size: int = Field(default=32, gt=0)
+    uses_world: ClassVar[bool] = False
 
     @field_validator("modules")
     @classmethod

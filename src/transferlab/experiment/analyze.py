@@ -43,7 +43,10 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
         "correlations": [],
     }
     for task in tasks:
-        for metric in metrics:
+        # Only the scores this task defines (code_likelihood has no accuracy, a probe no acc_norm).
+        task_rows = _select(examples, task=task)
+        task_metrics = [m for m in metrics if task_rows.num_rows and _has_values(task_rows, m)]
+        for metric in task_metrics:
             for variant in spec.variant_names():
                 rows = _rows(examples, task, variant, metric)
                 if rows is None:
@@ -55,8 +58,8 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
                     {"task": task, "metric": metric, "variant": variant, **asdict(est)}
                 )
         summary["groups"] += _group_estimates(spec, examples, task)
-        summary["comparisons"] += _comparisons(spec, examples, task, metrics)
-        summary["correlations"] += _correlations(spec, tables, task, metrics)
+        summary["comparisons"] += _comparisons(spec, examples, task, task_metrics)
+        summary["correlations"] += _correlations(spec, tables, task, task_metrics)
     summary["verdict"] = expectation_verdict(spec, summary["comparisons"])
     return summary
 

@@ -59,7 +59,8 @@ def run_job(job: Job) -> str:
     if job.evals:
         loaded = load_run(run.run_dir)
         tokenizer = TextTokenizer.from_file(loaded.tokenizer_path)
-        world = loaded.config.world.build()
+        uses_world = any(planned.task.uses_world for planned in job.evals)
+        world = loaded.config.world.build() if uses_world else None
         for planned in job.evals:
             rows = planned.task.build().run(loaded.model, tokenizer, world, run.key, run.seed)
             with atomic_dir(planned.out_dir) as tmp:

@@ -398,6 +398,8 @@ def _group_cell(row: dict[str, Any] | None) -> Markup:
 def _samples(record: ExperimentRecord) -> Markup:
     """A few raw predictions per variant, so a reader sees what the numbers are made of."""
     wanted = ["example_id", "group", "target", "prediction", "correct"]
+    if record.primary_metric() not in wanted:
+        wanted.append(record.primary_metric())
     examples, tasks = record.examples, record.tasks()
     if examples is None or not tasks or not {"task", *wanted} <= set(examples.column_names):
         return Markup("")
@@ -412,7 +414,7 @@ def _samples(record: ExperimentRecord) -> Markup:
             continue
         if shown[variant] < SAMPLE_PREDICTIONS:
             shown[variant] += 1
-            rows.append([row[c] for c in ("variant", "seed", *wanted)])
+            rows.append([_cell(row[c]) for c in ("variant", "seed", *wanted)])
     caption = f"The first {SAMPLE_PREDICTIONS} examples of {task} per variant, from its first seed."
     return join(
         [
@@ -421,6 +423,11 @@ def _samples(record: ExperimentRecord) -> Markup:
             table(["variant", "seed", *wanted], rows),
         ]
     )
+
+
+def _cell(value: Any) -> Any:
+    """Scores to three decimals, NaN (a score the task does not define) as n/a."""
+    return fmt.number(value) if isinstance(value, float) else value
 
 
 def _write_atomic(path: Path, text: str) -> None:

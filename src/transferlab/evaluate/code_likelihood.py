@@ -1,0 +1,87 @@
+"""``code_likelihood``: how probable does a model find held-out standard-library functions?
+
+The zero-shot measure of how well pretraining fits a domain, as lm-evaluation-harness's
+perplexity tasks and Paloma report it: each example is a top-level function from a held-out file
+(see ``code_tasks``), scored as ``<bos>`` + its source, cut on the right to the token budget
+(``max_tokens``, lowered to the model's ``max_seq_len``). Per example the task computes bits
+per byte, ``-log2 p(tokens) / UTF-8 bytes of the scored text``, which, unlike a per-token loss,
+does not depend on the tokenizer: runs pretrained on different data (hence with different
+tokenizers) are compared on the same footing.
+
+Rows: ``p_correct`` = ``2 ** -bits_per_byte``, the geometric-mean probability the model gives
+each byte of the real function (higher is better, in (0, 1]; ``-log2(p_correct)`` gives the bits
+per byte back); ``correct``, ``margin``, ``norm_p_correct`` and ``acc_norm`` are NaN, as there is
+no choice to get right, so compare this task on ``p_correct``.
+``prediction`` is empty and ``target`` the function's name; the group is its top-level module.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import Field
+from torch import nn
+
+from transferlab.config.registry import TASKS
+from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.base import Task
+from transferlab.evaluate.code_tasks import (
+    CodeTaskConfig,
+    describe_corpus,
+    sample,
+    split_functions,
+    token_budget,
+    top_module,
+)
+from transferlab.evaluate.results import NAN, ExampleResult
+from transferlab.evaluate.score import score_choices
+
+
+@TASKS.register("code_likelihood")
+class CodeLikelihoodConfig(CodeTaskConfig):
+    name: Literal["code_likelihood"] = "code_likelihood"
+    max_examples: int | None = Field(default=500, gt=0)  # None: every held-out function
+
+    def build(self) -> CodeLikelihoodTask:
+        return CodeLikelihoodTask(self)
+
+
+class CodeLikelihoodTask(Task[CodeLikelihoodConfig]):
+    def run(
+        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    ) -> list[dict[str, Any]]:
+        """Rows for ``cfg``'s held-out functions; ``world`` and ``seed`` are unused."""
+        cfg = self.cfg
+        docs = sample(list(split_functions(cfg).heldout), cfg.max_examples, cfg.seed, "examples")
+        if not docs:
+            raise ValueError(
+                f"code_likelihood: no held-out function ({describe_corpus(cfg)}); add modules "
+                "or raise heldout_fraction"
+            )
+        room = token_budget(model, cfg.max_tokens) - 1  # one position for <bos>
+        scored = [tokenizer.encode(doc.text)[:room] for doc in docs]
+        requests = [([tokenizer.special.bos], [ids]) for ids in scored]
+        logprobs = score_choices(model, requests, cfg.batch_size, tokenizer.special.pad)
+        rows = []
+        for doc, ids, (logprob,) in zip(docs, scored, logprobs, strict=True):
+            bits = bits_per_byte(logprob, tokenizer.decode(ids))
+            rows.append(
+                ExampleResult(
+                    run_id=run_id,
+                    task=cfg.task_name,
+                    example_id=doc.id,
+                    group=top_module(doc),
+                    split="test",
+                    prediction="",
+                    target=doc.metadata["name"],
+                    correct=NAN,
+                    p_correct=2.0**-bits,
+                ).to_dict()
+            )
+        return rows
+
+
+def bits_per_byte(logprob: float, text: str) -> float:
+    """Bits per UTF-8 byte of ``text`` given its natural-log probability ``logprob``."""
+    return -logprob / math.log(2) / max(len(text.encode("utf-8")), 1)
