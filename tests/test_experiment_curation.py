@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from transferlab.experiment import ExperimentSpec, load_results, run_experiment
+from transferlab.data.prepare import prepare_data
+from transferlab.experiment import ExperimentSpec, load_results, plan_experiment, run_experiment
+from transferlab.experiment.estimate import estimate_seconds
 from transferlab.worlds.bios import BiosConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::transferlab.data.sources.SkippedDocumentsWarning")
@@ -117,3 +119,14 @@ def test_raw_vs_curated_code_runs_end_to_end_without_a_world(tmp_path, monkeypat
     raw, curated = (json.loads(domains[v].pop())[0] for v in ("raw", "curated"))
     assert raw["name"] == curated["name"] == "stdlib"
     assert 0 < curated["docs"] < raw["docs"]
+
+
+def test_dry_run_estimate_neither_curates_nor_tokenizes_real_sources(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    plan = plan_experiment(_spec())
+    capped = estimate_seconds(plan)  # vocabulary: the tokenizer's configured 300 tokens
+    assert capped > 0
+    assert not (tmp_path / "store" / "data").exists()
+    assert not (tmp_path / "store" / "curation").exists()
+    built = prepare_data(plan.runs[0].config)  # once built, the real vocabulary counts
+    assert built.vocab_size <= 300 and estimate_seconds(plan) <= capped

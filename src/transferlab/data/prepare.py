@@ -71,7 +71,7 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
     if cfg.data.path is not None:
         return _external(cfg)
     key = data_key(cfg)
-    root = cached_dir(cache_root() / "data" / key, lambda tmp: _build(cfg, tmp, key))
+    root = cached_dir(data_dir(cfg), lambda tmp: _build(cfg, tmp, key))
     info = json.loads((root / "info.json").read_text())
     tokenizer = TextTokenizer.from_file(root / "tokenizer.json")
     return PreparedData(
@@ -86,6 +86,11 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
         special=tokenizer.special,
         token_size=info["token_size"],
     )
+
+
+def data_dir(cfg: RunConfig) -> Path:
+    """Where ``prepare_data`` caches ``cfg``'s data stage (complete once built)."""
+    return cache_root() / "data" / data_key(cfg)
 
 
 def data_key(cfg: RunConfig) -> str:

@@ -1,8 +1,10 @@
 """A rough wall-time estimate of a plan, for ``--dry-run``: training FLOPs over the FLOP/s this
 machine reaches on matrix products, discounted by the efficiency small models reach in practice.
 
-The vocabulary size (and so the output layer's cost) is known only once the tokenizer exists, so
-the estimate builds the data stage of each run: it takes seconds and is cached for the real run."""
+The vocabulary size (and so the output layer's cost) is known only once the tokenizer exists. For
+a world the estimate builds the data stage (seconds, and cached for the real run); for real
+sources, whose data stage may curate and tokenize for minutes, it uses the data stage if it is
+already built and else the tokenizer's configured ``vocab_size``, an upper bound."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from functools import lru_cache
 
 import torch
 
-from transferlab.data.prepare import prepare_data
+from transferlab.artifacts import is_complete
+from transferlab.config import RunConfig
+from transferlab.data.prepare import data_dir, prepare_data
 from transferlab.experiment.planner import Plan
 from transferlab.models.flops import flops_per_token
 
@@ -43,8 +47,14 @@ def estimate_seconds(plan: Plan) -> float:
         cfg = run.config
         model = cfg.model
         if model.vocab_size is None:
-            model = model.model_copy(update={"vocab_size": prepare_data(cfg).vocab_size})
+            model = model.model_copy(update={"vocab_size": _vocab_size(cfg)})
         tokens = cfg.trainer.max_steps * cfg.trainer.batch_size * cfg.data.seq_len
         total_flops += tokens * flops_per_token(model, cfg.data.seq_len)
     seconds = total_flops / (matmul_flops_per_second() * TRAIN_EFFICIENCY)
     return seconds * (1 + EVAL_OVERHEAD)
+
+
+def _vocab_size(cfg: RunConfig) -> int:
+    if cfg.data.sources and not is_complete(data_dir(cfg)):
+        return cfg.tokenizer.vocab_size
+    return prepare_data(cfg).vocab_size
