@@ -376,6 +376,24 @@ def test_stdlib_sides_partition_the_files_by_the_seeded_split():
     assert alone == [p for p in heldout if p.startswith("email/")]
 
 
+def test_match_and_exclude_tag_domains_by_path_pattern():
+    both = {"modules": ["json", "test.test_json"], "include_tests": True}
+    every = [d.id for d in read(PythonStdlibConfig(**both))[0]]
+    tests = read(PythonStdlibConfig(**both, label="tests", match=["test/*", "*/tests/*"]))[0]
+    library = read(PythonStdlibConfig(**both, label="library", exclude=["test/*", "*/tests/*"]))[0]
+    assert [d.id for d in tests] == [i for i in every if i.startswith("test/")] != []
+    assert sorted(d.id for d in tests + library) == every
+    assert {d.source for d in tests} == {"tests"} and {d.source for d in library} == {"library"}
+    # The limit counts selected documents; unselected ones are not skips.
+    limited, stats = read(PythonStdlibConfig(**both, match=["test/*"], limit=2))
+    assert [d.id for d in limited] == [d.id for d in tests[:2]] and not stats.skipped
+    functions = PythonStdlibConfig(modules=["json"], split="function", match=["*::dump*"])
+    assert [d.id for d in read(functions)[0]] == [
+        "json/__init__.py::dump",
+        "json/__init__.py::dumps",
+    ]
+
+
 def test_stdlib_errors_and_limit(tmp_path):
     with pytest.raises(SourceError, match="no module under .* matches modules=\\['jsn'\\]"):
         PythonStdlibConfig(modules=["jsn"]).iter_documents()

@@ -13,6 +13,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from pydantic import Field
@@ -86,12 +87,17 @@ class SourceConfig(ComponentConfig):
     """A streamed source of real text; subclasses are registered in ``SOURCES`` by kind.
 
     ``label`` names the source in documents (default: its kind), so two sources of one kind can
-    be told apart; ``limit`` keeps only the first N documents, for quick tries.
+    be told apart; ``limit`` keeps only the first N documents, for quick tries. ``match`` keeps
+    only documents whose id matches one of its glob patterns (``fnmatch``: ``*`` also crosses
+    ``/``) and ``exclude`` drops those matching one of its own: together with ``label`` they tag
+    domains by path pattern, e.g. a stdlib source of ``["test/*", "*/tests/*"]`` labelled tests.
     """
 
     label: str | None = Field(default=None, min_length=1)
     limit: int | None = Field(default=None, gt=0)
     max_line_chars: int = Field(default=100_000, gt=0)
+    match: list[str] | None = Field(default=None, min_length=1)
+    exclude: list[str] = Field(default_factory=list)
 
     @property
     def source_name(self) -> str:
@@ -117,6 +123,8 @@ class SourceConfig(ComponentConfig):
     ) -> Iterator[TextDocument]:
         try:
             for doc in candidates:
+                if not self.selects(doc.id):
+                    continue
                 reason = text_problem(doc.text, self.max_line_chars)
                 if reason is not None:
                     stats.skip(reason, doc.id)
@@ -128,6 +136,13 @@ class SourceConfig(ComponentConfig):
                     return
         finally:  # also when the consumer stops early: the counts so far are still worth a word
             _warn_skipped(self.source_name, stats)
+
+
+    def selects(self, doc_id: str) -> bool:
+        """Whether ``match`` and ``exclude`` keep the document with this id."""
+        if self.match is not None and not any(fnmatchcase(doc_id, p) for p in self.match):
+            return False
+        return not any(fnmatchcase(doc_id, p) for p in self.exclude)
 
 
 def text_problem(text: str, max_line_chars: int) -> str | None:
