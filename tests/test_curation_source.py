@@ -103,6 +103,10 @@ def test_a_run_pretrains_on_a_curated_domain_and_curation_is_an_override(tmp_pat
     cfg = validate(RunConfig, data)
     info = json.loads((prepare_data(cfg).root / "info.json").read_text())
     assert [(d["name"], d["docs"]) for d in info["domains"]] == [("web", 27)]  # 30 - 3 val
+    curation = info["domains"][0]["curation"]  # where to inspect what curation removed
+    assert (curation["input_docs"], curation["kept_docs"]) == (50, 30)
+    assert curation["dir"] == str(cfg.data.sources[0].curated_dir())
+    assert inspect(curation["dir"]).stages[0].docs_removed == 20
     assert info["val_docs"] == 3
     overrides = ["data.sources.0.curation.dedup.exact=false"]
     raw = validate(RunConfig, apply_overrides(data, overrides))
@@ -110,3 +114,8 @@ def test_a_run_pretrains_on_a_curated_domain_and_curation_is_an_override(tmp_pat
     assert data_key(raw) != data_key(cfg)
     raw_info = json.loads((prepare_data(raw).root / "info.json").read_text())
     assert [(d["name"], d["docs"]) for d in raw_info["domains"]] == [("web", 45)]  # 50 - 5 val
+    plain = {**data, "data": {**data["data"], "sources": [{"name": "jsonl", "path": path}]}}
+    plain_info = json.loads(
+        (prepare_data(validate(RunConfig, plain)).root / "info.json").read_text()
+    )
+    assert "curation" not in plain_info["domains"][0]  # a plain source records no provenance

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -27,6 +27,7 @@ from transferlab.config.registry import SOURCES
 from transferlab.curation.corpus import SourceField
 from transferlab.curation.documents import read_documents
 from transferlab.curation.pipeline import DOCUMENTS_FILE, CurationConfig, write_curation
+from transferlab.curation.report import inspect
 from transferlab.data.sources import SourceConfig, SourceStats, TextDocument
 
 FORMAT_VERSION = 1
@@ -55,6 +56,18 @@ class CuratedSourceConfig(SourceConfig):
             with atomic_dir(out, replace=False) as tmp:
                 write_curation(self.curation, self.source.iter_documents(), tmp)
         return out
+
+    def provenance(self) -> dict[str, Any]:
+        """The curation folder (for ``transferlab data inspect``) and its document counts."""
+        out = self.curated_dir()
+        report = inspect(out)
+        return {
+            "curation": {
+                "dir": str(out),
+                "input_docs": report.input.documents,
+                "kept_docs": report.output.documents,
+            }
+        }
 
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:
         path = self.curated_dir() / DOCUMENTS_FILE

@@ -42,6 +42,7 @@ class DomainPlan:
 def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object]:
     """Write ``tokenizer.json``, ``train/`` and ``val/`` into ``out``; return info for info.json."""
     sources: list[SourceConfig] = list(cfg.data.sources)
+    by_name = {s.source_name: s for s in sources}
     tokenizer = train_tokenizer(cfg.tokenizer, _texts(sources))
     tokenizer.save(out / "tokenizer.json")
     domains = {
@@ -60,7 +61,9 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
     )
     write_tokenized(_read(domains, picks), out / "train", tokenizer.vocab_size, name)
     return {
-        "domains": [asdict(p) | {"epochs": round(p.epochs, 4)} for p in plans],
+        "domains": [
+            asdict(p) | {"epochs": round(p.epochs, 4)} | by_name[p.name].provenance() for p in plans
+        ],
         "val_docs": len(val),
     }
 

@@ -137,6 +137,10 @@ class SourceConfig(ComponentConfig):
         finally:  # also when the consumer stops early: the counts so far are still worth a word
             _warn_skipped(self.source_name, stats)
 
+    def provenance(self) -> dict[str, Any]:
+        """What the data stage records about where this source's documents came from, beyond
+        its config (a curated source names its curation folder); empty by default."""
+        return {}
 
     def selects(self, doc_id: str) -> bool:
         """Whether ``match`` and ``exclude`` keep the document with this id."""
