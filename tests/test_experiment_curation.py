@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from transferlab.data.prepare import prepare_data
@@ -104,6 +105,17 @@ def test_raw_vs_curated_code_runs_end_to_end_without_a_world(tmp_path, monkeypat
         assert metrics == {"p_correct"}, section
     report = result.report.read_text()
     assert "<th>p_correct</th>" in report and ">nan<" not in report
+
+    # results/data.parquet (and the report's Data section): one row per variant and domain.
+    data = {
+        row["variant"]: row
+        for row in pq.read_table(tmp_path / "exp" / "results" / "data.parquet").to_pylist()
+    }
+    assert set(data) == {"raw", "curated"} and data["raw"]["domain"] == "stdlib"
+    assert data["raw"]["curation_kept_docs"] is None
+    kept, read = data["curated"]["curation_kept_docs"], data["curated"]["curation_input_docs"]
+    assert 0 < kept < read
+    assert f"<td>{kept:,} of {read:,} docs</td>" in report
 
     # Each variant's data stage is shared by its seeds; the classifier kept fewer documents.
     domains = {}

@@ -82,6 +82,14 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, counted
     assert summary["verdict"]["status"] in {"reproduced", "not reproduced", "inconclusive"}
     assert result.verdict.startswith(summary["verdict"]["status"])
     assert result.report.is_file()
+    # What each variant pretrained on: the world's whole training split, once, for both.
+    data = pq.read_table(tmp_path / "exp" / "results" / "data.parquet").to_pylist()
+    assert [(r["variant"], r["domain"], r["epochs"]) for r in data] == [
+        ("low", "bios", 1.0),
+        ("high", "bios", 1.0),
+    ]
+    assert data[0]["tokens"] == data[0]["sampled_tokens"] == data[1]["tokens"] > 0
+    assert "<h2>Data</h2>" in result.report.read_text()
 
     # A second run of the same experiment trains and evaluates nothing and gives the same rows.
     again = run_experiment(spec, tmp_path / "exp2", log=lambda _: None)

@@ -3,6 +3,9 @@
 ``EXP_DIR/results/examples.parquet``: one row per (run, task, example), with the variant and seed
 of the run, so comparisons can pair examples across variants and seeds.
 ``EXP_DIR/results/runs.parquet``: one row per run: variant, seed, final losses, size, cost.
+``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
+world, or each source with its training documents and tokens, the tokens the mixture sampled,
+epochs, and for a curated source the documents curation kept of those it read.
 Both are plain Parquet files, readable with duckdb (``SELECT * FROM 'results/*.parquet'``) or pandas.
 """
 
@@ -15,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transferlab.data.prepare import data_dir
 from transferlab.experiment.planner import Plan, PlannedRun
 from transferlab.train import read_metrics
 
@@ -46,6 +50,11 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
     out.mkdir(parents=True, exist_ok=True)
     _write_parquet(tables.examples, out / "examples.parquet")
     _write_parquet(tables.runs, out / "runs.parquet")
+    first_runs: dict[str, PlannedRun] = {}
+    for run in plan.runs:
+        first_runs.setdefault(run.variant, run)  # the seeds of a variant share its data stage
+    domains = [row for run in first_runs.values() for row in data_rows(run)]
+    _write_parquet(pa.Table.from_pylist(domains, schema=DATA_SCHEMA), out / "data.parquet")
     return tables
 
 
@@ -68,6 +77,56 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
         "flops_per_token": info["flops_per_token"],
         "train_seconds": rows[-1].get("elapsed_s", float("nan")) if rows else float("nan"),
     }
+
+
+DATA_SCHEMA = pa.schema(
+    [
+        ("variant", pa.string()),
+        ("domain", pa.string()),
+        ("docs", pa.int64()),
+        ("tokens", pa.int64()),
+        ("sampled_tokens", pa.int64()),
+        ("epochs", pa.float64()),
+        ("curation_input_docs", pa.int64()),
+        ("curation_kept_docs", pa.int64()),
+    ]
+)
+
+
+def data_rows(run: PlannedRun) -> list[dict[str, object]]:
+    """The training split of ``run``'s data stage, one row per domain (one for a world); none
+    for an external ``data.path``, which has no data stage, or a stage no longer in the cache.
+    Columns: ``DATA_SCHEMA``."""
+    cfg = run.config
+    info_path = data_dir(cfg) / "info.json"
+    if cfg.data.path is not None or not info_path.is_file():
+        return []
+    info = json.loads(info_path.read_text())
+    if "domains" not in info:  # built from a world: all of its training split, once
+        train = info["train"]
+        return [
+            {
+                "variant": run.variant,
+                "domain": cfg.world.name,
+                "docs": train["docs"],
+                "tokens": train["tokens"],
+                "sampled_tokens": train["tokens"],
+                "epochs": 1.0,
+            }
+        ]
+    return [
+        {
+            "variant": run.variant,
+            "domain": d["name"],
+            "docs": d["docs"],
+            "tokens": d["tokens"],
+            "sampled_tokens": d["sampled_tokens"],
+            "epochs": d["epochs"],
+            "curation_input_docs": d.get("curation", {}).get("input_docs"),
+            "curation_kept_docs": d.get("curation", {}).get("kept_docs"),
+        }
+        for d in info["domains"]
+    ]
 
 
 def load_results(exp_dir: Path) -> ResultTables:

@@ -70,6 +70,7 @@ def render(record: ExperimentRecord) -> str:
         _verdict(record),
         _reproduce(record),
         _plan(record),
+        _data(record),
         _training(record, colors),
         _downstream(record, colors),
         _differences(record),
@@ -145,6 +146,38 @@ def _plan(record: ExperimentRecord) -> Markup:
         ),
     ]
     return join(parts)
+
+
+def _data(record: ExperimentRecord) -> Markup:
+    """What each variant pretrained on: per domain, its training split and what was sampled."""
+    if not record.data:
+        return Markup("")
+    rows = [
+        [
+            row["variant"],
+            row["domain"],
+            fmt.count(row["docs"]),
+            fmt.count(row["tokens"]),
+            fmt.count(row["sampled_tokens"]),
+            fmt.number(row["epochs"], digits=2),
+            _curation_cell(row),
+        ]
+        for row in record.data
+    ]
+    header = ["variant", "domain", "docs", "tokens", "tokens sampled", "epochs", "curation kept"]
+    note = (
+        "The training split of each variant's data stage (shared by its seeds): documents and "
+        "tokens per domain, the tokens the mixture sampled from it and the epochs that makes, "
+        "and for a curated source the documents curation kept of those it read."
+    )
+    return join([tag("h2", "Data"), tag("p", note, cls="note"), table(header, rows)])
+
+
+def _curation_cell(row: dict[str, Any]) -> str:
+    kept, read = row.get("curation_kept_docs"), row.get("curation_input_docs")
+    if kept is None or read is None:
+        return "none"
+    return f"{fmt.count(kept)} of {fmt.count(read)} docs"
 
 
 def _runs_table(record: ExperimentRecord) -> Markup:

@@ -39,6 +39,7 @@ class ExperimentRecord:
     runs: list[dict[str, Any]]  # rows of results/runs.parquet
     examples: pa.Table | None  # results/examples.parquet
     planned: list[PlannedRunRow] = field(default_factory=list)
+    data: list[dict[str, Any]] = field(default_factory=list)  # rows of results/data.parquet
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run_id -> metrics rows
 
     def variants(self) -> list[str]:
@@ -70,6 +71,7 @@ def load_experiment(exp_dir: Path) -> ExperimentRecord:
     plan = _read_json(exp_dir / "plan.json")
     runs_path = exp_dir / "results" / "runs.parquet"
     examples_path = exp_dir / "results" / "examples.parquet"
+    data_path = exp_dir / "results" / "data.parquet"
     record = ExperimentRecord(
         exp_dir=exp_dir,
         spec=spec,
@@ -78,6 +80,7 @@ def load_experiment(exp_dir: Path) -> ExperimentRecord:
         runs=pq.read_table(runs_path).to_pylist() if runs_path.is_file() else [],
         examples=pq.read_table(examples_path) if examples_path.is_file() else None,
         planned=[_planned_row(exp_dir, run) for run in (plan or {}).get("runs", [])],
+        data=pq.read_table(data_path).to_pylist() if data_path.is_file() else [],
     )
     for row in record.planned:
         record.curves[row.run_id] = read_metrics(row.run_dir / "metrics.jsonl")
