@@ -168,7 +168,8 @@ def _data(record: ExperimentRecord) -> Markup:
     note = (
         "The training split of each variant's data stage (shared by its seeds): documents and "
         "tokens per domain, the tokens the mixture sampled from it and the epochs that makes, "
-        "and for a curated source the documents curation kept of those it read."
+        "and for a curated source the documents curation kept of those it read. Training then "
+        "reads as many of the sampled tokens as its steps take (the Runs table's tokens)."
     )
     return join([tag("h2", "Data"), tag("p", note, cls="note"), table(header, rows)])
 
