@@ -32,7 +32,9 @@ from transferlab.data.mixture import build_from_sources
 from transferlab.data.shards import TOKEN_DTYPES, TokenizedFolder, token_size_for, write_tokenized
 from transferlab.data.tokenizer import SpecialTokenIds, TextTokenizer, train_tokenizer
 
-FORMAT_VERSION = 3  # 2: the tokenizer also sees the world's task texts; 3: curation provenance in info.json
+FORMAT_VERSION = (
+    3  # 2: the tokenizer also sees the world's task texts; 3: curation provenance in info.json
+)
 ENCODE_CHUNK = 2048  # documents per encode_batch call: parallel in Rust, bounded in memory
 SPLIT_SALT = 0x5B1D  # keeps the split's random stream apart from the world's own use of its seed
 
