@@ -4,8 +4,10 @@ import json
 
 import pytest
 
+from transferlab.artifacts import cache_root, is_complete
 from transferlab.config import RunConfig, apply_overrides, validate
 from transferlab.curation import CurationConfig, curate, inspect
+from transferlab.curation.pipeline import write_curation
 from transferlab.curation.source import CuratedSourceConfig
 from transferlab.data.prepare import data_key, prepare_data
 from transferlab.data.sources import JsonlConfig
@@ -119,3 +121,22 @@ def test_a_run_pretrains_on_a_curated_domain_and_curation_is_an_override(tmp_pat
         (prepare_data(validate(RunConfig, plain)).root / "info.json").read_text()
     )
     assert "curation" not in plain_info["domains"][0]  # a plain source records no provenance
+
+
+def test_a_crash_while_curating_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
+    path = _corpus(tmp_path / "web.jsonl")
+    source = _curated(path)
+    real = write_curation
+
+    def crash(cfg, documents, out_dir, *args):
+        real(cfg, documents, out_dir, *args)  # every file written, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr("transferlab.curation.source.write_curation", crash)
+        list(source.iter_documents())
+    out = cache_root() / "curation" / "sources"
+    assert [p.name for p in out.iterdir()] == []  # no folder, not even a temporary one
+    assert len(list(source.iter_documents())) == 30
+    assert is_complete(source.curated_dir())
