@@ -162,7 +162,7 @@ def test_components_lists_every_registry():
     assert result.exit_code == 0, result.output
     for expected in (
         "worlds: bios",
-        "objectives: clm, mlm",
+        "objectives: answer_lm, clm, mlm",
         "schedules: constant, cosine, wsd",
         "python_stdlib",
         "qa_finetune",

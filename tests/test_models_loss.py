@@ -12,6 +12,7 @@ import transferlab.models.loss as loss_module
 from transferlab.config import ModelConfig
 from transferlab.models import build_model
 from transferlab.models.loss import linear_cross_entropy
+from transferlab.objectives import token_prediction_loss
 
 VOCAB, WIDTH, ROWS = 50, 16, 23
 
@@ -81,21 +82,19 @@ def test_autocast_takes_the_plain_path():
 
 
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])
-def test_model_targets_give_the_loss_of_its_logits(small_chunks, attention):
+def test_token_prediction_loss_equals_the_loss_of_the_model_logits(small_chunks, attention):
     torch.manual_seed(0)
     model = build_model(ModelConfig(vocab_size=VOCAB, d_model=32, n_layers=2, n_heads=4))
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, VOCAB, (2, 9), generator=gen)
     targets = torch.randint(0, VOCAB, (2, 9), generator=gen)
     targets[0, :3] = -100
-    logits, hidden = model(ids, attention=attention, return_hidden=True)
+    logits = model(ids, attention=attention)
     expected = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
-    loss, loss_hidden = model(
-        ids, attention=attention, targets=targets, reduction="sum", return_hidden=True
-    )
-    torch.testing.assert_close(loss, expected)
-    assert len(loss_hidden) == len(hidden) == 3
+    out = token_prediction_loss(model, ids, targets, attention)
+    torch.testing.assert_close(out.sum, expected)
+    assert out.n_targets == 15 and out.aux == {}
     expected_grads = torch.autograd.grad(expected, list(model.parameters()))
-    got_grads = torch.autograd.grad(loss, list(model.parameters()))
+    got_grads = torch.autograd.grad(out.total, list(model.parameters()))
     for got, want in zip(got_grads, expected_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

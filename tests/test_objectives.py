@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -21,21 +23,29 @@ def _window(batch: int = 4, length: int = 33, seed: int = 0) -> torch.Tensor:
     return window
 
 
+def _batch(objective, window: torch.Tensor, generator: torch.Generator) -> SimpleNamespace:
+    """The objective's Batch as attributes, with its target count."""
+    batch = objective.make_batch(window, generator)
+    return SimpleNamespace(
+        **batch, n_targets=objective.n_targets(batch), attention=objective.attention
+    )
+
+
 def test_clm_shifts_targets_by_one_and_masks_nothing_but_pad():
     window = _window()
     window[0, -3:] = SPECIAL.pad
-    out = ClmConfig().build(SPECIAL, VOCAB)(window, torch.Generator())
+    out = _batch(ClmConfig().build(SPECIAL, VOCAB), window, torch.Generator())
     assert out.attention == "causal"
     assert torch.equal(out.inputs, window[:, :-1])
     expected = window[:, 1:].clone()
     expected[0, -3:] = IGNORE_INDEX
     assert torch.equal(out.targets, expected)
-    assert out.n_loss_tokens == window.shape[0] * (window.shape[1] - 1) - 3
+    assert out.n_targets == window.shape[0] * (window.shape[1] - 1) - 3
 
 
 def test_mlm_loss_positions_are_exactly_the_selected_non_special_positions():
     window = _window(batch=64, length=129)
-    out = MlmConfig().build(SPECIAL, VOCAB)(window, torch.Generator().manual_seed(7))
+    out = _batch(MlmConfig().build(SPECIAL, VOCAB), window, torch.Generator().manual_seed(7))
     tokens = window[:, :-1]
     selected = out.targets != IGNORE_INDEX
     assert out.attention == "bidirectional"
@@ -55,7 +65,7 @@ def test_mlm_loss_positions_are_exactly_the_selected_non_special_positions():
 
 def test_mlm_80_10_10_split_of_selected_positions():
     window = _window(batch=256, length=129, seed=1)
-    out = MlmConfig().build(SPECIAL, VOCAB)(window, torch.Generator().manual_seed(3))
+    out = _batch(MlmConfig().build(SPECIAL, VOCAB), window, torch.Generator().manual_seed(3))
     tokens = window[:, :-1]
     selected = out.targets != IGNORE_INDEX
     n = int(selected.sum())
@@ -71,9 +81,9 @@ def test_mlm_80_10_10_split_of_selected_positions():
 def test_mlm_is_a_pure_function_of_the_generator_seed():
     window = _window()
     objective = MlmConfig().build(SPECIAL, VOCAB)
-    a = objective(window, torch.Generator().manual_seed(5))
-    b = objective(window, torch.Generator().manual_seed(5))
-    c = objective(window, torch.Generator().manual_seed(6))
+    a = _batch(objective, window, torch.Generator().manual_seed(5))
+    b = _batch(objective, window, torch.Generator().manual_seed(5))
+    c = _batch(objective, window, torch.Generator().manual_seed(6))
     assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
     assert not torch.equal(a.targets, c.targets)
 
@@ -81,7 +91,7 @@ def test_mlm_is_a_pure_function_of_the_generator_seed():
 def test_mlm_with_mask_prob_one_and_all_mask_selects_every_regular_token():
     window = _window()
     cfg = MlmConfig(mask_prob=1.0, mask_token_frac=1.0, random_token_frac=0.0)
-    out = cfg.build(SPECIAL, VOCAB)(window, torch.Generator().manual_seed(0))
+    out = _batch(cfg.build(SPECIAL, VOCAB), window, torch.Generator().manual_seed(0))
     tokens = window[:, :-1]
     regular = ~torch.isin(tokens, torch.tensor(sorted(SPECIAL.all)))
     assert torch.equal(out.targets != IGNORE_INDEX, regular)

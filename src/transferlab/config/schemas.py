@@ -33,7 +33,11 @@ class WorldConfig(ComponentConfig):
 
 
 class ObjectiveConfig(ComponentConfig):
-    """Turns packed token windows into (inputs, targets, attention kind)."""
+    """How a model learns from text (``build()`` gives an ``objectives.base.Objective``) and how
+    it is read afterwards: ``attention`` is the attention it trains with, which decides how tasks
+    score and probe the model (causal: log-likelihood; bidirectional: pseudo-log-likelihood)."""
+
+    attention: ClassVar[Literal["causal", "bidirectional", "prefix"]] = "causal"
 
     def build(self, special_ids: Any, vocab_size: int) -> Any:
         raise NotImplementedError

@@ -145,10 +145,11 @@ def _fit(
         starts = torch.randint(
             0, stream.numel() - cfg.seq_len, (cfg.batch_size,), generator=generator
         )
-        batch = objective(stream[starts[:, None] + offsets], generator)
+        batch = objective.make_batch(stream[starts[:, None] + offsets], generator)
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * schedule(step)
-        loss = model(batch.inputs, targets=batch.targets)
+        out = objective.loss(model, batch)
+        loss = out.total / out.n_targets
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

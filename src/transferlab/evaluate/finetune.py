@@ -21,10 +21,10 @@ from torch import nn
 
 from transferlab.evaluate.base import model_device
 from transferlab.evaluate.lora import LORA_TARGETS, add_lora
+from transferlab.objectives.answer_lm import Pair, answer_loss_batch
 from transferlab.optim import AdamWConfig, CosineConfig
 
 IGNORE = -100
-Pair = tuple[Sequence[int], Sequence[int]]  # (prompt ids, answer ids ending in <eos>)
 
 
 @dataclass(frozen=True)
@@ -48,20 +48,6 @@ class FinetuneSettings:
 class FinetuneResult:
     model: nn.Module  # the trained copy (a peft model, adapters unmerged, for LoRA)
     losses: list[float]  # training loss of each step
-
-
-def answer_loss_batch(pairs: Sequence[Pair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (inputs, targets) [B, L] with targets only on answer tokens (see module)."""
-    width = max(len(prompt) + len(answer) for prompt, answer in pairs) - 1
-    inputs = torch.full((len(pairs), width), pad_id, dtype=torch.long)
-    targets = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
-    for b, (prompt, answer) in enumerate(pairs):
-        if not prompt or not answer:
-            raise ValueError(f"pair {b} has an empty prompt or answer; both need tokens")
-        seq = torch.tensor([*prompt, *answer], dtype=torch.long)
-        inputs[b, : len(seq) - 1] = seq[:-1]
-        targets[b, len(prompt) - 1 : len(seq) - 1] = seq[len(prompt) :]
-    return inputs, targets
 
 
 def finetune(

@@ -11,15 +11,29 @@ splits them again.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from transferlab.config.schemas import ModelConfig
-from transferlab.models.loss import linear_cross_entropy
 
 ATTENTION_KINDS = ("causal", "bidirectional", "prefix")
+
+
+@dataclass
+class ModelOutput:
+    """What the model computes before its output head, for an objective to take a loss from.
+
+    ``aux_losses`` are losses a model part adds (a mixture of experts' load balancing, say), each
+    a scalar mean over the forward's positions; the objective weighs them into its loss.
+    """
+
+    hidden: torch.Tensor  # [B, L, d_model], after the final norm
+    head: torch.Tensor  # [vocab, d_model]: logits are hidden @ head.T (reached through wrappers)
+    residuals: list[torch.Tensor] | None = None  # with return_hidden: n_layers + 1 tensors
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class RMSNorm(nn.Module):
@@ -188,19 +202,20 @@ class Transformer(nn.Module):
         attention: str = "causal",
         prefix_len: torch.Tensor | None = None,
         return_hidden: bool = False,
-        targets: torch.Tensor | None = None,
-        reduction: str = "mean",
-    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits [B, L, vocab] for ``input_ids`` [B, L]; or, given ``targets``, the loss.
+        output: str = "logits",
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]] | ModelOutput:
+        """Logits [B, L, vocab] for ``input_ids`` [B, L]; or, with ``output="features"``, a
+        ``ModelOutput`` (the final normed hidden states, before the output head, plus any
+        auxiliary losses of the model's parts) from which an objective computes its own loss.
 
         ``attention``: "causal"; "bidirectional" (every position sees every position); "prefix"
         (positions ``< prefix_len[b]`` see the whole prefix, later ones are causal).
-        ``targets`` [B, L] (-100 where no loss is taken): returns the cross entropy (``reduction``
-        "mean" or "sum", as ``F.cross_entropy``) instead of the logits, computed by
-        ``linear_cross_entropy`` without materializing them, which makes training faster.
         With ``return_hidden`` also returns the residual stream after the embedding and after each
-        block (``n_layers + 1`` tensors [B, L, d_model]).
+        block (``n_layers + 1`` tensors [B, L, d_model]); with features they are in ``residuals``.
+        Objectives call the model itself (not a helper method) so that DDP sees the forward.
         """
+        if output not in ("logits", "features"):
+            raise ValueError(f"output={output!r} is unknown; expected 'logits' or 'features'")
         length = input_ids.shape[1]
         if length > self.config.max_seq_len:
             raise ValueError(
@@ -216,13 +231,10 @@ class Transformer(nn.Module):
             x = block(x, cos, sin, mask, is_causal)
             hidden.append(x)
         normed = self.final_norm(x)
-        if targets is None:
-            out = F.linear(normed, self.output_weight)
-        else:
-            out = linear_cross_entropy(
-                normed.flatten(0, 1), self.output_weight, targets.flatten(), reduction
-            )
-        return (out, hidden) if return_hidden else out
+        if output == "features":
+            return ModelOutput(normed, self.output_weight, hidden if return_hidden else None)
+        logits = F.linear(normed, self.output_weight)
+        return (logits, hidden) if return_hidden else logits
 
     @staticmethod
     def _attention_mask(

@@ -1,18 +1,35 @@
-"""Pretraining objectives, one module each, registered in ``OBJECTIVES`` by name."""
+"""Objectives, one module each, registered in ``OBJECTIVES`` by name."""
 
-from transferlab.objectives import clm, mlm
-from transferlab.objectives.base import IGNORE_INDEX, Objective, ObjectiveBatch
+from transferlab.objectives import answer_lm, clm, mlm
+from transferlab.objectives.answer_lm import AnswerLM, AnswerLmConfig, answer_loss_batch
+from transferlab.objectives.base import (
+    IGNORE_INDEX,
+    Attention,
+    Batch,
+    LossOutput,
+    Objective,
+    TokenPredictionObjective,
+    token_prediction_loss,
+)
 from transferlab.objectives.clm import CausalLM, ClmConfig
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
 
 __all__ = [
     "IGNORE_INDEX",
+    "AnswerLM",
+    "AnswerLmConfig",
+    "Attention",
+    "Batch",
     "CausalLM",
     "ClmConfig",
+    "LossOutput",
     "MaskedLM",
     "MlmConfig",
     "Objective",
-    "ObjectiveBatch",
+    "TokenPredictionObjective",
+    "answer_lm",
+    "answer_loss_batch",
     "clm",
     "mlm",
+    "token_prediction_loss",
 ]

@@ -1,40 +1,107 @@
-"""The interface every pretraining objective implements."""
+"""The interface every objective implements: it owns the training step's batch and loss.
+
+An objective turns what a batch source yields (packed token windows [B, L+1] in pretraining,
+task examples in fine-tuning) into a ``Batch``: a dict of tensors whose first dimension is the
+row. The engine slices a Batch into micro batches and DDP shards by rows without reading its
+fields, then asks the objective for each micro batch's loss as a ``LossOutput`` of sums over
+targets, so accumulation and data parallelism average over the targets of the whole global batch.
+
+An objective also declares how its model is read downstream (``attention``): a model trained
+bidirectionally is scored by pseudo-log-likelihood and probed on bidirectional features, never
+read as if it were causal. The declaration lives on the objective's config (a class variable), so
+a task can ask a stored run's config without building anything.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
+from torch import nn
 
 IGNORE_INDEX = -100  # targets equal to this carry no loss (torch cross_entropy's ignore_index)
 
 Attention = Literal["causal", "bidirectional", "prefix"]
+Batch = dict[str, torch.Tensor]  # every tensor's first dimension is the row
 
 
-@dataclass(frozen=True)
-class ObjectiveBatch:
-    """Model inputs, per-position targets and the attention pattern the objective needs."""
+@dataclass
+class LossOutput:
+    """A micro batch's loss, as sums over its targets (the engine divides by the global count).
 
-    inputs: torch.Tensor  # [B, L] token ids
-    targets: torch.Tensor  # [B, L] token ids, IGNORE_INDEX where no loss is taken
-    attention: Attention
-    prefix_len: torch.Tensor | None = None  # [B], only for attention == "prefix"
+    ``total`` (the main loss plus every auxiliary loss) is what is minimized. ``aux`` holds
+    weighted auxiliary losses (z-loss, a model part's load balancing) and ``metrics`` other named
+    sums to log (detached); each is logged per target under its name.
+    """
+
+    sum: torch.Tensor  # scalar, the main loss summed over targets (carries the graph)
+    n_targets: int
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
-    def n_loss_tokens(self) -> int:
-        return int((self.targets != IGNORE_INDEX).sum())
+    def total(self) -> torch.Tensor:
+        return self.sum + sum(self.aux.values()) if self.aux else self.sum
 
 
-class Objective:
-    """Turns packed token windows [B, L+1] into an ObjectiveBatch.
+class Objective(ABC):
+    """Makes batches and computes their loss; holds no random state.
 
-    Randomness (masking, corruption) comes only from the ``generator`` argument, which the trainer
-    seeds from (run seed, step, micro step): an objective holds no random state, so a resumed run
-    draws exactly the same masks as an uninterrupted one.
+    Randomness (masking, corruption) comes only from the ``generator`` passed to ``make_batch``,
+    which the engine seeds afresh from (run seed, step) and applies to the whole global batch, so
+    a resumed run, another micro batch size or another number of processes draws the same masks.
     """
 
     attention: Attention = "causal"
 
-    def __call__(self, window: torch.Tensor, generator: torch.Generator) -> ObjectiveBatch:
-        raise NotImplementedError
+    @abstractmethod
+    def make_batch(self, source: Any, generator: torch.Generator) -> Batch:
+        """The Batch of one global step from what the batch source yielded."""
+
+    @abstractmethod
+    def n_targets(self, batch: Batch) -> int:
+        """How many targets ``batch`` holds (the loss is averaged over them)."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> LossOutput:
+        """The loss of ``batch`` (a micro batch), calling ``model`` itself (so DDP sees it)."""
+
+
+def token_prediction_loss(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    attention: Attention,
+    prefix_len: torch.Tensor | None = None,
+) -> LossOutput:
+    """Summed cross entropy of predicting ``targets`` [B, L] (IGNORE_INDEX where none) from the
+    model's final hidden states under ``attention``; the model's auxiliary losses (each a mean
+    over the forward) are weighted by the number of targets so they average like the main loss.
+
+    The logits are never materialized whole (``models.loss.linear_cross_entropy``), which makes
+    training faster and lighter; the loss is in fp32 even under autocast.
+    """
+    from transferlab.models.loss import linear_cross_entropy
+
+    out = model(inputs, attention=attention, prefix_len=prefix_len, output="features")
+    flat_targets = targets.flatten()
+    loss = linear_cross_entropy(out.hidden.flatten(0, 1), out.head, flat_targets, "sum").float()
+    n = int((flat_targets != IGNORE_INDEX).sum())
+    aux = {name: value.float() * n for name, value in out.aux_losses.items()}
+    return LossOutput(loss, n, aux)
+
+
+class TokenPredictionObjective(Objective):
+    """An objective whose Batch is ``inputs`` and ``targets`` [B, L] (and ``prefix_len`` [B] for
+    prefix attention) and whose loss is the cross entropy of the targets: clm, mlm, fine-tuning
+    on answers. Subclasses only make the batch."""
+
+    def n_targets(self, batch: Batch) -> int:
+        return int((batch["targets"] != IGNORE_INDEX).sum())
+
+    def loss(self, model: nn.Module, batch: Batch) -> LossOutput:
+        return token_prediction_loss(
+            model, batch["inputs"], batch["targets"], self.attention, batch.get("prefix_len")
+        )

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from transferlab.config.registry import OBJECTIVES
 from transferlab.config.schemas import ObjectiveConfig
 from transferlab.data.tokenizer import SpecialTokenIds
-from transferlab.objectives.base import IGNORE_INDEX, Objective, ObjectiveBatch
+from transferlab.objectives.base import IGNORE_INDEX, Attention, Batch, TokenPredictionObjective
 
 
-class CausalLM(Objective):
+class CausalLM(TokenPredictionObjective):
     attention = "causal"
 
     def __init__(self, special: SpecialTokenIds) -> None:
         self.pad_id = special.pad
 
-    def __call__(self, window: torch.Tensor, generator: torch.Generator) -> ObjectiveBatch:
-        inputs, targets = window[:, :-1], window[:, 1:].clone()
+    def make_batch(self, source: torch.Tensor, generator: torch.Generator) -> Batch:
+        inputs, targets = source[:, :-1], source[:, 1:].clone()
         targets[targets == self.pad_id] = IGNORE_INDEX
-        return ObjectiveBatch(inputs=inputs, targets=targets, attention="causal")
+        return {"inputs": inputs, "targets": targets}
 
 
 @OBJECTIVES.register("clm")
 class ClmConfig(ObjectiveConfig):
     name: Literal["clm"] = "clm"
+    attention: ClassVar[Attention] = "causal"
 
     def build(self, special: SpecialTokenIds, vocab_size: int) -> CausalLM:
         return CausalLM(special)

@@ -7,7 +7,7 @@ mask) are never selected. Attention is bidirectional.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -15,10 +15,10 @@ from pydantic import Field, model_validator
 from transferlab.config.registry import OBJECTIVES
 from transferlab.config.schemas import ObjectiveConfig
 from transferlab.data.tokenizer import SpecialTokenIds
-from transferlab.objectives.base import IGNORE_INDEX, Objective, ObjectiveBatch
+from transferlab.objectives.base import IGNORE_INDEX, Attention, Batch, TokenPredictionObjective
 
 
-class MaskedLM(Objective):
+class MaskedLM(TokenPredictionObjective):
     attention = "bidirectional"
 
     def __init__(self, cfg: MlmConfig, special: SpecialTokenIds, vocab_size: int) -> None:
@@ -29,8 +29,8 @@ class MaskedLM(Objective):
         self.first_regular_id = max(special.all) + 1
         self.vocab_size = vocab_size
 
-    def __call__(self, window: torch.Tensor, generator: torch.Generator) -> ObjectiveBatch:
-        tokens = window[:, :-1]
+    def make_batch(self, source: torch.Tensor, generator: torch.Generator) -> Batch:
+        tokens = source[:, :-1]
         shape = tokens.shape
         maskable = ~torch.isin(tokens, self.special_ids)
         selected = (torch.rand(shape, generator=generator) < self.cfg.mask_prob) & maskable
@@ -48,12 +48,13 @@ class MaskedLM(Objective):
         inputs = torch.where(to_mask, self.special.mask, tokens)
         inputs = torch.where(to_random, random_ids, inputs)
         targets = torch.where(selected, tokens, IGNORE_INDEX)
-        return ObjectiveBatch(inputs=inputs, targets=targets, attention="bidirectional")
+        return {"inputs": inputs, "targets": targets}
 
 
 @OBJECTIVES.register("mlm")
 class MlmConfig(ObjectiveConfig):
     name: Literal["mlm"] = "mlm"
+    attention: ClassVar[Attention] = "bidirectional"
     mask_prob: float = Field(default=0.15, gt=0, le=1)
     mask_token_frac: float = Field(default=0.8, ge=0, le=1)
     random_token_frac: float = Field(default=0.1, ge=0, le=1)

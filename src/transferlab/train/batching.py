@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from transferlab.config import ConfigError, TrainerConfig
-from transferlab.objectives import ObjectiveBatch
+from transferlab.objectives import Batch
 
 
 @dataclass(frozen=True)
@@ -38,20 +38,22 @@ def plan_batches(cfg: TrainerConfig, world_size: int) -> BatchPlan:
     return BatchPlan(cfg.batch_size, micro, world_size, per_process // micro)
 
 
-def slice_rows(batch: ObjectiveBatch, start: int, stop: int) -> ObjectiveBatch:
-    """Rows ``start:stop`` of every per-row tensor of ``batch``."""
-    prefix_len = None if batch.prefix_len is None else batch.prefix_len[start:stop]
-    return replace(
-        batch,
-        inputs=batch.inputs[start:stop],
-        targets=batch.targets[start:stop],
-        prefix_len=prefix_len,
-    )
+def slice_rows(batch: Batch, start: int, stop: int) -> Batch:
+    """Rows ``start:stop`` of every tensor of ``batch`` (the engine never reads its fields)."""
+    return {name: tensor[start:stop] for name, tensor in batch.items()}
 
 
-def local_micro_batches(batch: ObjectiveBatch, plan: BatchPlan, rank: int) -> list[ObjectiveBatch]:
+def batch_rows(batch: Batch) -> int:
+    """The number of rows of ``batch`` (all its tensors share the first dimension)."""
+    counts = {tensor.shape[0] for tensor in batch.values()}
+    if len(counts) != 1:
+        raise ValueError(f"batch fields have different row counts {sorted(counts)}")
+    return counts.pop()
+
+
+def local_micro_batches(batch: Batch, plan: BatchPlan, rank: int) -> list[Batch]:
     """Rank ``rank``'s contiguous share of a global batch, cut into its micro batches."""
-    share = batch.inputs.shape[0] // plan.world_size
+    share = batch_rows(batch) // plan.world_size
     start = rank * share
     return [
         slice_rows(batch, s, min(s + plan.micro_batch_size, start + share))

@@ -27,7 +27,7 @@ from transferlab.artifacts import write_json_atomic
 from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.models import build_model, count_parameters, flops_per_token
-from transferlab.objectives import ObjectiveBatch
+from transferlab.objectives import Batch
 from transferlab.train.batching import local_micro_batches, plan_batches
 from transferlab.train.checkpoint import load_train_state, load_weights, save_checkpoint
 from transferlab.train.device import autocast, autocast_dtype
@@ -137,7 +137,7 @@ class Trainer:
         self.run_dir.check_resumable(self.cfg)
         return latest
 
-    def _validation_batches(self, data: PreparedData) -> list[ObjectiveBatch]:
+    def _validation_batches(self, data: PreparedData) -> list[Batch]:
         """Up to ``eval_batches * batch_size`` validation windows in stream order, as micro
         batches of this rank's share; the objective's randomness is seeded once, so every
         evaluation sees exactly the same inputs and targets."""
@@ -151,7 +151,7 @@ class Trainer:
             log.warning("validation data holds no full window of seq_len tokens; no val loss")
             return []
         window = PackedLoader(folder, self.cfg.data.seq_len, rows).fixed_batches(1)[0]
-        batch = self.objective(window, seeded_generator(self.cfg.seed, "eval"))
+        batch = self.objective.make_batch(window, seeded_generator(self.cfg.seed, "eval"))
         return local_micro_batches(batch, self.plan, self.dist.rank)
 
     def _restore(self, checkpoint: Path) -> None:
@@ -242,8 +242,10 @@ class Trainer:
         """
         lr = self._set_lr()
         gen = seeded_generator(self.cfg.seed, "train", self.step)
-        batch = self.objective(self.loader.global_batch(), gen)
-        n_loss_tokens = max(batch.n_loss_tokens, 1)  # of the global batch: no collective needed
+        batch = self.objective.make_batch(self.loader.global_batch(), gen)
+        n_loss_tokens = max(
+            self.objective.n_targets(batch), 1
+        )  # of the global batch: no collective needed
         scale = self.dist.world_size / n_loss_tokens
         micro_batches = local_micro_batches(batch, self.plan, self.dist.rank)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.dist.device)
@@ -269,21 +271,12 @@ class Trainer:
             group["lr"] = group["initial_lr"] * multiplier
         return self.optimizer.param_groups[0]["lr"]
 
-    def _loss_sum(self, model: torch.nn.Module, micro: ObjectiveBatch) -> torch.Tensor:
-        """Summed cross entropy over the loss positions of ``micro`` (fp32 even under autocast).
-
-        The model computes the loss from its last hidden states chunk by chunk, never holding the
-        full [tokens, vocab] logits (``models.loss.linear_cross_entropy``)."""
+    def _loss_sum(self, model: torch.nn.Module, micro: Batch) -> torch.Tensor:
+        """The objective's summed loss over the targets of ``micro`` (fp32 even under autocast)."""
         device = self.dist.device
-        prefix_len = None if micro.prefix_len is None else micro.prefix_len.to(device)
+        micro = {name: tensor.to(device) for name, tensor in micro.items()}
         with autocast(device, self.amp_dtype):
-            loss = model(
-                micro.inputs.to(device),
-                attention=micro.attention,
-                prefix_len=prefix_len,
-                targets=micro.targets.to(device),
-                reduction="sum",
-            )
+            loss = self.objective.loss(model, micro).total
         return loss.float()
 
     def _clip_gradients(self) -> float:
@@ -308,7 +301,7 @@ class Trainer:
         self.model.eval()
         total = sum(float(self._loss_sum(self.forward_model, m)) for m in self.val_batches)
         self.model.train()
-        count = sum(m.n_loss_tokens for m in self.val_batches)
+        count = sum(self.objective.n_targets(m) for m in self.val_batches)
         total, count = self.dist.reduce_sum(total, count)
         return total / count if count else None
 
