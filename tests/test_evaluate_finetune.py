@@ -7,8 +7,9 @@ import torch
 
 from transferlab.config import TASKS, ModelConfig, TokenizerConfig
 from transferlab.data.tokenizer import TextTokenizer, train_tokenizer
-from transferlab.evaluate.finetune import IGNORE, FinetuneSettings, answer_loss_batch, finetune
+from transferlab.evaluate.finetune import IGNORE, FinetuneSettings, finetune
 from transferlab.models import build_model
+from transferlab.objectives import answer_loss_batch
 from transferlab.worlds import BiosConfig, BiosWorld
 
 X = IGNORE

@@ -125,15 +125,17 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_
 
 def test_nan_loss_names_the_step(tiny_config, monkeypatch):
     """A NaN loss (not only a NaN gradient) stops the run before its optimizer step."""
-    from transferlab.train import trainer as trainer_module
+    from transferlab.train.engine import Engine
 
-    real = trainer_module.Trainer._loss_sum
+    real = Engine.micro_loss
 
     def poisoned(self, model, micro):
-        loss = real(self, model, micro)
-        return loss * math.nan if self.step == 5 else loss
+        out = real(self, model, micro)
+        if self.step == 5:
+            out.sum = out.sum * math.nan
+        return out
 
-    monkeypatch.setattr(trainer_module.Trainer, "_loss_sum", poisoned)
+    monkeypatch.setattr(Engine, "micro_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step 6; .*step_00000004"):
         train(tiny_config())
 

@@ -10,6 +10,7 @@ from transferlab.config.loading import (
     validate,
 )
 from transferlab.config.registry import (
+    CALLBACKS,
     MODEL_PRESETS,
     OBJECTIVES,
     OPTIMIZERS,
@@ -19,6 +20,7 @@ from transferlab.config.registry import (
     Registry,
 )
 from transferlab.config.schemas import (
+    CallbackConfig,
     DataConfig,
     ModelConfig,
     ObjectiveConfig,
@@ -32,6 +34,7 @@ from transferlab.config.schemas import (
 )
 
 __all__ = [
+    "CALLBACKS",
     "MODEL_PRESETS",
     "OBJECTIVES",
     "OPTIMIZERS",
@@ -39,6 +42,7 @@ __all__ = [
     "TASKS",
     "WORLDS",
     "BaseConfig",
+    "CallbackConfig",
     "ComponentConfig",
     "ConfigError",
     "DataConfig",

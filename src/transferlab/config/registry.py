@@ -91,5 +91,7 @@ OPTIMIZERS = Registry("optimizer", "transferlab.optim")
 SCHEDULES = Registry("schedule", "transferlab.optim")
 MODEL_PRESETS = Registry("model preset", "transferlab.models.presets")
 TASKS = Registry("task", "transferlab.evaluate")
+# Extra training callbacks; downstream evaluation during training registers from evaluate.
+CALLBACKS = Registry("callback", "transferlab.train.callbacks", "transferlab.evaluate")
 # ``curated`` (a source after a curation pipeline) lives with curation, which reads sources.
 SOURCES = Registry("source", "transferlab.data.sources", "transferlab.curation.source")

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from transferlab.config.base import BaseConfig, ComponentConfig
 from transferlab.config.registry import (
+    CALLBACKS,
     MODEL_PRESETS,
     OBJECTIVES,
     OPTIMIZERS,
@@ -66,6 +67,15 @@ class ScheduleConfig(ComponentConfig):
                 f"schedule.warmup_steps={self.warmup_steps} must be less than "
                 f"trainer.max_steps={max_steps}"
             )
+
+
+class CallbackConfig(ComponentConfig):
+    """An extra callback on the training engine's hooks (``trainer.callbacks``), e.g. downstream
+    evaluation every N steps or stability signals. ``build()`` returns a
+    ``train.engine.Callback``; what it records does not change the weights."""
+
+    def build(self) -> Any:
+        raise NotImplementedError
 
 
 class TaskConfig(ComponentConfig):
@@ -205,6 +215,10 @@ class TrainerConfig(BaseConfig):
     compile: bool = False
     out_dir: str = "runs"
     progress: bool = True
+    # Extra callbacks by registered name, run after validation and before the metrics log.
+    callbacks: list[CALLBACKS.type(CallbackConfig, default="stability")] = Field(
+        default_factory=list
+    )
 
 
 class RunConfig(BaseConfig):

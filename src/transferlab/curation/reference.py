@@ -2,7 +2,7 @@
 
 CCNet scores documents with KenLM models trained on Wikipedia, which this machine cannot
 download; instead a tiny transformer (``transferlab.models``) with its own byte-level BPE
-tokenizer is trained on the reference corpus by a short causal-LM loop. The result is
+tokenizer is trained on the reference corpus by the training engine (clm on random windows). The result is
 content-addressed under ``cache_root()/curation/reference/<key>``, the key hashing the config and
 the corpus' documents, so a second filter with the same reference reuses the model.
 """
@@ -28,6 +28,9 @@ from transferlab.models import Transformer, build_model
 from transferlab.objectives import ClmConfig
 from transferlab.optim.adamw import AdamWConfig
 from transferlab.optim.schedules import CosineConfig
+from transferlab.train.batching import BatchPlan
+from transferlab.train.distributed import DistContext
+from transferlab.train.engine import Engine, LoopSettings
 
 FORMAT_VERSION = 1
 ENCODE_CHUNK = 256  # documents per encode_batch call
@@ -129,32 +132,51 @@ def _token_stream(cfg: ReferenceModelConfig, tokenizer: TextTokenizer) -> np.nda
     return tokens
 
 
+class RandomWindows:
+    """Batches of ``batch_size`` windows of ``seq_len + 1`` tokens at seeded random offsets of
+    one token stream (the reference corpus is small: no packing into shards needed)."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int) -> None:
+        self.stream = torch.from_numpy(tokens).long()
+        self.offsets = torch.arange(seq_len + 1)
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def global_batch(self) -> torch.Tensor:
+        high = self.stream.numel() - self.offsets.numel() + 1
+        starts = torch.randint(0, high, (self.batch_size,), generator=self.generator)
+        return self.stream[starts[:, None] + self.offsets]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+
 def _fit(
     cfg: ReferenceModelConfig, model: Transformer, tokenizer: TextTokenizer, tokens: np.ndarray
 ) -> list[float]:
-    """Causal-LM training on random windows (seeded); returns the loss of every step."""
-    objective = ClmConfig().build(tokenizer.special, tokenizer.vocab_size)
-    optimizer = AdamWConfig(lr=cfg.lr, weight_decay=0.0).build(model)
-    schedule = CosineConfig(warmup_steps=min(10, cfg.steps - 1)).build(cfg.steps)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    stream = torch.from_numpy(tokens).long()
-    offsets = torch.arange(cfg.seq_len + 1)
-    losses = []
-    model.train()
-    for step in range(cfg.steps):
-        starts = torch.randint(
-            0, stream.numel() - cfg.seq_len, (cfg.batch_size,), generator=generator
-        )
-        batch = objective.make_batch(stream[starts[:, None] + offsets], generator)
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * schedule(step)
-        out = objective.loss(model, batch)
-        loss = out.total / out.n_targets
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+    """Causal-LM training on random windows on the engine (seeded); the loss of every step."""
+    optimizer_cfg = AdamWConfig(lr=cfg.lr, weight_decay=0.0, grad_clip=1.0)
+    engine = Engine(
+        model,
+        ClmConfig().build(tokenizer.special, tokenizer.vocab_size),
+        RandomWindows(tokens, cfg.seq_len, cfg.batch_size, cfg.seed),
+        optimizer_cfg.build(model),
+        CosineConfig(warmup_steps=min(10, cfg.steps - 1)).build(cfg.steps),
+        BatchPlan(cfg.batch_size, cfg.batch_size, 1, 1),
+        LoopSettings(
+            max_steps=cfg.steps,
+            seed=cfg.seed,
+            grad_clip=optimizer_cfg.grad_clip,
+            precision="fp32",
+            label="reference LM",
+            tokens_per_step=cfg.batch_size * cfg.seq_len,
+        ),
+        DistContext(0, 1, 0, torch.device("cpu")),
+    )
+    losses = engine.run().losses
     model.eval()
     return losses
 

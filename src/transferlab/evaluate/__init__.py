@@ -13,7 +13,6 @@ from transferlab.evaluate.features import last_token_hidden
 from transferlab.evaluate.finetune import (
     FinetuneResult,
     FinetuneSettings,
-    answer_loss_batch,
     finetune,
 )
 from transferlab.evaluate.generate import greedy_generate
@@ -44,7 +43,6 @@ __all__ = [
     "QaTaskConfig",
     "Task",
     "add_lora",
-    "answer_loss_batch",
     "build_requests",
     "choice_scores",
     "exact_match",

@@ -1,36 +1,47 @@
-"""Fine-tuning on (prompt, answer) pairs with the loss on the answer only.
+"""Fine-tuning on (prompt, answer) pairs with the loss on the answer only, on the engine.
 
-A training sequence is ``prompt + answer`` (the prompt opens with ``<bos>``, the answer closes
-with ``<eos>``). Inputs are ``seq[:-1]`` and targets ``seq[1:]``, so position ``i`` predicts
-token ``i + 1``; targets are kept on the answer tokens and the ``<eos>`` (positions
-``len(prompt) - 1 .. len(seq) - 2``) and set to -100 on the prompt and the right padding.
-The model is copied first: the caller's model is never touched.
+The pairs are the batch source, the ``answer_lm`` objective makes each batch (see
+``objectives.answer_lm``) and ``train.engine`` runs the loop, so fine-tuning has what
+pretraining has: any registered optimizer and schedule, gradient accumulation, the NaN stop,
+metrics, and, given a run directory, checkpoints and exact resume. The model is copied first:
+the caller's model is never touched.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from transferlab.artifacts import content_key, write_json_atomic
+from transferlab.config import OptimizerConfig, ScheduleConfig
 from transferlab.evaluate.base import model_device
 from transferlab.evaluate.lora import LORA_TARGETS, add_lora
-from transferlab.objectives.answer_lm import Pair, answer_loss_batch
+from transferlab.objectives.answer_lm import AnswerLM, Pair
 from transferlab.optim import AdamWConfig, CosineConfig
+from transferlab.train.batching import BatchPlan
+from transferlab.train.callbacks import CheckpointCallback, MetricsLogCallback, ProgressCallback
+from transferlab.train.checkpoint import latest_checkpoint
+from transferlab.train.distributed import DistContext
+from transferlab.train.engine import Engine, LoopSettings
 
 IGNORE = -100
+SETTINGS_FILE = "finetune.json"
 
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """How to fine-tune: ``steps`` optimizer steps of ``batch_size`` pairs, AdamW with a
-    warmup + cosine schedule, full weights or LoRA adapters."""
+    """How to fine-tune: ``steps`` optimizer steps of ``batch_size`` pairs, full weights or
+    LoRA adapters. The optimizer is ``optimizer`` if given, else AdamW with ``lr``,
+    ``weight_decay`` and ``grad_clip``; the schedule ``schedule`` if given, else linear warmup
+    over ``warmup_fraction`` of the steps and cosine decay."""
 
     steps: int
     batch_size: int
@@ -42,56 +53,151 @@ class FinetuneSettings:
     lora_r: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = LORA_TARGETS
+    optimizer: OptimizerConfig | None = None
+    schedule: ScheduleConfig | None = None
+    micro_batch_size: int | None = None  # None: the whole batch in one forward
+    log_interval: int = 10
+    checkpoint_interval: int = 100  # with a run directory
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def optimizer_config(self) -> OptimizerConfig:
+        if self.optimizer is not None:
+            return self.optimizer
+        return AdamWConfig(lr=self.lr, weight_decay=self.weight_decay, grad_clip=self.grad_clip)
+
+    def schedule_config(self) -> ScheduleConfig:
+        if self.schedule is not None:
+            return self.schedule
+        warmup = min(round(self.warmup_fraction * self.steps), self.steps - 1)
+        return CosineConfig(warmup_steps=warmup)
+
+    def plan(self) -> BatchPlan:
+        micro = self.micro_batch_size or self.batch_size
+        if self.batch_size % micro:
+            raise ValueError(f"micro_batch_size={micro} must divide batch_size={self.batch_size}")
+        return BatchPlan(self.batch_size, micro, 1, self.batch_size // micro)
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = asdict(self)
+        fields["optimizer"] = self.optimizer_config().to_dict()
+        fields["schedule"] = self.schedule_config().to_dict()
+        return fields
 
 
 @dataclass
 class FinetuneResult:
     model: nn.Module  # the trained copy (a peft model, adapters unmerged, for LoRA)
-    losses: list[float]  # training loss of each step
+    losses: list[float]  # training loss of each step run in this call
+    metrics: list[dict[str, Any]]  # the metrics rows logged in this call
+
+
+class FinetuneInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped fine-tuning; with a run directory it resumes from its checkpoint."""
+
+
+class ExampleBatches:
+    """Endless batches of pairs from successive seeded permutations (a batch may span two
+    epochs); the generator and the pending indices are its state, so a resume is exact."""
+
+    def __init__(self, pairs: Sequence[Pair], batch_size: int, seed: int) -> None:
+        self.pairs = pairs
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pending: list[int] = []
+
+    def global_batch(self) -> list[Pair]:
+        while len(self.pending) < self.batch_size:
+            self.pending.extend(torch.randperm(len(self.pairs), generator=self.generator).tolist())
+        rows, self.pending = self.pending[: self.batch_size], self.pending[self.batch_size :]
+        return [self.pairs[i] for i in rows]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "pending": torch.tensor(self.pending)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.pending = state["pending"].tolist()
 
 
 def finetune(
-    model: nn.Module, pairs: Sequence[Pair], settings: FinetuneSettings, seed: int, pad_id: int = 0
+    model: nn.Module,
+    pairs: Sequence[Pair],
+    settings: FinetuneSettings,
+    seed: int,
+    pad_id: int = 0,
+    run_dir: Path | None = None,
+    progress: bool = False,
 ) -> FinetuneResult:
-    """Train a copy of ``model`` on ``pairs`` for ``settings.steps`` steps; seeded by ``seed``."""
+    """Train a copy of ``model`` on ``pairs`` for ``settings.steps`` steps; seeded by ``seed``.
+
+    With ``run_dir``, metrics go to ``run_dir/metrics.jsonl`` and checkpoints to
+    ``run_dir/checkpoints``, and a call that finds a checkpoint of the same fine-tuning
+    (settings, seed and pairs) continues from it exactly.
+    """
     if not pairs:
         raise ValueError("finetune got no training pairs; the train split selects no examples")
     trainable = _trainable_copy(model, settings, seed)
-    optimizer = AdamWConfig(lr=settings.lr, weight_decay=settings.weight_decay).build(trainable)
-    warmup = min(round(settings.warmup_fraction * settings.steps), settings.steps - 1)
-    schedule = CosineConfig(warmup_steps=warmup).build(settings.steps)
-    generator = torch.Generator().manual_seed(seed)
-    batches = _index_batches(len(pairs), settings.batch_size, generator)
-    params = [p for p in trainable.parameters() if p.requires_grad]
-    losses = []
-    trainable.train()
-    for step in range(settings.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * schedule(step)
-        batch = answer_loss_batch([pairs[i] for i in next(batches)], pad_id)
-        losses.append(_step(trainable, optimizer, params, batch, settings.grad_clip))
+    optimizer_cfg = settings.optimizer_config()
+    engine = Engine(
+        trainable,
+        AnswerLM(pad_id),
+        ExampleBatches(pairs, settings.batch_size, seed),
+        optimizer_cfg.build(trainable),
+        settings.schedule_config().build(settings.steps),
+        settings.plan(),
+        LoopSettings(
+            max_steps=settings.steps,
+            seed=seed,
+            grad_clip=optimizer_cfg.grad_clip,
+            precision=settings.precision,
+            label="finetune",
+        ),
+        DistContext(0, 1, 0, model_device(model)),
+        _callbacks(settings, run_dir, progress),
+        run_dir,
+    )
+    if run_dir is not None:
+        _resume_if_same(engine, Path(run_dir), settings, seed, pairs)
+    result = engine.run()
+    if result.interrupted:
+        raise FinetuneInterrupted(f"fine-tuning interrupted at step {result.steps}")
     trainable.eval()
-    return FinetuneResult(trainable, losses)
+    return FinetuneResult(trainable, result.losses, engine.callback(MetricsLogCallback).rows)
 
 
-def _step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    params: list[nn.Parameter],
-    batch: tuple[torch.Tensor, torch.Tensor],
-    grad_clip: float | None,
-) -> float:
-    """One optimizer step on the answer-only loss; returns the loss."""
-    device = model_device(model)
-    inputs, targets = (t.to(device) for t in batch)
-    logits = model(inputs)
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    optimizer.step()
-    return loss.item()
+def _callbacks(
+    settings: FinetuneSettings, run_dir: Path | None, progress: bool
+) -> list[MetricsLogCallback | CheckpointCallback | ProgressCallback]:
+    metrics = None if run_dir is None else Path(run_dir) / "metrics.jsonl"
+    return [
+        MetricsLogCallback(metrics, settings.log_interval),
+        CheckpointCallback(settings.checkpoint_interval, keep=1),
+        ProgressCallback(progress),
+    ]
+
+
+def _resume_if_same(
+    engine: Engine, run_dir: Path, settings: FinetuneSettings, seed: int, pairs: Sequence[Pair]
+) -> None:
+    """Restore the newest checkpoint in ``run_dir`` if it is of this very fine-tuning; a run
+    directory of another one is refused rather than silently continued."""
+    identity = {
+        "settings": settings.to_dict(),
+        "seed": seed,
+        "pairs": content_key([[list(p), list(a)] for p, a in pairs]),
+    }
+    marker = run_dir / SETTINGS_FILE
+    latest = latest_checkpoint(run_dir)
+    if latest is not None and marker.is_file():
+        if json.loads(marker.read_text()) != identity:
+            raise ValueError(
+                f"{run_dir} holds checkpoints of another fine-tuning (other settings, seed or "
+                "pairs); give another run_dir or delete that one"
+            )
+        engine.restore(latest)
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, identity)
 
 
 def steps_for_epochs(epochs: float, n_pairs: int, batch_size: int) -> int:
@@ -108,13 +214,3 @@ def _trainable_copy(model: nn.Module, settings: FinetuneSettings, seed: int) -> 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         return add_lora(trainable, settings.lora_r, settings.lora_alpha, settings.lora_targets)
-
-
-def _index_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[list[int]]:
-    """Endless batches from successive seeded permutations (a batch may span two epochs)."""
-    pending: list[int] = []
-    while True:
-        while len(pending) < batch_size:
-            pending.extend(torch.randperm(n, generator=generator).tolist())
-        yield pending[:batch_size]
-        pending = pending[batch_size:]

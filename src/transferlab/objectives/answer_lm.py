@@ -39,8 +39,8 @@ def answer_loss_batch(pairs: Sequence[Pair], pad_id: int) -> tuple[torch.Tensor,
 class AnswerLM(TokenPredictionObjective):
     attention = "causal"
 
-    def __init__(self, special: SpecialTokenIds) -> None:
-        self.pad_id = special.pad
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
 
     def make_batch(self, source: Sequence[Pair], generator: torch.Generator) -> Batch:
         inputs, targets = answer_loss_batch(source, self.pad_id)
@@ -53,4 +53,4 @@ class AnswerLmConfig(ObjectiveConfig):
     attention: ClassVar[Attention] = "causal"
 
     def build(self, special: SpecialTokenIds, vocab_size: int) -> AnswerLM:
-        return AnswerLM(special)
+        return AnswerLM(special.pad)

@@ -23,8 +23,11 @@ def progress_enabled(requested: bool, is_main: bool) -> bool:
 class TrainProgress:
     """Context manager around a rich ``Progress`` drawn on stderr (stdout stays for results)."""
 
-    def __init__(self, total_steps: int, start_step: int, enabled: bool) -> None:
+    def __init__(
+        self, total_steps: int, start_step: int, enabled: bool, label: str = "train"
+    ) -> None:
         self.enabled = enabled
+        self.label = label
         self._progress: Progress | None = None
         self._task = None
         self._total = total_steps
@@ -33,7 +36,7 @@ class TrainProgress:
     def __enter__(self) -> TrainProgress:
         if self.enabled:
             self._progress = Progress(
-                TextColumn("[bold]train"),
+                TextColumn(f"[bold]{self.label}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"),

@@ -44,9 +44,19 @@ def run_dir_of(cfg: RunConfig) -> Path:
     return Path(cfg.trainer.out_dir) / cfg.name
 
 
+# Trainer fields added after runs were first keyed, with the value that means "as before":
+# left out of the key at that value, so runs cached before the field existed keep their key.
+ADDED_TRAINER_FIELDS = {"callbacks": []}
+
+
 def result_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a config dict that determines a run's result (drops the resumable fields)."""
-    trainer = {k: v for k, v in config["trainer"].items() if k not in RESUMABLE_TRAINER_FIELDS}
+    trainer = {
+        k: v
+        for k, v in config["trainer"].items()
+        if k not in RESUMABLE_TRAINER_FIELDS
+        and not (k in ADDED_TRAINER_FIELDS and v == ADDED_TRAINER_FIELDS[k])
+    }
     return {**config, "trainer": trainer}
 
 

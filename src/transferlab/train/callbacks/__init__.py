@@ -1,0 +1,16 @@
+"""Callbacks on the engine's hooks. The four the engine always runs (validation, metrics log,
+checkpoint, progress) live here; extras are registered in ``CALLBACKS`` by name and listed in a
+run config's ``trainer.callbacks``. Importing this package registers the extras defined here;
+extras that need later packages (downstream tasks) register from there."""
+
+from transferlab.train.callbacks.checkpointing import CheckpointCallback
+from transferlab.train.callbacks.metrics_log import MetricsLogCallback
+from transferlab.train.callbacks.progress import ProgressCallback
+from transferlab.train.callbacks.validation import ValidationCallback
+
+__all__ = [
+    "CheckpointCallback",
+    "MetricsLogCallback",
+    "ProgressCallback",
+    "ValidationCallback",
+]

@@ -1,0 +1,47 @@
+"""Checkpoints every ``interval`` steps, at the last step and when a run is interrupted."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from transferlab.train.checkpoint import save_checkpoint
+from transferlab.train.engine import Callback, Engine, StepOutput
+
+
+class CheckpointCallback(Callback):
+    """Rank 0 writes ``checkpoints/step_XXXXXXXX`` atomically and keeps the newest ``keep``;
+    the barriers keep the other ranks from running ahead or exiting first. ``meta`` adds the
+    stage's own fields (its config key) to every checkpoint's meta.json.
+
+    It runs after the metrics log, so the saved meter has already started the next interval.
+    """
+
+    name = "checkpoint"
+
+    def __init__(self, interval: int, keep: int, meta: dict[str, Any] | None = None) -> None:
+        self.interval = interval
+        self.keep = keep
+        self.meta = meta or {}
+
+    def on_step_end(self, engine: Engine, out: StepOutput) -> None:
+        step = engine.step
+        if engine.stopping or step == engine.max_steps or step % self.interval == 0:
+            self.write(engine, out)
+
+    def write(self, engine: Engine, out: StepOutput) -> None:
+        if engine.run_dir is None:
+            return
+        engine.dist.barrier()
+        if engine.dist.is_main:
+            state = engine.state_dict()
+            meta = {
+                **self.meta,
+                "tokens": engine.tokens_seen,
+                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "elapsed_s": state["elapsed_s"],
+                "train_loss": out.loss,
+                "world_size": engine.dist.world_size,
+            }
+            save_checkpoint(engine.run_dir, engine.step, engine.model, state, meta, self.keep)
+        engine.dist.barrier()

@@ -1,0 +1,31 @@
+"""Validation loss on fixed batches every ``interval`` steps and at the last step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from transferlab.objectives import Batch
+from transferlab.train.engine import Callback, Engine, StepOutput
+
+
+class ValidationCallback(Callback):
+    """Adds ``val_loss`` to the step's metrics row; ``last`` keeps the newest value.
+
+    ``micro_batches`` are this rank's share of the validation windows, made once by the
+    objective with a fixed seed, so every evaluation sees exactly the same inputs and targets.
+    """
+
+    name = "validation"
+
+    def __init__(self, micro_batches: Sequence[Batch], interval: int) -> None:
+        self.micro_batches = list(micro_batches)
+        self.interval = interval
+        self.last: float | None = None
+
+    def on_step_end(self, engine: Engine, out: StepOutput) -> None:
+        if not self.micro_batches:
+            return
+        if engine.step % self.interval == 0 or engine.step == engine.max_steps:
+            self.last = engine.evaluate_loss(self.micro_batches)
+            if self.last is not None:
+                engine.row["val_loss"] = self.last
