@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 import torch
@@ -24,6 +25,9 @@ class Task(ABC, Generic[C]):
 
     def __init__(self, cfg: C) -> None:
         self.cfg = cfg
+        # Where a task that trains (fine-tuning) keeps its checkpoints and metrics so a killed
+        # evaluation resumes; the executor sets it, None trains in memory only.
+        self.work_dir: Path | None = None
 
     @abstractmethod
     def run(

@@ -19,7 +19,8 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import nn
 
-from transferlab.config.registry import TASKS
+from transferlab.config.registry import OPTIMIZERS, SCHEDULES, TASKS
+from transferlab.config.schemas import OptimizerConfig, ScheduleConfig
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
 from transferlab.evaluate.finetune import FinetuneSettings, finetune, steps_for_epochs
@@ -42,6 +43,11 @@ class QaFinetuneConfig(QaTaskConfig):
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
     grad_clip: float | None = Field(default=1.0, gt=0)
+    # Any registered optimizer / schedule; when given they replace lr, weight_decay, grad_clip
+    # (AdamW) and warmup_fraction (cosine).
+    optimizer: OPTIMIZERS.type(OptimizerConfig, default="adamw") | None = None
+    schedule: SCHEDULES.type(ScheduleConfig, default="cosine") | None = None
+    micro_batch_size: int | None = Field(default=None, gt=0)
     lora_r: int = Field(default=8, gt=0)
     lora_alpha: float = Field(default=16.0, gt=0)
     lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
@@ -64,6 +70,9 @@ class QaFinetuneConfig(QaTaskConfig):
             lora_r=self.lora_r,
             lora_alpha=self.lora_alpha,
             lora_targets=tuple(self.lora_targets),
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+            micro_batch_size=self.micro_batch_size,
         )
 
 
@@ -81,7 +90,9 @@ class QaFinetuneTask(Task[QaFinetuneConfig]):
             )
             for item in train_items
         ]
-        tuned = finetune(model, pairs, cfg.settings(len(pairs)), seed, tokenizer.special.pad).model
+        run_dir = None if self.work_dir is None else self.work_dir / "finetune"
+        settings = cfg.settings(len(pairs))
+        tuned = finetune(model, pairs, settings, seed, tokenizer.special.pad, run_dir).model
         if cfg.method == "lora":  # fold the adapters in: a plain model generates faster
             tuned = tuned.merge_and_unload()
         return self.evaluate(tuned, tokenizer, world, run_id)

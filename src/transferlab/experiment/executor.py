@@ -5,6 +5,7 @@ pool of local processes, or as Ray tasks on a cluster."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -62,10 +63,22 @@ def run_job(job: Job) -> str:
         uses_world = any(planned.task.uses_world for planned in job.evals)
         world = loaded.config.world.build() if uses_world else None
         for planned in job.evals:
-            rows = planned.task.build().run(loaded.model, tokenizer, world, run.key, run.seed)
-            with atomic_dir(planned.out_dir) as tmp:
-                pq.write_table(pa.Table.from_pylist(rows), tmp / "rows.parquet")
+            task = planned.task.build()
+            task.work_dir = planned.work_dir
+            rows = task.run(loaded.model, tokenizer, world, run.key, run.seed)
+            _write_eval(planned, rows)
     return run.key
+
+
+def _write_eval(planned: PlannedEval, rows: list[dict]) -> None:
+    """The evaluation's rows (and its fine-tuning metrics, if it trained), written complete or
+    not at all; the work directory that let a killed evaluation resume goes afterwards."""
+    finetune_metrics = planned.work_dir / "finetune" / "metrics.jsonl"
+    with atomic_dir(planned.out_dir) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp / "rows.parquet")
+        if finetune_metrics.is_file():
+            shutil.copyfile(finetune_metrics, tmp / "finetune_metrics.jsonl")
+    shutil.rmtree(planned.work_dir, ignore_errors=True)
 
 
 def execute(plan: Plan, jobs: int = 1, executor: str = "local", log: Log = print) -> None:

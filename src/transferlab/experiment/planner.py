@@ -47,6 +47,11 @@ class PlannedEval:
     def rows_path(self) -> Path:
         return self.out_dir / "rows.parquet"
 
+    @property
+    def work_dir(self) -> Path:
+        """Where the evaluation keeps what lets it resume (a fine-tuning's checkpoints)."""
+        return self.out_dir.with_name(self.out_dir.name + ".work")
+
     def status(self) -> Status:
         return "done" if is_complete(self.out_dir) else "todo"
 

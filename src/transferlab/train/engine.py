@@ -98,6 +98,9 @@ class Callback:
     def on_train_start(self, engine: Engine) -> None:
         """After the engine is built and restored, before the first step of this call."""
 
+    def on_step_start(self, engine: Engine) -> None:
+        """Before each optimizer step (``engine.step`` is the number of steps done so far)."""
+
     def on_step_end(self, engine: Engine, out: StepOutput) -> None:
         """After each optimizer step; ``engine.step`` counts it already."""
 
@@ -202,6 +205,8 @@ class Engine:
         try:
             with StopRequest() as stop:
                 while self.step < end:
+                    for callback in self.callbacks:
+                        callback.on_step_start(self)
                     out = self.train_step()
                     self.step += 1
                     self.tokens_seen += out.tokens
