@@ -16,11 +16,28 @@ WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "
 
 
 def _jsonl(path, n_docs: int, words_per_doc: int, offset: int) -> str:
+    """``n_docs`` distinct texts: a word naming the document, then words of a cycle."""
+    texts = [
+        " ".join(
+            [
+                f"doc{offset}x{i}",
+                *(WORDS[(offset + i + k) % len(WORDS)] for k in range(1, words_per_doc)),
+            ]
+        )
+        for i in range(n_docs)
+    ]
+    return _write_texts(path, texts)
+
+
+def _write_texts(path, texts: list[str]) -> str:
     with open(path, "w") as f:
-        for i in range(n_docs):
-            text = " ".join(WORDS[(offset + i + k) % len(WORDS)] for k in range(words_per_doc))
+        for text in texts:
             f.write(json.dumps({"text": text}) + "\n")
     return str(path)
+
+
+def _decoded(folder, tokenizer) -> list[str]:
+    return [tokenizer.decode(folder.document(i)[1:-1]) for i in range(folder.n_docs)]
 
 
 def _config(tmp_path, **mixture) -> RunConfig:
@@ -55,6 +72,13 @@ def test_natural_mixture_takes_every_training_document_once(tmp_path, monkeypatc
     assert all(v["epochs"] == 1.0 for v in domains.values())
     assert info["val"]["docs"] == 1 + 6
     assert info["train"]["docs"] == 63
+    assert info["validation"] == {
+        "by": "document",
+        "groups": 7,
+        "docs": 7,
+        "tokens": info["val"]["tokens"],
+        "unknown_tokens": 0,
+    }
     # Every document is [bos] + 8 words + [eos]: the decoded text is one of the inputs.
     tokenizer = TextTokenizer.from_file(prepared.tokenizer_path)
     first = prepared.train_folder().document(0)
@@ -86,6 +110,36 @@ def test_mixture_is_deterministic_and_its_seed_matters(tmp_path, monkeypatch):
     assert not np.array_equal(tokens_a, b.train_folder().tokens(0, b.n_train_tokens))
     again = prepare_data(_config(tmp_path, weights={"small": 1, "large": 1}, seed=0))
     assert again.root == a.root  # cached, same key
+
+
+def test_duplicate_texts_and_upsampling_never_put_a_validation_text_in_training(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    # Six texts, each copied within "web"; three of them also in "books", whose mixture weight
+    # repeats it over several epochs.
+    texts = [" ".join(WORDS[i : i + 4]) for i in range(6)]
+    web = _write_texts(tmp_path / "web.jsonl", [t for t in texts for _ in range(5)])
+    books = _write_texts(tmp_path / "books.jsonl", texts[:3] * 2)
+    data = {
+        "val_fraction": 0.34,
+        "sources": [
+            {"name": "jsonl", "path": web, "label": "web"},
+            {"name": "jsonl", "path": books, "label": "books"},
+        ],
+        "mixture": {"weights": {"web": 1, "books": 3}, "tokens": 600},
+    }
+    for seed in range(4):  # several splits, so both domains' picks are exercised
+        data["mixture"]["seed"] = seed
+        prepared = prepare_data(validate(RunConfig, {"tokenizer": {"kind": "word"}, "data": data}))
+        tokenizer = TextTokenizer.from_file(prepared.tokenizer_path)
+        train = set(_decoded(prepared.train_folder(), tokenizer))
+        val = _decoded(prepared.val_folder(), tokenizer)
+        assert val and train and not train & set(val)
+        assert len(set(val)) == len(val)  # one copy of each validation text
+        assert train | set(val) == set(texts)  # nothing lost but the copies
+        info = json.loads((prepared.root / "info.json").read_text())
+        assert info["validation"]["docs"] == info["validation"]["groups"] == len(val)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
 import json
+import math
 from typing import Literal
 
 import numpy as np
@@ -7,10 +8,16 @@ import pytest
 from transferlab.artifacts import cache_root
 from transferlab.config import WORLDS, DataConfig, RunConfig, TokenizerConfig, WorldConfig
 from transferlab.data import prepare
-from transferlab.data.prepare import data_key, prepare_data, split_documents
+from transferlab.data.prepare import (
+    VAL_FLOOR_CAP,
+    data_key,
+    prepare_data,
+    split_groups,
+    validation_floor,
+)
 from transferlab.data.shards import TokenizedFolder, write_tokenized
 from transferlab.data.tokenizer import train_tokenizer
-from transferlab.worlds import World
+from transferlab.worlds import BiosConfig, World
 
 COLORS = ["red", "green", "blue", "amber"]
 
@@ -84,7 +91,7 @@ def test_builds_tokenizer_and_splits_from_the_world(kind):
     assert data.special.all == (0, 1, 2, 3)
 
     docs = LinesWorld(cfg.world).documents()
-    train_ids, val_ids = split_documents(40, 0.1, seed=3)
+    train_ids, val_ids = split_groups(range(40), docs, 0.1, seed=3)
     train, val = data.train_folder(), data.val_folder()
     assert decoded_docs(train, tokenizer) == [docs[i] for i in train_ids]  # corpus order kept
     assert decoded_docs(val, tokenizer) == [docs[i] for i in val_ids]
@@ -94,6 +101,14 @@ def test_builds_tokenizer_and_splits_from_the_world(kind):
     info = json.loads((data.root / "info.json").read_text())
     assert info["train"] == {"docs": 36, "tokens": train.n_tokens}
     assert info["val"] == {"docs": 4, "tokens": val.n_tokens}
+    unknown = 0 if kind == "bpe" else val.tokens(0, val.n_tokens).tolist().count(4)  # <unk>
+    assert info["validation"] == {
+        "by": "document",
+        "groups": 4,
+        "docs": 4,
+        "tokens": val.n_tokens,
+        "unknown_tokens": unknown,
+    }
     assert (info["vocab_size"], info["dtype"], info["token_size"]) == (
         data.vocab_size,
         "uint16",
@@ -146,14 +161,155 @@ def test_no_validation_split():
     assert not (data.root / "val").exists()
 
 
-def test_split_is_seeded_and_keeps_one_val_document():
-    train, val = split_documents(10, 0.01, seed=0)
+def test_split_is_seeded_and_keeps_one_val_group():
+    texts = [f"text {i}" for i in range(50)]
+    train, val = split_groups(range(10), texts[:10], 0.01, seed=0)
     assert len(val) == 1 and len(train) == 9
     assert sorted([*train, *val]) == list(range(10))
-    assert np.array_equal(split_documents(50, 0.2, 1)[1], split_documents(50, 0.2, 1)[1])
-    assert not np.array_equal(split_documents(50, 0.2, 1)[1], split_documents(50, 0.2, 2)[1])
-    with pytest.raises(ValueError, match="leaves none to train on"):
-        split_documents(1, 0.5, seed=0)
+    assert np.array_equal(
+        split_groups(range(50), texts, 0.2, 1)[1], split_groups(range(50), texts, 0.2, 1)[1]
+    )
+    assert not np.array_equal(
+        split_groups(range(50), texts, 0.2, 1)[1], split_groups(range(50), texts, 0.2, 2)[1]
+    )
+    with pytest.raises(
+        ValueError, match="the world has 1 document groups; data.val_fraction=0.5 leaves none"
+    ):
+        split_groups([0], ["one"], 0.5, seed=0)
+    with pytest.raises(ValueError, match="2 group labels for 3 documents"):
+        split_groups([0, 1], ["a", "b", "c"], 0.5, seed=0)
+
+
+def test_split_holds_out_whole_groups_and_merges_groups_sharing_a_text():
+    # Groups of three documents; group g's first text also opens group g + 10 (a shared text).
+    groups = [g for g in range(20) for _ in range(3)]
+    texts = [
+        f"g{g % 10} shared" if k == 0 else f"g{g} part {k}" for g in range(20) for k in range(3)
+    ]
+    for seed in range(5):
+        train, val = split_groups(groups, texts, 0.3, seed)
+        val_groups = {groups[i] for i in val}
+        assert len(val_groups) == 6  # 3 of 10 merged groups, two labels each
+        assert {g % 10 for g in val_groups} == {g for g in val_groups if g < 10}
+        assert not {groups[i] for i in train} & val_groups
+        assert not {texts[i] for i in train} & {texts[i] for i in val}
+        assert len(val) == len({texts[i] for i in val}) == 6 * 3 - 3  # one copy per text
+        assert sorted([*train, *val, *(i + 30 for i in val if i < 30 and i % 3 == 0)]) == list(
+            range(60)
+        )
+
+
+class CopiesWorld(LinesWorld):
+    """A world that repeats each document four times and declares the copies a group."""
+
+    def documents(self) -> list[str]:
+        return [text for text in super().documents() for _ in range(4)]
+
+    def document_groups(self) -> list[int]:
+        return [i // 4 for i in range(len(self.documents()))]
+
+
+class CopiesConfig(LinesConfig):
+    name: Literal["test_copies"] = "test_copies"
+
+    def build(self) -> CopiesWorld:
+        return CopiesWorld(self)
+
+
+if "test_copies" not in WORLDS.names():
+    WORLDS.register("test_copies")(CopiesConfig)
+
+
+def test_a_world_without_held_out_documents_loses_whole_groups_to_validation():
+    cfg = RunConfig(world=CopiesConfig(n_docs=40, seed=3), data=DataConfig(val_fraction=0.1))
+    data = prepare_data(cfg)
+    tokenizer = data.tokenizer()
+    train = decoded_docs(data.train_folder(), tokenizer)
+    val = decoded_docs(data.val_folder(), tokenizer)
+    assert len(train) == 36 * 4 and len(val) == 4  # four groups out, one copy each
+    assert not set(train) & set(val)
+    info = json.loads((data.root / "info.json").read_text())
+    assert info["validation"] | {"tokens": 0} == {
+        "by": "group",
+        "groups": 4,
+        "docs": 4,
+        "tokens": 0,
+        "unknown_tokens": 0,
+    }
+
+
+def bios_run(val_fraction: float = 0.02, **world) -> RunConfig:
+    return RunConfig(world=BiosConfig(**world), data=DataConfig(val_fraction=val_fraction))
+
+
+@pytest.mark.parametrize("knobs", [{}, {"exposures": 5, "rephrasings": 5}])
+def test_bios_validation_is_held_out_people_sharing_no_text_with_training(knobs):
+    cfg = bios_run(**knobs)
+    data = prepare_data(cfg)
+    world = cfg.world.build()
+    tokenizer = data.tokenizer()
+    train = decoded_docs(data.train_folder(), tokenizer)
+    assert train == world.documents()  # the whole corpus trains, in corpus order
+    # Validation holds a prefix of the held-out people's biographies (compared as tokens: a
+    # word no training text holds is <unk> in the word-level vocabulary).
+    val = world.validation_documents(data.val_folder().n_docs)
+    stored = [data.val_folder().document(i).tolist() for i in range(len(val))]
+    bos, eos = tokenizer.special.bos, tokenizer.special.eos
+    assert stored == [[bos, *ids, eos] for ids in tokenizer.encode_batch(val)]
+    assert not set(train) & set(val)
+    qa_names = {person.full_name for person in world.people}
+    assert not any(name in text for name in qa_names for text in val[:50])
+    floor = validation_floor(cfg)
+    assert floor == 4 * 32 * 128 + 1  # default trainer: a full validation batch
+    assert data.n_val_tokens >= max(floor, 0.02 * data.n_train_tokens)
+    last = data.val_folder().document(len(val) - 1).size
+    assert data.n_val_tokens - last < max(floor, math.ceil(0.02 * data.n_train_tokens))  # shortest
+    info = json.loads((data.root / "info.json").read_text())
+    assert info["validation"]["by"] == "held-out entities"
+    assert info["validation"]["groups"] == info["validation"]["docs"] == len(val)
+
+
+def test_val_fraction_beyond_the_floor_takes_more_held_out_people():
+    small, large = prepare_data(bios_run(0.02)), prepare_data(bios_run(0.9))
+    assert large.n_val_tokens >= 0.9 * large.n_train_tokens > small.n_val_tokens
+    assert small.n_train_tokens == large.n_train_tokens
+
+
+def test_a_small_world_gets_a_full_validation_batch():
+    cfg = bios_run(num_people=100)
+    data = prepare_data(cfg)
+    t = cfg.trainer
+    n_windows = (data.n_val_tokens - 1) // cfg.data.seq_len  # the trainer's rule
+    assert min(t.eval_batches * t.batch_size, n_windows) == t.eval_batches * t.batch_size
+
+
+def test_validation_floor_follows_the_trainer_and_is_capped():
+    cfg = bios_run()
+    assert data_key(
+        cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"batch_size": 64})})
+    ) != data_key(cfg)
+    huge = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"batch_size": 10**6})})
+    assert validation_floor(huge) == VAL_FLOOR_CAP
+    no_eval = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"eval_batches": 0})})
+    assert validation_floor(no_eval) == 0 == validation_floor(bios_run(0.0))
+
+
+def test_a_tiny_bios_run_reports_a_validation_loss(tiny_config):
+    from transferlab.train import train
+
+    # The default sequence length and validation batch, which need 16385 validation tokens.
+    cfg = tiny_config(
+        "world.num_people=100",
+        "data.seq_len=128",
+        "data.val_fraction=0.02",
+        "trainer.batch_size=32",
+        "trainer.eval_batches=4",
+        "trainer.max_steps=3",
+        "trainer.eval_interval=3",
+        "trainer.checkpoint_interval=3",
+    )
+    result = train(cfg)
+    assert result.val_loss is not None and math.isfinite(result.val_loss)
 
 
 @pytest.mark.parametrize("with_val", [True, False])

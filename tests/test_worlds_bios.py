@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from itertools import pairwise
 
 import pyarrow.parquet as pq
@@ -313,3 +315,65 @@ def test_tokenizer_texts_cover_questions_without_unknown_words():
         ids = tokenizer.encode(f"{item.question} {item.answer}")
         assert unk not in ids
         assert tokenizer.decode(ids) == f"{item.question} {item.answer}"
+
+
+# ----------------------------------------------------------------------------- validation people
+# sha256 (first 16 hex digits) of corpus, QA items, people and split, computed with the generator
+# as it was before validation people existed (commit cbe1743): drawing them must change nothing.
+UNCHANGED_WORLDS = [
+    ({}, "eb829ce4a9ecb17b"),
+    ({"exposures": 5, "rephrasings": 5}, "a948ed2c90d5c391"),
+    ({"num_people": 100, "seed": 7}, "f907cf7015af58ec"),
+    (
+        {"num_people": 80, "rephrasings": 3, "shuffle_sentences": True, "full_name": False},
+        "57270db63eb7fac9",
+    ),
+]
+
+
+@pytest.mark.parametrize(("knobs", "digest"), UNCHANGED_WORLDS)
+def test_people_corpus_and_qa_are_those_of_the_generator_before_validation_people(knobs, digest):
+    w = BiosConfig(**knobs).build()
+    w.validation_documents(300)  # drawing validation people first must not disturb anything
+    blob = json.dumps(
+        [
+            [asdict(d) for d in w.corpus()],
+            [asdict(q) for q in w.qa_items()],
+            [p.row() for p in w.people],
+            w.split(),
+        ],
+        sort_keys=True,
+    )
+    assert hashlib.sha256(blob.encode()).hexdigest()[:16] == digest
+
+
+def _opening_name(text: str) -> str:
+    """The full name a biography opens with (every first sentence names the person)."""
+    return " ".join(text.split()[:3]).removesuffix("'s")
+
+
+@pytest.mark.parametrize("knobs", [{}, {"shuffle_sentences": True, "full_name": False}])
+def test_validation_people_are_new_unique_people_with_one_biography_each(knobs):
+    w = world(**knobs)
+    val = w.validation_documents(400)
+    assert len(val) == 400 and w.validation_documents(150) == val[:150]  # prefix-stable
+    assert world(**knobs).validation_documents(400) == val  # seeded
+    assert world(**knobs, seed=1).validation_documents(50) != val[:50]
+    names = [_opening_name(text) for text in val]
+    assert len(set(names)) == 400
+    assert not set(names) & {p.full_name for p in w.people}
+    assert not set(val) & set(w.documents())
+    # Each names its person and states six facts, like any corpus biography.
+    assert all(len(re.findall(r"\.(?: |$)", text)) == len(ATTRIBUTES) for text in val)
+
+
+def test_validation_people_do_not_depend_on_the_text_knobs_of_the_corpus():
+    base = world(seed=4).validation_documents(30)
+    repeated = world(seed=4, rephrasings=3, exposures=2).validation_documents(30)
+    assert [_opening_name(t) for t in base] == [_opening_name(t) for t in repeated]
+
+
+def test_document_groups_are_the_person_of_each_document():
+    w = world(rephrasings=3, exposures=2)
+    assert w.document_groups() == [doc.person_id for doc in w.corpus()]
+    assert Counter(w.document_groups()) == {p.person_id: 6 for p in w.people}

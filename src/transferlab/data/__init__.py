@@ -1,7 +1,13 @@
 """Tokenizers, tokenized shards in the datatrove layout, deterministic loaders, the data stage."""
 
 from transferlab.data.loader import PackedLoader, eval_batches
-from transferlab.data.prepare import PreparedData, data_key, prepare_data, split_documents
+from transferlab.data.prepare import (
+    PreparedData,
+    data_key,
+    prepare_data,
+    split_groups,
+    validation_floor,
+)
 from transferlab.data.shards import TokenizedFolder, token_size_for, write_tokenized
 from transferlab.data.tokenizer import SpecialTokenIds, TextTokenizer, train_tokenizer
 
@@ -14,7 +20,8 @@ __all__ = [
     "data_key",
     "eval_batches",
     "prepare_data",
-    "split_documents",
+    "split_groups",
+    "validation_floor",
     "token_size_for",
     "train_tokenizer",
     "write_tokenized",

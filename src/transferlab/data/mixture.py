@@ -1,6 +1,10 @@
 """The data stage for real text: tokenize each source (a domain) into its own shards, split off
 validation documents, then sample the training set by domain weights and a token budget.
 
+Validation takes ``val_fraction`` of each domain's distinct texts, one copy each, and a text it
+takes leaves training in every domain; it is split off before sampling, so up-sampling repeats
+training documents only and no text is on both sides.
+
 Up-sampling repeats a domain over several epochs (each a fresh seeded permutation of its
 documents), down-sampling takes a seeded subset; the sampled documents of all domains are
 interleaved by a seeded shuffle. Only document indices are held in memory; text and tokens
@@ -9,6 +13,7 @@ stream from the sources and the per-domain shards.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,7 +55,7 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
         for s in sources
     }
     rng = np.random.default_rng([cfg.data.mixture.seed if cfg.data.mixture else 0, 0x3A7])
-    splits = {d: _split(folder.n_docs, cfg.data.val_fraction, rng) for d, folder in domains.items()}
+    splits = split_distinct_texts(domains, cfg.data.val_fraction, rng)
     val = [(d, int(i)) for d, (_, val_ids) in splits.items() for i in val_ids]
     if val:
         write_tokenized(_read(domains, val), out / "val", tokenizer.vocab_size, name)
@@ -64,7 +69,7 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
         "domains": [
             asdict(p) | {"epochs": round(p.epochs, 4)} | by_name[p.name].provenance() for p in plans
         ],
-        "val_docs": len(val),
+        "validation": {"by": "document", "groups": len(val)},
     }
 
 
@@ -106,12 +111,42 @@ def _draw(
     return np.asarray(chosen, dtype=np.int64)
 
 
-def _split(
-    n_docs: int, val_fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    n_val = min(n_docs - 1, max(1, round(val_fraction * n_docs))) if val_fraction > 0 else 0
-    order = rng.permutation(n_docs)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+def split_distinct_texts(
+    domains: dict[str, TokenizedFolder], val_fraction: float, rng: np.random.Generator
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per domain, (train, val) document indices in corpus order: a seeded shuffle of the
+    domain's distinct texts picks ``val_fraction`` of them (at least one, never all) for
+    validation, which keeps the first copy of each; every copy of a picked text, in any domain,
+    leaves training. Texts are compared by a digest of their tokens (encoding is exact)."""
+    digests = {
+        d: [_digest(folder.document(i)) for i in range(folder.n_docs)]
+        for d, folder in domains.items()
+    }
+    picked = {h for hashes in digests.values() for h in _pick(hashes, val_fraction, rng)}
+    splits, in_val = {}, set()
+    for d, hashes in digests.items():
+        train, val = [], []
+        for i, h in enumerate(hashes):
+            if h not in picked:
+                train.append(i)
+            elif h not in in_val:
+                in_val.add(h)
+                val.append(i)
+        splits[d] = (np.asarray(train, dtype=np.int64), np.asarray(val, dtype=np.int64))
+    return splits
+
+
+def _pick(hashes: list[bytes], val_fraction: float, rng: np.random.Generator) -> list[bytes]:
+    """A seeded ``val_fraction`` of the distinct ``hashes``, at least one and never all."""
+    distinct = list(dict.fromkeys(hashes))
+    if val_fraction == 0:
+        return []
+    n_val = min(len(distinct) - 1, max(1, round(val_fraction * len(distinct))))
+    return [distinct[i] for i in rng.permutation(len(distinct))[:n_val]]
+
+
+def _digest(tokens: np.ndarray) -> bytes:
+    return hashlib.blake2b(tokens.tobytes(), digest_size=16).digest()
 
 
 def _texts(sources: list[SourceConfig]) -> Iterator[str]:

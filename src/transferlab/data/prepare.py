@@ -8,8 +8,16 @@ share a world and tokenizer share one copy and an interrupted build is never reu
     <key>/tokenizer.json   Hugging Face tokenizer
     <key>/train/           datatrove layout (see ``shards``)
     <key>/val/             same; absent when val_fraction is 0
-    <key>/info.json        token and document counts, vocab size, dtype
+    <key>/info.json        token and document counts, vocab size, dtype, how validation was chosen
     <key>/COMPLETE
+
+Validation never shares a text with training. A world that makes fresh entities (bios: people no
+corpus document or QA item mentions) gets its validation split from them, and the whole corpus
+trains: at least one full validation batch of the trainer (``validation_floor``) and at least
+``val_fraction`` of the training tokens. Any other world loses whole ``document_groups()`` (and
+every group sharing an identical text with them) to validation; real-text sources lose distinct
+texts (see ``mixture``). A validation text appears once, since a second copy in the same window
+would be predicted by copying.
 
 Alternatively ``data.path`` names an existing tokenized folder (for instance written by
 datatrove's ``DocumentTokenizer``) and ``data.tokenizer_file`` its tokenizer; it is used in place.
@@ -19,10 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,11 +39,15 @@ from transferlab.artifacts import cache_root, cached_dir, content_key
 from transferlab.config.schemas import RunConfig
 from transferlab.data.mixture import build_from_sources
 from transferlab.data.shards import TOKEN_DTYPES, TokenizedFolder, token_size_for, write_tokenized
-from transferlab.data.tokenizer import SpecialTokenIds, TextTokenizer, train_tokenizer
+from transferlab.data.tokenizer import UNK_TOKEN, SpecialTokenIds, TextTokenizer, train_tokenizer
 
-FORMAT_VERSION = (
-    3  # 2: the tokenizer also sees the world's task texts; 3: curation provenance in info.json
-)
+if TYPE_CHECKING:  # data does not depend on worlds; a config builds the world
+    from transferlab.worlds import World
+
+# 2: the tokenizer also sees the world's task texts; 3: curation provenance in info.json;
+# 4: validation shares no text with training (held-out entities or whole groups), in info.json
+FORMAT_VERSION = 4
+VAL_FLOOR_CAP = 1 << 22  # the most tokens a full validation batch may ask of held-out entities
 ENCODE_CHUNK = 2048  # documents per encode_batch call: parallel in Rust, bounded in memory
 SPLIT_SALT = 0x5B1D  # keeps the split's random stream apart from the world's own use of its seed
 
@@ -98,25 +111,69 @@ def data_dir(cfg: RunConfig) -> Path:
 def data_key(cfg: RunConfig) -> str:
     """Content key of the data built from ``cfg``'s sources and mixture, or else its world
     (what ``prepare_data`` caches under)."""
-    corpus = (
-        {"sources": [s.to_dict() for s in cfg.data.sources], "mixture": cfg.data.mixture}
-        if cfg.data.sources
-        else cfg.world.to_dict()
+    if cfg.data.sources:
+        corpus = {"sources": [s.to_dict() for s in cfg.data.sources], "mixture": cfg.data.mixture}
+        return content_key(corpus, cfg.tokenizer.to_dict(), cfg.data.val_fraction, FORMAT_VERSION)
+    # A world's held-out validation grows with the trainer's validation batch, so that is keyed.
+    return content_key(
+        cfg.world.to_dict(),
+        cfg.tokenizer.to_dict(),
+        cfg.data.val_fraction,
+        validation_floor(cfg),
+        FORMAT_VERSION,
     )
-    return content_key(corpus, cfg.tokenizer.to_dict(), cfg.data.val_fraction, FORMAT_VERSION)
 
 
-def split_documents(n_docs: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of (train, val) documents: a seeded shuffle picks the val ones; both come back in
-    corpus order, so train keeps the world's interleaving of people."""
-    n_val = max(1, round(val_fraction * n_docs)) if val_fraction > 0 else 0
-    if n_docs - n_val < 1:
+def validation_floor(cfg: RunConfig) -> int:
+    """Tokens of one full validation batch of the trainer: ``eval_batches * batch_size`` windows
+    of ``seq_len + 1`` tokens as the trainer cuts them (consecutive windows share their boundary
+    token), capped at ``VAL_FLOOR_CAP``; 0 when the run has no validation."""
+    t = cfg.trainer
+    if cfg.data.val_fraction == 0 or t.eval_batches == 0:
+        return 0
+    return min(t.eval_batches * t.batch_size * cfg.data.seq_len + 1, VAL_FLOOR_CAP)
+
+
+def split_groups(
+    groups: Sequence[Hashable], texts: Sequence[str], val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of (train, val) documents. A seeded shuffle picks ``val_fraction`` of the groups
+    (at least one, never all) for validation; groups sharing an identical text count as one, so
+    no text is on both sides, and validation keeps one copy of each text. Both come back in
+    corpus order, so train keeps the world's interleaving."""
+    if len(groups) != len(texts):
+        raise ValueError(f"{len(groups)} group labels for {len(texts)} documents; give one each")
+    merged = _merged_groups(groups, texts)
+    n_groups = int(merged.max()) + 1 if len(merged) else 0
+    n_val = max(1, round(val_fraction * n_groups)) if val_fraction > 0 else 0
+    if n_groups - n_val < 1:
         raise ValueError(
-            f"the world has {n_docs} documents; data.val_fraction={val_fraction} leaves none to "
-            "train on; use a bigger world or a smaller val_fraction"
+            f"the world has {n_groups} document groups; data.val_fraction={val_fraction} leaves "
+            "none to train on; use a bigger world or a smaller val_fraction"
         )
-    order = np.random.default_rng([seed, SPLIT_SALT]).permutation(n_docs)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    order = np.random.default_rng([seed, SPLIT_SALT]).permutation(n_groups)
+    is_val = np.isin(merged, order[:n_val])
+    first_copy = {texts[i]: i for i in reversed(np.flatnonzero(is_val).tolist())}
+    return np.flatnonzero(~is_val), np.sort(np.fromiter(first_copy.values(), dtype=np.int64))
+
+
+def _merged_groups(groups: Sequence[Hashable], texts: Sequence[str]) -> np.ndarray:
+    """Per document, the index (in order of first appearance) of its group after merging every
+    two groups that hold an identical text (union-find over the group labels)."""
+    parent: dict[Hashable, Hashable] = {}
+
+    def root(group: Hashable) -> Hashable:
+        while parent.setdefault(group, group) != group:
+            group = parent[group]
+        return group
+
+    group_of_text: dict[str, Hashable] = {}
+    for group, text in zip(groups, texts, strict=True):
+        a, b = root(group), root(group_of_text.setdefault(text, group))
+        if a != b:
+            parent[a] = b
+    index: dict[Hashable, int] = {}
+    return np.asarray([index.setdefault(root(g), len(index)) for g in groups], dtype=np.int64)
 
 
 def _build(cfg: RunConfig, out: Path, key: str) -> None:
@@ -125,10 +182,10 @@ def _build(cfg: RunConfig, out: Path, key: str) -> None:
         corpus = {"sources": [s.to_dict() for s in cfg.data.sources]}
         corpus |= build_from_sources(cfg, out, name)
     else:
-        corpus = {"world": cfg.world.to_dict()}
-        _build_from_world(cfg, out, name)
+        corpus = {"world": cfg.world.to_dict()} | _build_from_world(cfg, out, name)
     tokenizer = TextTokenizer.from_file(out / "tokenizer.json")
     token_size = token_size_for(tokenizer.vocab_size)
+    corpus["validation"] |= _validation_counts(out / "val", tokenizer)
     info: dict[str, Any] = {
         "key": key,
         **corpus,
@@ -143,18 +200,55 @@ def _build(cfg: RunConfig, out: Path, key: str) -> None:
     (out / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True))
 
 
-def _build_from_world(cfg: RunConfig, out: Path, name: str) -> None:
+def _build_from_world(cfg: RunConfig, out: Path, name: str) -> dict[str, Any]:
+    """Write the tokenizer and both splits; return how validation was chosen."""
     world = cfg.world.build()
     docs = world.documents()
     tokenizer = train_tokenizer(cfg.tokenizer, world.tokenizer_texts())
     tokenizer.save(out / "tokenizer.json")
-    train_ids, val_ids = split_documents(len(docs), cfg.data.val_fraction, cfg.world.seed)
-    for split, ids in (("train", train_ids), ("val", val_ids)):
-        folder_docs = [docs[i] for i in ids]
-        if folder_docs:
-            write_tokenized(
-                _encoded(tokenizer, folder_docs), out / split, tokenizer.vocab_size, name
-            )
+    if cfg.data.val_fraction > 0 and world.validation_documents(0) is not None:
+        _write_docs(tokenizer, docs, out / "train", name)
+        train_tokens = TokenizedFolder(out / "train").n_tokens
+        target = max(math.ceil(cfg.data.val_fraction * train_tokens), validation_floor(cfg))
+        val_docs = _held_out(world, tokenizer, target, train_tokens / len(docs))
+        _write_docs(tokenizer, val_docs, out / "val", name)
+        return {"validation": {"by": "held-out entities", "groups": len(val_docs)}}
+    groups = world.document_groups()
+    train_ids, val_ids = split_groups(groups, docs, cfg.data.val_fraction, cfg.world.seed)
+    _write_docs(tokenizer, [docs[i] for i in train_ids], out / "train", name)
+    _write_docs(tokenizer, [docs[i] for i in val_ids], out / "val", name)
+    by = "group" if len(set(groups)) < len(groups) else "document"
+    return {"validation": {"by": by, "groups": len({groups[i] for i in val_ids})}}
+
+
+def _held_out(world: World, tokenizer: TextTokenizer, target: int, per_doc: float) -> list[str]:
+    """The shortest prefix of the world's validation documents holding ``target`` tokens (all
+    of them when the world runs out first). The count is guessed from the corpus's mean
+    document length and grown until it suffices."""
+    count = math.ceil(target / per_doc * 1.05) + 1
+    while True:
+        docs = world.validation_documents(count) or []
+        ends = np.cumsum([len(ids) + 2 for ids in tokenizer.encode_batch(docs)])  # + bos, eos
+        if len(docs) < count or ends[-1] >= target:
+            return docs[: int(np.searchsorted(ends, target)) + 1]
+        count = math.ceil(count * 1.25)
+
+
+def _write_docs(tokenizer: TextTokenizer, docs: Sequence[str], out: Path, name: str) -> None:
+    if docs:
+        write_tokenized(_encoded(tokenizer, docs), out, tokenizer.vocab_size, name)
+
+
+def _validation_counts(folder: Path, tokenizer: TextTokenizer) -> dict[str, int]:
+    """Documents and tokens of the validation split, and how many of its tokens are unknown to
+    a word-level vocabulary (words, such as names, that no training text holds)."""
+    counts = _counts(folder)
+    unk = tokenizer.token_to_id(UNK_TOKEN)
+    unknown = 0
+    if counts["docs"] and unk is not None:
+        val = TokenizedFolder(folder)
+        unknown = int(np.count_nonzero(val.tokens(0, val.n_tokens) == unk))
+    return counts | {"unknown_tokens": unknown}
 
 
 def _encoded(tokenizer: TextTokenizer, docs: Sequence[str]) -> Iterator[list[int]]:

@@ -16,6 +16,19 @@ class World(ABC):
     def documents(self) -> list[str]:
         """The pretraining corpus, one text per document, in corpus order."""
 
+    def document_groups(self) -> list[int]:
+        """A group label per document of ``documents()``: documents that share text or facts
+        (copies, rephrasings of one entity) share a label, so that a validation split made of
+        whole groups shares nothing with training. Default: every document its own group."""
+        return list(range(len(self.documents())))
+
+    def validation_documents(self, count: int) -> list[str] | None:
+        """Documents of ``count`` fresh entities that no ``documents()`` text or task mentions,
+        drawn like the corpus (the first ``k`` the same for any ``count >= k``, fewer when the
+        world runs out), or None when the world cannot make them and validation must be split
+        off the corpus by ``document_groups()``."""
+        return None
+
     def tokenizer_texts(self) -> list[str]:
         """Texts the tokenizer is trained on: the corpus plus any downstream task text, so that
         task prompts tokenize without unknown words even with a word-level vocabulary."""

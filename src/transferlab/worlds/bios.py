@@ -12,6 +12,14 @@ holds ``num_people * rephrasings * exposures`` documents: keep that product fixe
 equal budget (``rephrasings=1, exposures=5``: five copies of one fixed biography;
 ``rephrasings=5, exposures=1``: five different biographies).
 
+Validation. ``validation_documents(count)`` writes one biography each for ``count`` further
+people, drawn from the same distributions as the corpus's people but from a stream of their own,
+with full names no corpus person has. They appear in no QA split and in no corpus document, so
+validation text shares neither a sentence nor a fact with pretraining, and the people, corpus and
+QA items of a config stay the same however many validation people are drawn. A validation person
+has one biography, shown once: a second copy or rephrasing in the same window would be predicted
+from the first, which is memorisation, not the held-out loss.
+
 Interleaving. The corpus is a sequence of rounds; each round holds one document of every person
 (round ``j`` shows biography ``j % rephrasings``) in a seeded order. A seeded split of the people
 into two halves keeps each person in the same half of every round, so two documents of the same
@@ -103,7 +111,7 @@ class Person:
     major: str
     employer: str
     employer_city: str
-    split: str  # "train" or "test": the QA split of this person's questions
+    split: str  # "train" or "test": the QA split of this person's questions; "validation": none
 
     @property
     def full_name(self) -> str:
@@ -155,6 +163,16 @@ class BiosWorld(World):
 
     def documents(self) -> list[str]:
         return [doc.text for doc in self._corpus]
+
+    def document_groups(self) -> list[int]:
+        """The person of each corpus document: copies and rephrasings of one person share it."""
+        return [doc.person_id for doc in self._corpus]
+
+    def validation_documents(self, count: int) -> list[str]:
+        """One biography of each of the first ``count`` validation people (see the module
+        docstring); fewer when the name pools run out. The first ``k`` are the same for any
+        ``count >= k``."""
+        return _validation_biographies(self.config, self.people, count)
 
     def tokenizer_texts(self) -> list[str]:
         """Biographies plus every question with its answer (the QA tasks' prompts)."""
@@ -273,25 +291,51 @@ def _sample_people(cfg: BiosConfig) -> list[Person]:
     name_indices = rng.sample(range(NAME_CAPACITY), cfg.num_people)
     people = []
     for person_id, name_index in enumerate(name_indices):
-        first, middle, last, pronoun = _decode_name(name_index)
-        day, city, university, major, employer = _draw_indices(rng, _ATTRIBUTE_POOL_SIZES)
-        people.append(
-            Person(
-                person_id=person_id,
-                first_name=first,
-                middle_name=middle,
-                last_name=last,
-                pronoun=pronoun,
-                birth_date=_format_date(date.fromordinal(_FIRST_BIRTH_DAY + day)),
-                birth_city=CITIES[city],
-                university=UNIVERSITIES[university],
-                major=MAJORS[major],
-                employer=EMPLOYERS[employer],
-                employer_city=EMPLOYER_CITY[EMPLOYERS[employer]],
-                split="test" if person_id in test_ids else "train",
-            )
-        )
+        indices = _draw_indices(rng, _ATTRIBUTE_POOL_SIZES)
+        split = "test" if person_id in test_ids else "train"
+        people.append(_person(person_id, name_index, indices, split))
     return people
+
+
+def _validation_biographies(cfg: BiosConfig, people: list[Person], count: int) -> list[str]:
+    """Biographies of the first ``count`` validation people.
+
+    One stream, consumed person by person (name, attributes, biography), makes the sequence
+    prefix-stable; names are drawn by rejection, so no two people share a full name.
+    """
+    rng = _rng(cfg.seed, "validation")
+    taken = {person.full_name for person in people}
+    texts = []
+    for person_id in range(len(people), len(people) + min(count, NAME_CAPACITY - len(taken))):
+        name_index = rng.randrange(NAME_CAPACITY)
+        while " ".join(_decode_name(name_index)[:3]) in taken:
+            name_index = rng.randrange(NAME_CAPACITY)
+        person = _person(
+            person_id, name_index, _draw_indices(rng, _ATTRIBUTE_POOL_SIZES), "validation"
+        )
+        taken.add(person.full_name)
+        texts.append(_biography(person, rng, cfg)[0])
+    return texts
+
+
+def _person(person_id: int, name_index: int, indices: list[int], split: str) -> Person:
+    """The person of name number ``name_index`` and attribute pool ``indices``."""
+    first, middle, last, pronoun = _decode_name(name_index)
+    day, city, university, major, employer = indices
+    return Person(
+        person_id=person_id,
+        first_name=first,
+        middle_name=middle,
+        last_name=last,
+        pronoun=pronoun,
+        birth_date=_format_date(date.fromordinal(_FIRST_BIRTH_DAY + day)),
+        birth_city=CITIES[city],
+        university=UNIVERSITIES[university],
+        major=MAJORS[major],
+        employer=EMPLOYERS[employer],
+        employer_city=EMPLOYER_CITY[EMPLOYERS[employer]],
+        split=split,
+    )
 
 
 def _mentions(person: Person) -> tuple[dict[str, str], dict[str, str]]:
