@@ -37,16 +37,16 @@ class StabilityConfig(CallbackConfig):
         return StabilityCallback(self)
 
 
-def attention_logit_max(
+def attention_logits(
     attn: Attention,
     x: torch.Tensor,
     cos: torch.Tensor,
     sin: torch.Tensor,
     mask: torch.Tensor | None,
     is_causal: bool,
-) -> float:
-    """The largest pre-softmax logit q.k / sqrt(head_dim) among the allowed (query, key) pairs
-    of the attention module ``attn`` on its input ``x``."""
+) -> torch.Tensor:
+    """The pre-softmax logits q.k / sqrt(head_dim) [B, H, L, L] of the attention module
+    ``attn`` on its input ``x``, -inf where the mask forbids a (query, key) pair."""
     batch, length, _ = x.shape
     q, k, _ = attn.qkv(x).view(batch, length, 3, attn.n_heads, attn.head_dim).unbind(2)
     if attn.q_norm is not None:
@@ -57,7 +57,7 @@ def attention_logit_max(
         mask = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
     if mask is not None:
         logits = logits.masked_fill(~mask, -math.inf)
-    return float(logits.max())
+    return logits
 
 
 def mean_log_partition(out: ModelOutput, positions: int) -> float:
@@ -94,7 +94,7 @@ class StabilityCallback(Callback):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             if layer not in self._logits:  # the first micro batch only
                 with torch.no_grad():
-                    self._logits[layer] = attention_logit_max(module, *args)
+                    self._logits[layer] = float(attention_logits(module, *args).max())
 
         return hook
 
