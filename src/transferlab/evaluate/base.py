@@ -5,12 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Generic, Literal, TypeVar
 
-import torch
 from pydantic import Field, field_validator
 from torch import nn
 
 from transferlab.config.schemas import TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.inference import model_device  # noqa: F401 (the tasks' import of it)
 from transferlab.worlds.bios import ATTRIBUTES, BiosWorld
 
 Split = Literal["train", "test"]
@@ -67,9 +67,3 @@ def require_bios(world: Any, task: str) -> BiosWorld:
             f"got a {type(world).__name__}, use world.name=bios"
         )
     return world
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where ``model``'s weights live (CPU for a module without parameters)."""
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
