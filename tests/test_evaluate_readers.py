@@ -1,5 +1,5 @@
 """Readers: pseudo-log-likelihood, prefix scoring and features equal explicit per-sequence loops,
-whatever the batching."""
+whatever the batching, and a task refuses a model it cannot read before any work."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import random
 import pytest
 import torch
 
-from transferlab.config import ModelConfig
-from transferlab.data.tokenizer import SpecialTokenIds
+from transferlab.config import TASKS, ModelConfig, TokenizerConfig
+from transferlab.data.tokenizer import SpecialTokenIds, train_tokenizer
+from transferlab.evaluate import qa_finetune, readers
 from transferlab.evaluate.readers import Reader
 from transferlab.models import build_model
+from transferlab.worlds import BiosConfig
 
 VOCAB = 40
 SPECIAL = SpecialTokenIds()
@@ -144,3 +146,65 @@ def test_features_equal_unpadded_bidirectional_forwards(model, attention, poolin
 def test_an_unknown_reading_fails_clearly() -> None:
     with pytest.raises(ValueError, match=r"^reading 'sideways' is unknown; expected one of "):
         Reader("sideways")
+
+
+def test_a_task_refuses_a_model_it_cannot_read_before_any_work(monkeypatch) -> None:
+    def no_finetuning(*args, **kwargs):
+        raise AssertionError("fine-tuning started")
+
+    monkeypatch.setattr(qa_finetune, "finetune", no_finetuning)
+    task = TASKS.parse({"name": "qa_finetune", "label": "ft"}).build()
+    expected = (
+        "task 'ft' cannot read this model: it is read with bidirectional attention and "
+        "qa_finetune generates causally; use qa_probe or qa_score, or an objective with causal "
+        "or prefix attention"
+    )
+    with pytest.raises(ValueError) as error:
+        task.run(None, None, None, "run", 0, reading="bidirectional")
+    assert str(error.value) == expected
+    with pytest.raises(ValueError, match="code_likelihood needs a likelihood for bits per byte"):
+        TASKS.parse("code_likelihood").build().run(None, None, None, "run", 0, "bidirectional")
+
+
+@pytest.mark.parametrize(
+    ("task", "readings"),
+    [
+        ("qa_score", {"causal", "bidirectional", "prefix"}),
+        ("qa_probe", {"causal", "bidirectional", "prefix"}),
+        ("code_function_name", {"causal", "bidirectional", "prefix"}),
+        ("code_module", {"causal", "bidirectional", "prefix"}),
+        ("qa_finetune", {"causal", "prefix"}),
+        ("code_likelihood", {"causal", "prefix"}),
+    ],
+)
+def test_each_task_declares_the_readings_it_supports(task: str, readings: set[str]) -> None:
+    assert set(TASKS.get(task).readings) == readings
+
+
+@pytest.mark.parametrize(
+    ("task", "core"),
+    [
+        ({"name": "qa_score"}, "pseudo_log_likelihood"),
+        ({"name": "qa_probe", "max_iter": 5}, "pooled_hidden"),
+    ],
+)
+def test_tasks_score_and_probe_through_the_reading_they_are_given(monkeypatch, task, core):
+    world = BiosConfig(num_people=8, seed=2).build()
+    qa = [f"{item.question} {item.answer}\n" for item in world.qa_items()]
+    tokenizer = train_tokenizer(TokenizerConfig(), world.documents() + qa)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_heads=2))
+    calls = []
+    real = getattr(readers, core)
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(readers, core, spy)
+    rows = TASKS.parse(task).build().run(model, tokenizer, world, "run", 0, "bidirectional")
+    assert len(calls) == 1 and calls[0][0] is model
+    if core == "pooled_hidden":
+        assert calls[0][-1] == "bidirectional"  # the features' attention
+    else:
+        assert len(calls[0][1]) == len(rows)  # one request per example

@@ -11,6 +11,8 @@ from torch import nn
 from transferlab.config.schemas import TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.inference import model_device  # noqa: F401 (the tasks' import of it)
+from transferlab.evaluate.readers import Reader, as_reader, reading_error
+from transferlab.objectives.base import Attention
 from transferlab.worlds.bios import ATTRIBUTES, BiosWorld
 
 Split = Literal["train", "test"]
@@ -25,11 +27,37 @@ class Task(ABC, Generic[C]):
     def __init__(self, cfg: C) -> None:
         self.cfg = cfg
 
-    @abstractmethod
     def run(
-        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reading: Attention | Reader = "causal",
     ) -> list[dict[str, Any]]:
-        """One result row (``ExampleResult.to_dict()``) per example; ``model`` is left unchanged."""
+        """One result row (``ExampleResult.to_dict()``) per example; ``model`` is left unchanged.
+
+        ``reading``: the attention of the objective that trained ``model`` (a run config's
+        ``objective.attention``), or a ``Reader``; a task that cannot read it says so first.
+        """
+        reader = as_reader(reading)
+        problem = reading_error(self.cfg, reader.attention)
+        if problem:
+            raise ValueError(problem)
+        return self.read(model, tokenizer, world, run_id, seed, reader)
+
+    @abstractmethod
+    def read(
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reader: Reader,
+    ) -> list[dict[str, Any]]:
+        """``run`` once the task knows it can read the model: scores and features via ``reader``."""
 
 
 class QaTaskConfig(TaskConfig):

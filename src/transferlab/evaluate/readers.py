@@ -8,6 +8,10 @@ causal         log-likelihood (``score.score_choices``)     hidden states, causa
 bidirectional  pseudo-log-likelihood (``pll``)              hidden states, bidirectional
 prefix         log-likelihood, the context as the prefix    the whole sequence as the prefix
 =============  ===========================================  ===================================
+
+A task declares the attention kinds it can read (``TaskConfig.readings``); ``reading_error``
+words the refusal for the others, which the planner raises before anything is trained and
+``Task.run`` raises again before any work.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import get_args
 import torch
 from torch import nn
 
+from transferlab.config.registry import TASKS
+from transferlab.config.schemas import TaskConfig
 from transferlab.data.tokenizer import SpecialTokenIds
 from transferlab.evaluate.features import Pooling, pooled_hidden
 from transferlab.evaluate.pll import pseudo_log_likelihood
@@ -66,3 +72,28 @@ class Reader:
 def as_reader(reading: Attention | Reader) -> Reader:
     """``reading`` as a ``Reader``: an attention kind, or a reader passed through."""
     return reading if isinstance(reading, Reader) else Reader(reading)
+
+
+def reading_error(
+    task: TaskConfig, attention: str, subject: str = "this model: it is read with"
+) -> str | None:
+    """None when ``task`` can read a model trained with ``attention``; else a one-line error.
+
+    ``subject`` names the model, completed by the attention kind, e.g. "run variant 'mlm': its
+    objective 'mlm' trains". The error suggests the tasks on the same data (those that do or do
+    not use a world) that can read the model, and the attention kinds this task reads.
+    """
+    if attention in task.readings:
+        return None
+    alternatives = [
+        name
+        for name in TASKS.names()
+        if name != task.name
+        and attention in TASKS.get(name).readings
+        and TASKS.get(name).uses_world == task.uses_world
+    ]
+    use = f"use {' or '.join(alternatives)}, or" if alternatives else "use"
+    return (
+        f"task {task.task_name!r} cannot read {subject} {attention} attention and {task.name} "
+        f"{task.reading_limit}; {use} an objective with {' or '.join(task.readings)} attention"
+    )

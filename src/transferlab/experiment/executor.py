@@ -62,7 +62,9 @@ def run_job(job: Job) -> str:
         uses_world = any(planned.task.uses_world for planned in job.evals)
         world = loaded.config.world.build() if uses_world else None
         for planned in job.evals:
-            rows = planned.task.build().run(loaded.model, tokenizer, world, run.key, run.seed)
+            task = planned.task.build()
+            reading = loaded.config.objective.attention  # read as its objective trained it
+            rows = task.run(loaded.model, tokenizer, world, run.key, run.seed, reading)
             with atomic_dir(planned.out_dir) as tmp:
                 pq.write_table(pa.Table.from_pylist(rows), tmp / "rows.parquet")
     return run.key
