@@ -102,3 +102,11 @@ def test_choices_differing_only_in_their_last_token_share_one_sequence(model) ->
     for (context, choices), row in zip(requests, scores, strict=True):
         for choice, value in zip(choices, row, strict=True):
             assert value == pytest.approx(_naive(model, context, choice), abs=1e-5)
+
+
+def test_the_same_ids_split_differently_score_their_own_choice_tokens(model) -> None:
+    """Both requests run the stem [1, 5, 6, 7]; each sums only its own choice's tokens."""
+    requests = [([1, 5], [[6, 7, 8]]), ([1, 5, 6], [[7, 8]])]
+    scores = score_choices(model, requests, batch_size=100)
+    for (context, choices), row in zip(requests, scores, strict=True):
+        assert row == pytest.approx([_naive(model, context, choices[0])], abs=1e-5)

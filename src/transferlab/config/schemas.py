@@ -91,6 +91,11 @@ class TaskConfig(ComponentConfig):
     # Whether ``run`` reads the world it is given (tasks on real data do not, and are then
     # given None: building a world for nothing takes seconds).
     uses_world: ClassVar[bool] = True
+    # The attention kinds (``ObjectiveConfig.attention`` of the run) whose models this task can
+    # read, and why it cannot read the others, completing "<task name> ..." in the error that
+    # refuses such a run before anything is trained.
+    readings: ClassVar[tuple[str, ...]] = ("causal",)
+    reading_limit: ClassVar[str] = "reads models causally"
 
     @property
     def task_name(self) -> str:

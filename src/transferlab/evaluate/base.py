@@ -6,12 +6,14 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-import torch
 from pydantic import Field, field_validator
 from torch import nn
 
 from transferlab.config.schemas import TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.inference import model_device  # noqa: F401 (the tasks' import of it)
+from transferlab.evaluate.readers import Reader, as_reader, reading_error
+from transferlab.objectives.base import Attention
 from transferlab.worlds.bios import ATTRIBUTES, BiosWorld
 
 Split = Literal["train", "test"]
@@ -29,11 +31,37 @@ class Task(ABC, Generic[C]):
         # evaluation resumes; the executor sets it, None trains in memory only.
         self.work_dir: Path | None = None
 
-    @abstractmethod
     def run(
-        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reading: Attention | Reader = "causal",
     ) -> list[dict[str, Any]]:
-        """One result row (``ExampleResult.to_dict()``) per example; ``model`` is left unchanged."""
+        """One result row (``ExampleResult.to_dict()``) per example; ``model`` is left unchanged.
+
+        ``reading``: the attention of the objective that trained ``model`` (a run config's
+        ``objective.attention``), or a ``Reader``; a task that cannot read it says so first.
+        """
+        reader = as_reader(reading)
+        problem = reading_error(self.cfg, reader.attention)
+        if problem:
+            raise ValueError(problem)
+        return self.read(model, tokenizer, world, run_id, seed, reader)
+
+    @abstractmethod
+    def read(
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reader: Reader,
+    ) -> list[dict[str, Any]]:
+        """``run`` once the task knows it can read the model: scores and features via ``reader``."""
 
 
 class QaTaskConfig(TaskConfig):
@@ -71,9 +99,3 @@ def require_bios(world: Any, task: str) -> BiosWorld:
             f"got a {type(world).__name__}, use world.name=bios"
         )
     return world
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where ``model``'s weights live (CPU for a module without parameters)."""
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")

@@ -18,7 +18,7 @@ no choice to get right, so compare this task on ``p_correct``.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from torch import nn
@@ -34,13 +34,19 @@ from transferlab.evaluate.code_tasks import (
     token_budget,
     top_module,
 )
+from transferlab.evaluate.readers import Reader
 from transferlab.evaluate.results import NAN, ExampleResult
-from transferlab.evaluate.score import score_choices
 
 
 @TASKS.register("code_likelihood")
 class CodeLikelihoodConfig(CodeTaskConfig):
     name: Literal["code_likelihood"] = "code_likelihood"
+    # Scored after <bos> alone, the prefix reading is the causal likelihood; pseudo-log-
+    # likelihood is no likelihood, so it gives no bits per byte.
+    readings: ClassVar[tuple[str, ...]] = ("causal", "prefix")
+    reading_limit: ClassVar[str] = (
+        "needs a likelihood for bits per byte, which a bidirectional model does not give"
+    )
     max_examples: int | None = Field(default=500, gt=0)  # None: every held-out function
 
     def build(self) -> CodeLikelihoodTask:
@@ -48,8 +54,14 @@ class CodeLikelihoodConfig(CodeTaskConfig):
 
 
 class CodeLikelihoodTask(Task[CodeLikelihoodConfig]):
-    def run(
-        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    def read(
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reader: Reader,
     ) -> list[dict[str, Any]]:
         """Rows for ``cfg``'s held-out functions; ``world`` and ``seed`` are unused."""
         cfg = self.cfg
@@ -62,7 +74,7 @@ class CodeLikelihoodTask(Task[CodeLikelihoodConfig]):
         room = token_budget(model, cfg.max_tokens) - 1  # one position for <bos>
         scored = [tokenizer.encode(doc.text)[:room] for doc in docs]
         requests = [([tokenizer.special.bos], [ids]) for ids in scored]
-        logprobs = score_choices(model, requests, cfg.batch_size, tokenizer.special.pad)
+        logprobs = reader.score_choices(model, requests, tokenizer.special, cfg.batch_size)
         rows = []
         for doc, ids, (logprob,) in zip(docs, scored, logprobs, strict=True):
             bits = bits_per_byte(logprob, tokenizer.decode(ids))

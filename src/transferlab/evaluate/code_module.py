@@ -26,7 +26,7 @@ the real one (also the group), ``correct``, ``p_correct`` its probability, ``mar
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -45,14 +45,15 @@ from transferlab.evaluate.code_tasks import (
     token_budget,
     top_module,
 )
-from transferlab.evaluate.features import pooled_hidden
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
+from transferlab.evaluate.readers import READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
 
 
 @TASKS.register("code_module")
 class CodeModuleConfig(CodeTaskConfig):
     name: Literal["code_module"] = "code_module"
+    readings: ClassVar[tuple[str, ...]] = READINGS
     top_k_modules: int = Field(default=8, ge=2)
     pooling: Literal["last", "mean"] = "mean"
     layer: int = -1  # index into the residual stream; -1: after the last block
@@ -94,8 +95,14 @@ def probe_examples(
 
 
 class CodeModuleTask(Task[CodeModuleConfig]):
-    def run(
-        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    def read(
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reader: Reader,
     ) -> list[dict[str, Any]]:
         """Rows for ``cfg``'s held-out functions; ``world`` and ``seed`` are unused (the fit has
         no randomness, the examples are fixed by ``cfg``)."""
@@ -103,7 +110,7 @@ class CodeModuleTask(Task[CodeModuleConfig]):
         self._check_layer(model)
         _, train, test = probe_examples(cfg)
         budget = token_budget(model, cfg.max_tokens)
-        features = self._features(model, tokenizer, [*train, *test], budget)
+        features = self._features(model, tokenizer, [*train, *test], budget, reader)
         probe = fit_linear_probe(
             features[: len(train)], [top_module(doc) for doc in train], cfg.l2, cfg.max_iter
         )
@@ -122,14 +129,19 @@ class CodeModuleTask(Task[CodeModuleConfig]):
             )
 
     def _features(
-        self, model: nn.Module, tokenizer: TextTokenizer, docs: list[TextDocument], budget: int
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        docs: list[TextDocument],
+        budget: int,
+        reader: Reader,
     ) -> torch.Tensor:
         """[len(docs), d]: each function's pooled hidden state at ``cfg.layer``."""
         bos = tokenizer.special.bos
         texts = tokenizer.encode_batch([doc.text for doc in docs])
         sequences = [[bos, *ids[: budget - 1]] for ids in texts]
         layers = [self.cfg.layer]
-        return pooled_hidden(model, sequences, layers, self.cfg.pooling, self.cfg.batch_size)[0]
+        return reader.features(model, sequences, layers, self.cfg.pooling, self.cfg.batch_size)[0]
 
 
 def _row(

@@ -8,7 +8,8 @@ model thus scores the whole function under each name, and picking the highest
 ``log p(name) + log p(rest | name)`` is picking the most probable name given the code (Bayes),
 not matching a string: a function is used only if its name occurs nowhere else in its text as a
 whole word (no recursive call, no mention in its docstring), and a distractor only if it occurs
-nowhere in the text either, so no choice is echoed by the code.
+nowhere in the text either, so no choice is echoed by the code. A bidirectional model ranks
+the names by pseudo-log-likelihood instead (see ``readers``).
 
 Distractors are ``n_choices - 1`` names of other eligible held-out functions, drawn per example
 from a stream seeded by (``seed``, example id). Only functions whose name is unique among the
@@ -32,7 +33,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from torch import nn
@@ -50,8 +51,9 @@ from transferlab.evaluate.code_tasks import (
     top_module,
 )
 from transferlab.evaluate.metrics import choice_scores
+from transferlab.evaluate.readers import READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
-from transferlab.evaluate.score import Request, score_choices
+from transferlab.evaluate.score import Request
 
 WORD = re.compile(r"\w+")  # identifiers are maximal runs of word characters
 
@@ -59,6 +61,7 @@ WORD = re.compile(r"\w+")  # identifiers are maximal runs of word characters
 @TASKS.register("code_function_name")
 class CodeFunctionNameConfig(CodeTaskConfig):
     name: Literal["code_function_name"] = "code_function_name"
+    readings: ClassVar[tuple[str, ...]] = READINGS
     n_choices: int = Field(default=4, ge=2)
     max_examples: int | None = Field(default=200, gt=0)  # None: every eligible function
 
@@ -168,15 +171,20 @@ def build_name_examples(
 
 
 class CodeFunctionNameTask(Task[CodeFunctionNameConfig]):
-    def run(
-        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    def read(
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reader: Reader,
     ) -> list[dict[str, Any]]:
         """Rows for ``cfg``'s examples; ``world`` and ``seed`` are unused (see ``code_tasks``)."""
         cfg = self.cfg
         examples = build_name_examples(cfg, tokenizer, token_budget(model, cfg.max_tokens))
-        logprobs = score_choices(
-            model, [ex.request for ex in examples], cfg.batch_size, tokenizer.special.pad
-        )
+        requests = [ex.request for ex in examples]
+        logprobs = reader.score_choices(model, requests, tokenizer.special, cfg.batch_size)
         return [
             _row(example, scores, run_id, cfg.task_name).to_dict()
             for example, scores in zip(examples, logprobs, strict=True)

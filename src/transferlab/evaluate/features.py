@@ -1,4 +1,4 @@
-"""Frozen hidden states of a model at the last token of each sequence."""
+"""Frozen hidden states of a model, pooled over each sequence, under the attention it is read with."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from transferlab.evaluate.base import model_device
+from transferlab.evaluate.inference import length_batches, model_device
 
 Pooling = Literal["last", "mean"]
 
@@ -19,28 +19,31 @@ def pooled_hidden(
     layers: Sequence[int],
     pooling: Pooling = "last",
     batch_size: int = 64,
+    attention: str = "causal",
 ) -> torch.Tensor:
     """Hidden states [len(layers), N, d] (float32, CPU) of each sequence, at its last token
     (``pooling="last"``) or averaged over its tokens (``"mean"``).
 
     ``layers`` index the residual stream as ``model(..., return_hidden=True)`` returns it: 0 is
     the embedding output, ``i`` the output of block ``i``, negative counts from the end.
-    Sequences are right-padded in batches; causal attention keeps padding out of every real
-    position, and the mean leaves padding out.
+    ``attention``: "causal", "bidirectional" (every token sees the whole sequence) or "prefix"
+    (the whole sequence is the prefix, so the same as bidirectional). Every sequence is read as
+    if alone: causal batches are right-padded (no position sees the positions after it), prefix
+    ones too (the prefix ends where the padding starts), bidirectional batches hold one length
+    only (there is no padding mask). The mean leaves padding out.
     """
     if not sequences or any(not seq for seq in sequences):
         raise ValueError("pooled_hidden needs at least one sequence and no empty ones")
     device = model_device(model)
-    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     out: torch.Tensor | None = None
+    same_length = attention == "bidirectional"
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in length_batches([len(seq) for seq in sequences], batch_size, same_length):
             lengths = torch.tensor([len(sequences[i]) for i in rows])
             batch = torch.zeros((len(rows), int(lengths.max())), dtype=torch.long)
             for b, i in enumerate(rows):
                 batch[b, : lengths[b]] = torch.tensor(sequences[i])
-            _, hidden = model(batch.to(device), return_hidden=True)
+            _, hidden = model(batch.to(device), return_hidden=True, **_read_as(attention, lengths))
             picked = torch.stack([hidden[layer] for layer in layers]).float().cpu()
             if pooling == "last":
                 pooled = picked[:, torch.arange(len(rows)), lengths - 1]
@@ -53,11 +56,18 @@ def pooled_hidden(
     return out
 
 
+def _read_as(attention: str, lengths: torch.Tensor) -> dict[str, object]:
+    """The attention arguments of the forward; causal is the model's default."""
+    if attention == "prefix":
+        return {"attention": "prefix", "prefix_len": lengths}
+    return {} if attention == "causal" else {"attention": attention}
+
+
 def last_token_hidden(
     model: nn.Module,
     sequences: Sequence[Sequence[int]],
     layers: Sequence[int],
     batch_size: int = 64,
 ) -> torch.Tensor:
-    """``pooled_hidden`` at each sequence's last token."""
+    """``pooled_hidden`` at each sequence's last token (causal attention)."""
     return pooled_hidden(model, sequences, layers, "last", batch_size)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from transferlab.evaluate.base import model_device
+from transferlab.evaluate.inference import model_device
 
 
 def greedy_generate(

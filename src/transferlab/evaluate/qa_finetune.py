@@ -14,7 +14,7 @@ companion of exact match; ``margin``, ``norm_p_correct`` and ``acc_norm`` are Na
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from torch import nn
@@ -28,6 +28,7 @@ from transferlab.evaluate.generate import greedy_generate
 from transferlab.evaluate.lora import LORA_TARGETS
 from transferlab.evaluate.metrics import exact_match
 from transferlab.evaluate.qa import encode_answer, encode_prompt, select_items
+from transferlab.evaluate.readers import Reader
 from transferlab.evaluate.results import ExampleResult
 from transferlab.evaluate.score import score_choices
 
@@ -35,6 +36,11 @@ from transferlab.evaluate.score import score_choices
 @TASKS.register("qa_finetune")
 class QaFinetuneConfig(QaTaskConfig):
     name: Literal["qa_finetune"] = "qa_finetune"
+    # A prefix LM generates causally after its prefix, and causal attention is its case of a
+    # prefix of <bos> alone: it fine-tunes (answer_lm, causal) and generates as it was trained
+    # to. A bidirectional model was never trained to generate.
+    readings: ClassVar[tuple[str, ...]] = ("causal", "prefix")
+    reading_limit: ClassVar[str] = "generates causally"
     method: Literal["full", "lora"] = "full"
     epochs: float = Field(default=10.0, gt=0)  # passes over the QA-train questions
     steps: int | None = Field(default=None, gt=0)  # when given, overrides epochs
@@ -77,8 +83,14 @@ class QaFinetuneConfig(QaTaskConfig):
 
 
 class QaFinetuneTask(Task[QaFinetuneConfig]):
-    def run(
-        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    def read(
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reader: Reader,
     ) -> list[dict[str, Any]]:
         cfg = self.cfg
         world = require_bios(world, cfg.task_name)

@@ -23,7 +23,7 @@ unused.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -32,9 +32,9 @@ from torch import nn
 from transferlab.config.registry import TASKS
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
-from transferlab.evaluate.features import last_token_hidden
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
 from transferlab.evaluate.qa import encode_prompt, select_items
+from transferlab.evaluate.readers import READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
 from transferlab.worlds.bios import BiosWorld, QAItem
 
@@ -42,6 +42,7 @@ from transferlab.worlds.bios import BiosWorld, QAItem
 @TASKS.register("qa_probe")
 class QaProbeConfig(QaTaskConfig):
     name: Literal["qa_probe"] = "qa_probe"
+    readings: ClassVar[tuple[str, ...]] = READINGS
     position: Literal["name_last", "question_last"] = "name_last"
     layer: int | Literal["all"] = -1  # index into the residual stream; -1: after the last block
     l2: float = Field(default=1e-3, ge=0)
@@ -67,15 +68,21 @@ def join_parts(attribute: str, parts: tuple[str, ...]) -> str:
 
 
 class QaProbeTask(Task[QaProbeConfig]):
-    def run(
-        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    def read(
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reader: Reader,
     ) -> list[dict[str, Any]]:
         cfg = self.cfg
         world = require_bios(world, cfg.task_name)
         splits = sorted({"train", *cfg.eval_splits})
         items = select_items(world, splits, cfg.attribute_names)
         layers = self._layers(model)
-        features = self._features(model, tokenizer, world, items, layers)
+        features = self._features(model, tokenizer, world, items, layers, reader)
         rows = []
         for layer_slot, layer in enumerate(layers):
             task = cfg.task_name if cfg.layer != "all" else f"{cfg.task_name}@L{layer}"
@@ -105,6 +112,7 @@ class QaProbeTask(Task[QaProbeConfig]):
         world: BiosWorld,
         items: list[QAItem],
         layers: list[int],
+        reader: Reader,
     ) -> torch.Tensor:
         """[len(layers), len(items), d]; each distinct text goes through the model once."""
         if self.cfg.position == "name_last":
@@ -114,7 +122,7 @@ class QaProbeTask(Task[QaProbeConfig]):
             texts = [item.question for item in items]
         unique = sorted(set(texts))
         sequences = [encode_prompt(tokenizer, text) for text in unique]
-        hidden = last_token_hidden(model, sequences, layers, self.cfg.batch_size)
+        hidden = reader.features(model, sequences, layers, "last", self.cfg.batch_size)
         slot = {text: i for i, text in enumerate(unique)}
         return hidden[:, [slot[text] for text in texts]]
 

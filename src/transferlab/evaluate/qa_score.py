@@ -1,4 +1,5 @@
-"""``qa_score``: zero/few-shot multiple choice on the bios questions, by log-likelihood.
+"""``qa_score``: zero/few-shot multiple choice on the bios questions, by log-likelihood (by
+pseudo-log-likelihood for a bidirectional model: see ``readers``).
 
 Each question gets ``n_choices`` choices: the gold answer and distractors drawn (seeded per
 example) from the attribute's value set. The context is ``<bos>``, then ``n_shots`` lines
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from torch import nn
@@ -34,8 +35,9 @@ from transferlab.evaluate.qa import (
     few_shot_prefix,
     select_items,
 )
+from transferlab.evaluate.readers import READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
-from transferlab.evaluate.score import Request, score_choices
+from transferlab.evaluate.score import Request
 from transferlab.worlds.bios import BiosWorld, QAItem
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 @TASKS.register("qa_score")
 class QaScoreConfig(QaTaskConfig):
     name: Literal["qa_score"] = "qa_score"
+    readings: ClassVar[tuple[str, ...]] = READINGS
     n_choices: int = Field(default=8, ge=2)
     n_shots: int = Field(default=0, ge=0)
     batch_size: int = Field(default=64, gt=0)  # sequences (context + one choice) per forward
@@ -84,15 +87,20 @@ class QaScoreTask(Task[QaScoreConfig]):
         super().__init__(cfg)
         self.examples_per_s: float | None = None  # throughput of the last run's scoring
 
-    def run(
-        self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str, seed: int
+    def read(
+        self,
+        model: nn.Module,
+        tokenizer: TextTokenizer,
+        world: Any,
+        run_id: str,
+        seed: int,
+        reader: Reader,
     ) -> list[dict[str, Any]]:
         cfg = self.cfg
         examples = build_requests(cfg, require_bios(world, cfg.task_name), tokenizer, seed)
         start = time.perf_counter()
-        logprobs = score_choices(
-            model, [ex.request for ex in examples], cfg.batch_size, tokenizer.special.pad
-        )
+        requests = [ex.request for ex in examples]
+        logprobs = reader.score_choices(model, requests, tokenizer.special, cfg.batch_size)
         self.examples_per_s = len(examples) / max(time.perf_counter() - start, 1e-9)
         log.info(
             "%s: %d examples at %.1f examples/s", cfg.task_name, len(examples), self.examples_per_s

@@ -65,7 +65,8 @@ def run_job(job: Job) -> str:
         for planned in job.evals:
             task = planned.task.build()
             task.work_dir = planned.work_dir
-            rows = task.run(loaded.model, tokenizer, world, run.key, run.seed)
+            reading = loaded.config.objective.attention  # read as its objective trained it
+            rows = task.run(loaded.model, tokenizer, world, run.key, run.seed, reading)
             _write_eval(planned, rows)
     return run.key
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from transferlab.artifacts import cache_root, content_key, is_complete
 from transferlab.config import ConfigError, RunConfig, TaskConfig, set_dotted, validate
+from transferlab.evaluate.readers import reading_error
 from transferlab.experiment.spec import ExperimentSpec
 from transferlab.train.checkpoint import checkpoint_step, latest_checkpoint
 from transferlab.train.run_dir import config_key
@@ -88,7 +89,19 @@ def plan_experiment(spec: ExperimentSpec, store: Path | None = None) -> Plan:
             cfg = run_config(spec, overrides, seed, store)
             run = PlannedRun(variant=variant, seed=seed, config=cfg, key=cfg.name)
             runs.append(run)
+            _check_readings(spec.tasks, variant, cfg)
             for task in spec.tasks:
                 key = content_key(run.key, task.to_dict(), EVAL_FORMAT_VERSION)
                 evals.append(PlannedEval(run, task, key, store / "evals" / key))
     return Plan(spec=spec, runs=runs, evals=evals)
+
+
+def _check_readings(tasks: list[TaskConfig], variant: str, cfg: RunConfig) -> None:
+    """Refuse, before anything is trained, a task that cannot read how the variant's objective
+    trains its model (a generating task on a bidirectional model, say)."""
+    objective = cfg.objective
+    subject = f"run variant {variant!r}: its objective {objective.name!r} trains"
+    for task in tasks:
+        problem = reading_error(task, objective.attention, subject)
+        if problem:
+            raise ConfigError(problem)

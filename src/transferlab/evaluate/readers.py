@@ -1,0 +1,99 @@
+"""How a task reads a model: as the objective that trained it attends (its config's
+``objective.attention``), never as if every model were causal.
+
+=============  ===========================================  ===================================
+attention      scoring of choices                           features (probes)
+=============  ===========================================  ===================================
+causal         log-likelihood (``score.score_choices``)     hidden states, causal attention
+bidirectional  pseudo-log-likelihood (``pll``)              hidden states, bidirectional
+prefix         log-likelihood, the context as the prefix    the whole sequence as the prefix
+=============  ===========================================  ===================================
+
+A task declares the attention kinds it can read (``TaskConfig.readings``); ``reading_error``
+words the refusal for the others, which the planner raises before anything is trained and
+``Task.run`` raises again before any work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import get_args
+
+import torch
+from torch import nn
+
+from transferlab.config.registry import TASKS
+from transferlab.config.schemas import TaskConfig
+from transferlab.data.tokenizer import SpecialTokenIds
+from transferlab.evaluate.features import Pooling, pooled_hidden
+from transferlab.evaluate.pll import pseudo_log_likelihood
+from transferlab.evaluate.score import Request, score_choices
+from transferlab.objectives.base import Attention
+
+READINGS: tuple[str, ...] = get_args(Attention)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Scores choices and extracts features of a model trained with ``attention``."""
+
+    attention: Attention = "causal"
+
+    def __post_init__(self) -> None:
+        if self.attention not in READINGS:
+            raise ValueError(f"reading {self.attention!r} is unknown; expected one of {READINGS}")
+
+    def score_choices(
+        self,
+        model: nn.Module,
+        requests: Sequence[Request],
+        special: SpecialTokenIds,
+        batch_size: int = 32,
+    ) -> list[list[float]]:
+        """One score per choice of each request: a log-likelihood, or for a bidirectional model
+        a pseudo-log-likelihood (which ranks choices but is no likelihood)."""
+        if self.attention == "bidirectional":
+            return pseudo_log_likelihood(model, requests, special.mask, batch_size)
+        return score_choices(model, requests, batch_size, special.pad, self.attention)
+
+    def features(
+        self,
+        model: nn.Module,
+        sequences: Sequence[Sequence[int]],
+        layers: Sequence[int],
+        pooling: Pooling = "last",
+        batch_size: int = 64,
+    ) -> torch.Tensor:
+        """``features.pooled_hidden`` under this reader's attention: [len(layers), N, d]."""
+        return pooled_hidden(model, sequences, layers, pooling, batch_size, self.attention)
+
+
+def as_reader(reading: Attention | Reader) -> Reader:
+    """``reading`` as a ``Reader``: an attention kind, or a reader passed through."""
+    return reading if isinstance(reading, Reader) else Reader(reading)
+
+
+def reading_error(
+    task: TaskConfig, attention: str, subject: str = "this model: it is read with"
+) -> str | None:
+    """None when ``task`` can read a model trained with ``attention``; else a one-line error.
+
+    ``subject`` names the model, completed by the attention kind, e.g. "run variant 'mlm': its
+    objective 'mlm' trains". The error suggests the tasks on the same data (those that do or do
+    not use a world) that can read the model, and the attention kinds this task reads.
+    """
+    if attention in task.readings:
+        return None
+    alternatives = [
+        name
+        for name in TASKS.names()
+        if name != task.name
+        and attention in TASKS.get(name).readings
+        and TASKS.get(name).uses_world == task.uses_world
+    ]
+    use = f"use {' or '.join(alternatives)}, or" if alternatives else "use"
+    return (
+        f"task {task.task_name!r} cannot read {subject} {attention} attention and {task.name} "
+        f"{task.reading_limit}; {use} an objective with {' or '.join(task.readings)} attention"
+    )
