@@ -3,10 +3,11 @@
 Importing this package registers every task in ``transferlab.config.TASKS``.
 """
 
-from transferlab.evaluate import (  # noqa: F401 (registers the code tasks)
+from transferlab.evaluate import (  # noqa: F401 (registers the code tasks and the callback)
     code_likelihood,
     code_module,
     code_name,
+    downstream,
 )
 from transferlab.evaluate.base import QaTaskConfig, Task
 from transferlab.evaluate.features import last_token_hidden
