@@ -20,6 +20,7 @@ from transferlab.config.registry import (
 )
 from transferlab.config.schemas import (
     DataConfig,
+    InitConfig,
     ModelConfig,
     ObjectiveConfig,
     OptimizerConfig,
@@ -42,6 +43,7 @@ __all__ = [
     "ComponentConfig",
     "ConfigError",
     "DataConfig",
+    "InitConfig",
     "ModelConfig",
     "ObjectiveConfig",
     "OptimizerConfig",

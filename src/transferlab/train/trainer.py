@@ -32,6 +32,7 @@ from transferlab.train.batching import local_micro_batches, plan_batches
 from transferlab.train.checkpoint import load_train_state, load_weights, save_checkpoint
 from transferlab.train.device import autocast, autocast_dtype
 from transferlab.train.distributed import DistContext, init_distributed
+from transferlab.train.init import initialize_from_parent
 from transferlab.train.metrics import IntervalMeter, MetricsLog
 from transferlab.train.progress import TrainProgress, progress_enabled
 from transferlab.train.rng import capture_rng_state, restore_rng_state, seeded_generator
@@ -100,6 +101,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model).to(dist.device)
         self.optimizer = cfg.optimizer.build(self.model)
+        if resume_from is None:  # a resumed child continues from its own checkpoint instead
+            initialize_from_parent(
+                cfg, self.model, self.optimizer, data.tokenizer_path, dist.device
+            )
         self.lr_multiplier = cfg.schedule.build(cfg.trainer.max_steps)
         self.objective = cfg.objective.build(data.special, data.vocab_size)
         # Every rank reads the whole global batch and runs the objective on it, then trains on
