@@ -221,6 +221,10 @@ def test_an_interrupted_two_stage_experiment_gives_the_same_tables(tmp_path, mon
         ("cold", "continue", 4),
     ]
     plan = json.loads((tmp_path / "exp" / "plan.json").read_text())
+    assert {(r["stage"], r["status"], r["estimated_seconds"]) for r in plan["runs"]} == {
+        ("pretrain", "done", 0.0),
+        ("continue", "done", 0.0),
+    }
     parents = {r["run_id"]: r["parent"] for r in plan["runs"]}
     assert [parents[r["run_id"]] for r in runs] == [
         None,
@@ -228,3 +232,68 @@ def test_an_interrupted_two_stage_experiment_gives_the_same_tables(tmp_path, mon
         None,
         runs[0]["run_id"],
     ]
+
+
+@pytest.mark.slow
+def test_a_process_pool_trains_parents_first_and_gives_the_same_tables(tmp_path, monkeypatch):
+    spec = _spec()
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "local"))
+    run_experiment(spec, tmp_path / "local-exp", log=lambda _: None)
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "pool"))
+    lines = []
+    run_experiment(spec, tmp_path / "pool-exp", jobs=2, log=lines.append)
+    assert lines[0] == "[1/3] finished rewarm seed 0 stage pretrain"
+    children = sorted(line.split("] ", 1)[1] for line in lines[1:])
+    assert children == [
+        "finished cold seed 0 stage continue",
+        "finished rewarm seed 0 stage continue",
+    ]
+    assert _tables(tmp_path / "pool-exp") == _tables(tmp_path / "local-exp")
+
+
+@pytest.mark.slow
+def test_the_ray_executor_trains_parents_first(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    plan = plan_experiment(_spec())
+    env = {"env_vars": {"TRANSFERLAB_CACHE": str(tmp_path / "store")}}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=env)
+    try:
+        lines = []
+        executor_module.execute(plan, executor="ray", log=lines.append)
+    finally:
+        ray.shutdown()
+    assert lines[0] == "[1/3] finished rewarm seed 0 stage pretrain on ray"
+    assert len(lines) == 3 and all(r.status() == "done" for r in plan.runs)
+    assert all(e.status() == "done" for e in plan.evals)
+
+
+def test_dry_run_shows_each_chain_with_parents_status_and_time(tmp_path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    from transferlab.cli import app
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    path = tmp_path / "exp.yaml"
+    spec = _spec()
+    path.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    exp_dir = tmp_path / "exp"
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(exp_dir), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads((exp_dir / "plan.json").read_text())
+    pretrain = plan["runs"][0]["run_id"]
+    rows = [(r["variant"], r["stage"], r["parent"], r["status"]) for r in plan["runs"]]
+    assert rows == [
+        ("rewarm", "pretrain", None, "todo"),
+        ("rewarm", "continue", pretrain, "todo"),
+        ("cold", "pretrain", None, "todo"),
+        ("cold", "continue", pretrain, "todo"),
+    ]
+    assert all(r["estimated_seconds"] > 0 for r in plan["runs"])
+    lines = [line for line in result.output.splitlines() if "todo" in line]
+    assert [pretrain in line for line in lines] == [True, False, True, False]  # one shared run
+    lines = [line for line in result.output.splitlines() if "todo" in line]
+    assert [pretrain in line for line in lines] == [True, False, True, False]
+    assert [line.count("pretrain") for line in lines] == [1, 1, 1, 1]  # stage, or "from"
+    assert "estimated time" in result.output

@@ -185,36 +185,27 @@ def _run_experiment(spec, out: Path | None, jobs: int, executor: str, dry_run: b
 
 
 def _print_plan(info: dict) -> None:
-    """The plan as a graph: per variant and seed its chain of stages, each row naming the run
-    it starts from; a stage shared by several variants is listed under each."""
+    """The plan as a graph: per variant and seed its chain of stages, each stage after the one
+    it starts from; a stage that variants share has one run id."""
     from rich.table import Table
 
+    stage_of = {run["run_id"]: run["stage"] for run in info["runs"]}
     table = Table(title="plan")
-    for column in (
-        "variant",
-        "seed",
-        "stage",
-        "run",
-        "from",
-        "status",
-        "est. s",
-        "evaluations to do",
-    ):
-        table.add_column(column)
+    for column in ("variant", "seed", "stage", "from", "run", "status", "evaluations to do"):
+        table.add_column(column, no_wrap=column == "run")  # a run id is read whole
     for run in info["runs"]:
-        todo = [
-            e["task"]
+        todo = {
+            e["task"]: None
             for e in info["evals"]
             if e["run_id"] == run["run_id"] and e["status"] != "done"
-        ]
+        }
         table.add_row(
             run["variant"],
             str(run["seed"]),
             run["stage"],
+            stage_of[run["parent"]] if run["parent"] else "-",
             run["run_id"],
-            run["parent"] or "-",
             run["status"],
-            f"{run['estimated_seconds']:.0f}",
             ", ".join(todo) or "-",
         )
     console.print(table)
