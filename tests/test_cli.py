@@ -79,6 +79,31 @@ def test_train_then_resume_then_export(run_yaml, tmp_path):
         assert torch.allclose(hf(ids).logits, ours(ids), atol=1e-4)
 
 
+def test_train_from_another_run_writes_its_own_directory(run_yaml, tmp_path):
+    parent = tmp_path / "runs" / "tiny"
+    assert runner.invoke(app, ["train", str(run_yaml)]).exit_code == 0
+    args = ["train", str(run_yaml), "name=child", "schedule.warmup_steps=1", "--from", str(parent)]
+    child = runner.invoke(app, [*args, "--from-step", "4", "--with-optimizer"])
+    assert child.exit_code == 0, child.output
+    stored = yaml.safe_load((tmp_path / "runs" / "child" / "config.yaml").read_text())
+    assert stored["init"] == {"from_run": str(parent), "step": 4, "optimizer": True}
+    assert (
+        json.loads((parent / "run_info.json").read_text())["config_key"]
+        != json.loads((tmp_path / "runs" / "child" / "run_info.json").read_text())["config_key"]
+    )
+
+    own = runner.invoke(app, ["train", str(run_yaml), "--from", str(parent)])
+    assert own.exit_code == 2
+    assert "is this run's own directory; a child writes its own run directory" in own.output
+    missing = runner.invoke(
+        app, [*args[:3], "name=other", "--from", str(parent), "--from-step", "3"]
+    )
+    assert missing.exit_code == 2
+    assert "has no complete checkpoint of step 3; available steps: [4, 8]" in missing.output
+    alone = runner.invoke(app, ["train", str(run_yaml), "--with-optimizer"])
+    assert alone.exit_code == 2 and "--with-optimizer need --from RUN_DIR" in alone.output
+
+
 def test_bad_config_value_is_one_line_naming_field_and_value(run_yaml):
     result = runner.invoke(app, ["train", str(run_yaml), "model.d_model=abc"])
     assert result.exit_code == 2

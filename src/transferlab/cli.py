@@ -61,13 +61,32 @@ def train(
     config: Path = typer.Argument(..., help="Run config YAML (see configs/)."),
     overrides: list[str] = OVERRIDES,
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    from_run: Path | None = typer.Option(
+        None, "--from", help="Start from this run directory's checkpoint (sets init.from_run)."
+    ),
+    from_step: int | None = typer.Option(
+        None, "--from-step", help="Which checkpoint of --from (default: its latest)."
+    ),
+    with_optimizer: bool = typer.Option(
+        False, "--with-optimizer", help="Also take --from's optimizer state (init.optimizer)."
+    ),
 ) -> None:
-    """Pretrain one run: world -> tokenizer -> packed data -> model, with checkpoints."""
+    """Pretrain one run: world -> tokenizer -> packed data -> model, with checkpoints; with
+    --from, continue another run's weights under this config in this run's own directory."""
     from transferlab.train import TrainingDiverged
     from transferlab.train import train as run_training
+    from transferlab.train.init import check_init
 
+    if from_run is None and (from_step is not None or with_optimizer):
+        _fail("--from-step and --with-optimizer need --from RUN_DIR")
+    if from_run is not None:
+        init = [f"init.from_run={from_run}", f"init.optimizer={str(with_optimizer).lower()}"]
+        overrides = [*(overrides or []), *init]
+        if from_step is not None:
+            overrides.append(f"init.step={from_step}")
     cfg = _load_run_config(config, overrides)
     try:
+        check_init(cfg)  # a bad parent fails before any data is prepared
         result = run_training(cfg, resume=resume)
     except TrainingDiverged as exc:
         _fail(str(exc), code=1)
@@ -166,19 +185,28 @@ def _run_experiment(spec, out: Path | None, jobs: int, executor: str, dry_run: b
 
 
 def _print_plan(info: dict) -> None:
+    """The plan as a graph: per variant and seed its chain of stages, each stage after the one
+    it starts from; a stage that variants share has one run id."""
     from rich.table import Table
 
+    stage_of = {run["run_id"]: run["stage"] for run in info["runs"]}
     table = Table(title="plan")
-    for column in ("variant", "seed", "run", "status", "evaluations to do"):
-        table.add_column(column)
+    for column in ("variant", "seed", "stage", "from", "run", "status", "evaluations to do"):
+        table.add_column(column, no_wrap=column == "run")  # a run id is read whole
     for run in info["runs"]:
-        todo = [
-            e["task"]
+        todo = {
+            e["task"]: None
             for e in info["evals"]
             if e["run_id"] == run["run_id"] and e["status"] != "done"
-        ]
+        }
         table.add_row(
-            run["variant"], str(run["seed"]), run["run_id"], run["status"], ", ".join(todo) or "-"
+            run["variant"],
+            str(run["seed"]),
+            run["stage"],
+            stage_of[run["parent"]] if run["parent"] else "-",
+            run["run_id"],
+            run["status"],
+            ", ".join(todo) or "-",
         )
     console.print(table)
     minutes = info["estimated_seconds"] / 60

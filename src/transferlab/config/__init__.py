@@ -22,6 +22,7 @@ from transferlab.config.registry import (
 from transferlab.config.schemas import (
     CallbackConfig,
     DataConfig,
+    InitConfig,
     ModelConfig,
     ObjectiveConfig,
     OptimizerConfig,
@@ -46,6 +47,7 @@ __all__ = [
     "ComponentConfig",
     "ConfigError",
     "DataConfig",
+    "InitConfig",
     "ModelConfig",
     "ObjectiveConfig",
     "OptimizerConfig",

@@ -88,6 +88,9 @@ class TaskConfig(ComponentConfig):
     """
 
     label: str | None = None
+    # The experiment stage whose runs this task evaluates (default: the last); not part of the
+    # evaluation's key, which already holds the key of the run it reads.
+    stage: str | None = None
     # Whether ``run`` reads the world it is given (tasks on real data do not, and are then
     # given None: building a world for nothing takes seconds).
     uses_world: ClassVar[bool] = True
@@ -226,6 +229,21 @@ class TrainerConfig(BaseConfig):
     )
 
 
+class InitConfig(BaseConfig):
+    """Start a run from another run's checkpoint instead of a random initialization.
+
+    ``from_run``: the parent's run directory; ``step``: which complete checkpoint (default: its
+    latest); ``optimizer``: also take the parent's optimizer state (moments), keeping this run's
+    own hyperparameters. The child's schedule starts at its own step 0, so a continued-pretraining
+    stage can warm up again. The run is keyed by the parent's config key and the step, not by the
+    path (``train.run_dir.config_key``); ``train.init`` checks and loads it.
+    """
+
+    from_run: str
+    step: int | None = Field(default=None, ge=0)
+    optimizer: bool = False
+
+
 class RunConfig(BaseConfig):
     """One pretraining run: everything that determines its result (plus where to write it)."""
 
@@ -239,6 +257,7 @@ class RunConfig(BaseConfig):
     optimizer: OPTIMIZERS.field(OptimizerConfig, default="adamw")
     schedule: SCHEDULES.field(ScheduleConfig, default="cosine")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    init: InitConfig | None = None  # None: a fresh (random) initialization
 
     @model_validator(mode="after")
     def _sections_agree(self) -> RunConfig:

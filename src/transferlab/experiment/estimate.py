@@ -16,7 +16,7 @@ import torch
 from transferlab.artifacts import is_complete
 from transferlab.config import RunConfig
 from transferlab.data.prepare import data_dir, prepare_data
-from transferlab.experiment.planner import Plan
+from transferlab.experiment.planner import Plan, PlannedRun
 from transferlab.models.flops import flops_per_token
 
 # Fraction of the matmul peak a small transformer's training step reaches on CPU (0.53-0.75 for
@@ -39,19 +39,21 @@ def matmul_flops_per_second(size: int = 1024, reps: int = 4) -> float:
 
 
 def estimate_seconds(plan: Plan) -> float:
-    """Seconds to finish the unfinished runs of ``plan`` (done runs cost nothing)."""
-    total_flops = 0.0
-    for run in plan.runs:
-        if run.status() == "done":
-            continue
-        cfg = run.config
-        model = cfg.model
-        if model.vocab_size is None:
-            model = model.model_copy(update={"vocab_size": _vocab_size(cfg)})
-        tokens = cfg.trainer.max_steps * cfg.trainer.batch_size * cfg.data.seq_len
-        total_flops += tokens * flops_per_token(model, cfg.data.seq_len)
-    seconds = total_flops / (matmul_flops_per_second() * TRAIN_EFFICIENCY)
-    return seconds * (1 + EVAL_OVERHEAD)
+    """Seconds to finish the unfinished runs of ``plan`` (done runs cost nothing; a stage that
+    several variants share is trained once and counted once)."""
+    unique = {run.key: run for run in plan.runs}
+    return sum(run_seconds(run) for run in unique.values() if run.status() != "done")
+
+
+def run_seconds(run: PlannedRun) -> float:
+    """Seconds to train ``run`` from scratch and evaluate it."""
+    cfg = run.config
+    model = cfg.model
+    if model.vocab_size is None:
+        model = model.model_copy(update={"vocab_size": _vocab_size(cfg)})
+    tokens = cfg.trainer.max_steps * cfg.trainer.batch_size * cfg.data.seq_len
+    flops = tokens * flops_per_token(model, cfg.data.seq_len)
+    return flops / (matmul_flops_per_second() * TRAIN_EFFICIENCY) * (1 + EVAL_OVERHEAD)
 
 
 def _vocab_size(cfg: RunConfig) -> int:

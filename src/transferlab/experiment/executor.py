@@ -1,13 +1,14 @@
 """Execute a plan: train every unfinished run, evaluate it on every task, and keep going after an
 interruption from where it stopped. Jobs (one run with its evaluations) run in this process, in a
-pool of local processes, or as Ray tasks on a cluster."""
+pool of local processes, or as Ray tasks on a cluster; a job starts only once the job of its
+parent run (the previous stage) has finished, since it starts from that run's checkpoint."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Hashable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 
@@ -34,12 +35,16 @@ class Job:
 
 
 def pending_jobs(plan: Plan, threads: int | None = None, progress: bool = True) -> list[Job]:
-    jobs = []
+    """One job per distinct run still to train or evaluate, parents before children (the plan's
+    order); variants that share a stage share its job."""
+    jobs: dict[str, Job] = {}
     for run in plan.runs:
-        evals = tuple(e for e in plan.evals_of(run) if e.status() != "done")
+        if run.key in jobs:
+            continue
+        evals = {e.key: e for e in plan.evals_of(run) if e.status() != "done"}
         if run.status() != "done" or evals:
-            jobs.append(Job(run, evals, threads, progress))
-    return jobs
+            jobs[run.key] = Job(run, tuple(evals.values()), threads, progress)
+    return list(jobs.values())
 
 
 def run_job(job: Job) -> str:
@@ -92,23 +97,54 @@ def execute(plan: Plan, jobs: int = 1, executor: str = "local", log: Log = print
     if executor == "ray":
         _execute_ray(todo, log)
     elif jobs <= 1:
-        for i, job in enumerate(todo, 1):
-            log(f"[{i}/{len(todo)}] {job.run.variant} seed {job.run.seed} ({job.run.key})")
+        for i, job in enumerate(todo, 1):  # in plan order: parents first
+            log(f"[{i}/{len(todo)}] {_label(job)} ({job.run.key})")
             run_job(job)
     else:
         _execute_pool(todo, jobs, log)
 
 
+def _label(job: Job) -> str:
+    return f"{job.run.variant} seed {job.run.seed} stage {job.run.stage}"
+
+
+def _run_graph(
+    todo: list[Job],
+    submit: Callable[[Job], Hashable],
+    wait_any: Callable[[list[Hashable]], list[Hashable]],
+    log: Log,
+    where: str = "",
+) -> None:
+    """Submit each job once its parent's job has finished; ``wait_any`` blocks until some
+    submitted jobs end and returns their handles (raising the first failure)."""
+    unfinished = {job.run.key for job in todo}
+    waiting, running = list(todo), {}
+    finished = 0
+    while waiting or running:
+        ready = [job for job in waiting if job.run.parent not in unfinished]
+        waiting = [job for job in waiting if job.run.parent in unfinished]
+        for job in ready:
+            running[submit(job)] = job
+        for handle in wait_any(list(running)):
+            job = running.pop(handle)
+            unfinished.discard(job.run.key)
+            finished += 1
+            log(f"[{finished}/{len(todo)}] finished {_label(job)}{where}")
+
+
 def _execute_pool(todo: list[Job], jobs: int, log: Log) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     quiet = [Job(j.run, j.evals, threads, progress=False) for j in todo]
+
+    def wait_any(futures: list[Hashable]) -> list[Hashable]:
+        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+        for future in done:
+            future.result()
+        return list(done)
+
     # spawn, not fork: torch's thread pools do not survive a fork.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, job): job for job in quiet}
-        for done, future in enumerate(as_completed(futures), 1):
-            job = futures[future]
-            future.result()
-            log(f"[{done}/{len(todo)}] finished {job.run.variant} seed {job.run.seed}")
+        _run_graph(quiet, lambda job: pool.submit(run_job, job), wait_any, log)
 
 
 def _execute_ray(todo: list[Job], log: Log) -> None:
@@ -119,10 +155,11 @@ def _execute_ray(todo: list[Job], log: Log) -> None:
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"))
     remote = ray.remote(num_cpus=1)(run_job)
-    refs = {remote.remote(Job(j.run, j.evals, None, progress=False)): j for j in todo}
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        job = refs[ready[0]]
-        ray.get(ready[0])
-        log(f"finished {job.run.variant} seed {job.run.seed} on ray")
+
+    def wait_any(refs: list[Hashable]) -> list[Hashable]:
+        ready, _ = ray.wait(refs, num_returns=1)
+        ray.get(ready)
+        return ready
+
+    quiet = [Job(j.run, j.evals, None, progress=False) for j in todo]
+    _run_graph(quiet, lambda job: remote.remote(job), wait_any, log, where=" on ray")

@@ -1,6 +1,8 @@
-"""Turn an experiment spec into stages: one pretraining run per (variant, seed), one evaluation
-per (run, task). Each stage is content-addressed, so finished stages are found and reused, and two
-experiments that share a stage share its artifact."""
+"""Turn an experiment spec into a graph of stages: per (variant, seed) a chain of runs, one per
+declared stage, each initialized from the previous one (its parent), and one evaluation per
+(task, the run of the task's stage). Each stage is content-addressed (a child by its config and
+its parent's key), so finished stages are found and reused, and two variants or experiments that
+share a stage share its artifact."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any, Literal
 from transferlab.artifacts import cache_root, content_key, is_complete
 from transferlab.config import ConfigError, RunConfig, TaskConfig, set_dotted, validate
 from transferlab.evaluate.readers import reading_error
-from transferlab.experiment.spec import ExperimentSpec
+from transferlab.experiment.spec import IMPLICIT_STAGE, ExperimentSpec, StageSpec
 from transferlab.train.checkpoint import checkpoint_step, latest_checkpoint
 from transferlab.train.run_dir import config_key
 
@@ -25,6 +27,8 @@ class PlannedRun:
     seed: int
     config: RunConfig
     key: str
+    stage: str = IMPLICIT_STAGE
+    parent: str | None = None  # key of the run this one is initialized from (previous stage)
 
     @property
     def run_dir(self) -> Path:
@@ -59,6 +63,9 @@ class PlannedEval:
 
 @dataclass(frozen=True)
 class Plan:
+    """Runs in dependency order (a run's parent comes before it); runs of different variants
+    that share a stage share its key, and so its run directory and evaluations."""
+
     spec: ExperimentSpec
     runs: list[PlannedRun]
     evals: list[PlannedEval]
@@ -67,16 +74,19 @@ class Plan:
         return [e for e in self.evals if e.run.key == run.key]
 
 
-def run_config(
-    spec: ExperimentSpec, overrides: dict[str, Any], seed: int, store: Path
+def stage_config(
+    data: dict[str, Any], overrides: dict[str, Any], parent: PlannedRun | None, store: Path
 ) -> RunConfig:
-    """The run config of one variant and seed, named by its content key inside ``store``."""
-    data = set_dotted(spec.base, {**overrides, "seed": seed, "name": "run"})
+    """The run config of one stage: ``data`` (a run config dict) plus ``overrides``, started
+    from ``parent``'s checkpoint when given, and named by its content key inside ``store``."""
+    data = set_dotted(data, overrides)
+    if parent is not None:
+        data["init"] = {**data["init"], "from_run": str(parent.run_dir)}
     try:
         cfg = validate(RunConfig, data)
     except ConfigError as exc:
         raise ConfigError(f"base + variant overrides {overrides}: {exc}") from None
-    key = config_key(cfg)
+    key = config_key(cfg, parent_key=parent.key if parent else None)
     trainer = cfg.trainer.model_copy(update={"out_dir": str(store / "runs")})
     return cfg.model_copy(update={"name": key, "trainer": trainer})
 
@@ -85,13 +95,17 @@ def plan_experiment(spec: ExperimentSpec, store: Path | None = None) -> Plan:
     store = store or cache_root()
     runs, evals = [], []
     for variant, overrides in spec.variants().items():
+        by_stage = spec.stage_overrides(overrides)
         for seed in spec.seeds:
-            cfg = run_config(spec, overrides, seed, store)
-            run = PlannedRun(variant=variant, seed=seed, config=cfg, key=cfg.name)
-            runs.append(run)
-            _check_readings(spec.tasks, variant, cfg)
+            chain = _plan_chain(spec, variant, seed, by_stage, store)
+            runs += chain.values()
             for task in spec.tasks:
-                key = content_key(run.key, task.to_dict(), EVAL_FORMAT_VERSION)
+                run = chain[spec.task_stage(task)]
+                _check_readings([task], variant, run.config)
+                # The run key already says which stage is read; the task's ``stage`` does not
+                # enter the key, so evaluations of specs without stages keep their keys.
+                task_key = {k: v for k, v in task.to_dict().items() if k != "stage"}
+                key = content_key(run.key, task_key, EVAL_FORMAT_VERSION)
                 evals.append(PlannedEval(run, task, key, store / "evals" / key))
     return Plan(spec=spec, runs=runs, evals=evals)
 
@@ -105,3 +119,44 @@ def _check_readings(tasks: list[TaskConfig], variant: str, cfg: RunConfig) -> No
         problem = reading_error(task, objective.attention, subject)
         if problem:
             raise ConfigError(problem)
+
+
+def _plan_chain(
+    spec: ExperimentSpec,
+    variant: str,
+    seed: int,
+    by_stage: dict[str, dict[str, Any]],
+    store: Path,
+) -> dict[str, PlannedRun]:
+    """The runs of one variant and seed, stage by stage, each from the previous one."""
+    chain: dict[str, PlannedRun] = {}
+    data: dict[str, Any] = {**spec.base, "seed": seed, "name": "run"}
+    parent: PlannedRun | None = None
+    for stage in spec.stage_list():
+        overrides = {**stage.overrides, **by_stage[stage.name]}
+        if parent is not None:
+            data = {**data, "init": _stage_init(stage, parent)}
+        try:
+            cfg = stage_config(data, overrides, parent, store)
+        except ConfigError as exc:
+            if not spec.stages:
+                raise
+            raise ConfigError(f"stage {stage.name}: {exc}") from None
+        data = set_dotted(data, overrides)
+        run = PlannedRun(variant, seed, cfg, cfg.name, stage.name, parent.key if parent else None)
+        chain[stage.name] = parent = run
+    return chain
+
+
+def _stage_init(stage: StageSpec, parent: PlannedRun) -> dict[str, Any]:
+    """``init`` of a stage: a checkpoint its parent keeps (default: the final one)."""
+    t = parent.config.trainer
+    written = {*range(t.checkpoint_interval, t.max_steps + 1, t.checkpoint_interval), t.max_steps}
+    kept = sorted(written)[-t.keep_checkpoints :]
+    step = t.max_steps if stage.init.step is None else stage.init.step
+    if step not in kept:
+        raise ConfigError(
+            f"stages.{stage.name}.init.step: the previous stage keeps the checkpoints of steps "
+            f"{kept}; choose one of them or raise its trainer.keep_checkpoints"
+        )
+    return {"step": step, "optimizer": stage.init.optimizer}

@@ -1,8 +1,9 @@
 """The results store of an experiment: per-example rows and per-run summaries in Parquet.
 
-``EXP_DIR/results/examples.parquet``: one row per (run, task, example), with the variant and seed
-of the run, so comparisons can pair examples across variants and seeds.
-``EXP_DIR/results/runs.parquet``: one row per run: variant, seed, final losses, size, cost.
+``EXP_DIR/results/examples.parquet``: one row per (run, task, example), with the variant, seed
+and stage of the run, so comparisons can pair examples across variants and seeds.
+``EXP_DIR/results/runs.parquet``: one row per run (per stage of a chain): variant, seed, stage,
+the run it started from, final losses, size, cost.
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
 world, or each source with its training documents and tokens, the tokens the mixture sampled,
 epochs, and for a curated source the documents curation kept of those it read.
@@ -41,6 +42,7 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
         n = table.num_rows
         table = table.append_column("variant", pa.array([planned.run.variant] * n))
         table = table.append_column("seed", pa.array([planned.run.seed] * n, pa.int64()))
+        table = table.append_column("stage", pa.array([planned.run.stage] * n, pa.string()))
         examples.append(table)
     tables = ResultTables(
         examples=pa.concat_tables(examples) if examples else pa.table({}),
@@ -67,7 +69,9 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
     return {
         "variant": run.variant,
         "seed": run.seed,
+        "stage": run.stage,
         "run_id": run.key,
+        "parent": run.parent,
         "steps": rows[-1]["step"] if rows else 0,
         "tokens": rows[-1]["tokens"] if rows else 0,
         "final_val_loss": val[-1] if val else float("nan"),

@@ -15,7 +15,7 @@ import yaml
 
 from transferlab.artifacts import write_json_atomic
 from transferlab.experiment.analyze import analyze
-from transferlab.experiment.estimate import estimate_seconds
+from transferlab.experiment.estimate import estimate_seconds, run_seconds
 from transferlab.experiment.executor import execute
 from transferlab.experiment.planner import Plan, plan_experiment
 from transferlab.experiment.results import collect_results
@@ -44,9 +44,12 @@ def write_plan(plan: Plan, exp_dir: Path, command: str) -> dict[str, Any]:
             {
                 "variant": r.variant,
                 "seed": r.seed,
+                "stage": r.stage,
                 "run_id": r.key,
+                "parent": r.parent,  # run_id of the run it starts from (None: from scratch)
                 "run_dir": str(r.run_dir),
                 "status": r.status(),
+                "estimated_seconds": 0.0 if r.status() == "done" else run_seconds(r),
             }
             for r in plan.runs
         ],

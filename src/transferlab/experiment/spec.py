@@ -15,18 +15,57 @@ expect: {variant: augmented, direction: better, task: qa_finetune}
 Several axes make a grid: every combination of levels is a variant, named by joining the level
 names with ``+`` in axis order. Seeds vary the training seed (``seed``) only: the world and its
 examples stay the same, so results pair across seeds and variants.
+
+``stages`` chains runs: each stage is the previous stage's config plus its ``overrides``,
+initialized from the previous stage's final checkpoint (``init.step`` picks another kept one,
+``init.optimizer`` also takes its optimizer moments). Without ``stages`` there is one implicit
+stage, ``pretrain``. An override key may start with a stage name to set that stage's field
+(``continue.schedule.warmup_steps: 0``); a key without one sets the first stage (the base), from
+which later stages inherit it. A task evaluates the runs of its ``stage:`` (default: the last).
+```yaml
+stages:
+  - {name: pretrain}
+  - {name: continue, overrides: {schedule.warmup_steps: 20, trainer.max_steps: 100}}
+```
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from transferlab.config import TASKS, BaseConfig, TaskConfig
+from transferlab.config import TASKS, BaseConfig, RunConfig, TaskConfig
 
 Overrides = dict[str, Any]
+IMPLICIT_STAGE = "pretrain"  # the one stage of a spec without ``stages``
+_STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class StageInit(BaseConfig):
+    """Which checkpoint of the previous stage a stage starts from."""
+
+    step: int | None = Field(default=None, ge=0)  # None: the previous stage's final checkpoint
+    optimizer: bool = False  # also take its optimizer moments
+
+
+class StageSpec(BaseConfig):
+    """One run of a chain: the previous stage's config plus ``overrides`` (dotted keys)."""
+
+    name: str
+    overrides: Overrides = Field(default_factory=dict)
+    init: StageInit = Field(default_factory=StageInit)
+
+    @model_validator(mode="after")
+    def _name_is_a_prefix(self) -> StageSpec:
+        if not _STAGE_NAME.match(self.name) or self.name in RunConfig.model_fields:
+            raise ValueError(
+                f"stage name {self.name!r} must be a word (letters, digits, _ or -) that is not "
+                f"a run config section ({', '.join(RunConfig.model_fields)}); rename it"
+            )
+        return self
 
 
 class CompareSpec(BaseConfig):
@@ -59,6 +98,24 @@ class ExperimentSpec(BaseConfig):
     tasks: list[TASKS.type(TaskConfig, default="qa_finetune")] = Field(default_factory=list)
     compare: CompareSpec = Field(default_factory=CompareSpec)
     expect: ExpectSpec | None = None
+    stages: list[StageSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _stages_are_consistent(self) -> ExperimentSpec:
+        names = self.stage_names()
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages {names} repeat a name; give each stage a distinct name")
+        if self.stages and self.stages[0].init != StageInit():
+            raise ValueError(
+                f"stages.0 ({names[0]}) has an init but there is no stage before it; remove it "
+                "(the first stage starts as base says)"
+            )
+        for task in self.tasks:
+            if task.stage is not None and task.stage not in names:
+                raise ValueError(
+                    f"task {task.task_name!r} attaches to stage {task.stage!r}, not one of {names}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _names_are_consistent(self) -> ExperimentSpec:
@@ -98,6 +155,27 @@ class ExperimentSpec(BaseConfig):
 
     def variant_names(self) -> list[str]:
         return list(self.variants())
+
+    def stage_list(self) -> list[StageSpec]:
+        return self.stages or [StageSpec(name=IMPLICIT_STAGE)]
+
+    def stage_names(self) -> list[str]:
+        return [stage.name for stage in self.stage_list()]
+
+    def task_stage(self, task: TaskConfig) -> str:
+        """The stage whose runs ``task`` evaluates."""
+        return task.stage or self.stage_names()[-1]
+
+    def stage_overrides(self, overrides: Overrides) -> dict[str, Overrides]:
+        """Split a variant's overrides by stage: ``NAME.a.b`` sets field ``a.b`` of stage NAME,
+        any other key a field of the first stage."""
+        names = self.stage_names()
+        out: dict[str, Overrides] = {name: {} for name in names}
+        for key, value in overrides.items():
+            head, _, rest = key.partition(".")
+            stage = head if head in out and rest else names[0]
+            out[stage][rest if stage == head else key] = value
+        return out
 
     def comparison_pairs(self) -> list[tuple[str, str]]:
         """(variant, reference) pairs: explicit pairs, or all against the baseline, or all pairs

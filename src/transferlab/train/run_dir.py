@@ -3,6 +3,7 @@ resumes."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,18 @@ from typing import Any
 import yaml
 
 from transferlab.artifacts import content_key
-from transferlab.config import ConfigError, RunConfig
+from transferlab.config import ConfigError, InitConfig, RunConfig
 from transferlab.train.checkpoint import (
     CONFIG_FILE,
     TOKENIZER_FILE,
+    checkpoint_dir,
+    checkpoint_step,
     latest_checkpoint,
     list_checkpoints,
     read_run_config,
 )
+
+RUN_INFO_FILE = "run_info.json"
 
 # Trainer fields a resumed run may change. None changes what is computed: device, compile and
 # micro_batch_size change only the arithmetic (float rounding, or bf16 autocast when a run with
@@ -60,8 +65,57 @@ def result_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "trainer": trainer}
 
 
-def config_key(cfg: RunConfig) -> str:
-    return content_key(result_config(cfg.to_dict()))
+def config_key(cfg: RunConfig, parent_key: str | None = None) -> str:
+    """Content key of what determines ``cfg``'s result. A run initialized from another is keyed
+    by its own config, its parent's key and the checkpoint step, never the parent's path, so a
+    stage is shared like any run. ``parent_key`` defaults to the key the parent's trainer
+    recorded in its ``run_info.json``; an experiment passes its planned parent's key instead
+    (the parent may not be trained yet)."""
+    config = result_config(cfg.to_dict())
+    config.pop("init")  # a fresh run hashes exactly as before ``init`` existed
+    if cfg.init is None:
+        return content_key(config)
+    step = cfg.init.step
+    if step is None:
+        step = checkpoint_step(parent_checkpoint(cfg.init))
+    parent = {
+        "key": parent_key or recorded_key(cfg.init),
+        "step": step,
+        "optimizer": cfg.init.optimizer,
+    }
+    return content_key(config, parent)
+
+
+def parent_checkpoint(init: InitConfig) -> Path:
+    """The complete checkpoint of the parent that ``init`` names (default: its latest)."""
+    root = Path(init.from_run)
+    if not (root / CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"init.from_run: {root} is not a run directory (no {CONFIG_FILE}); give a directory "
+            "that `transferlab train` wrote"
+        )
+    available = [checkpoint_step(p) for p in list_checkpoints(root)]
+    if not available:
+        raise ConfigError(
+            f"init.from_run: {root} has no complete checkpoint; finish or resume that run first"
+        )
+    step = available[-1] if init.step is None else init.step
+    if step not in available:
+        raise ConfigError(
+            f"init.step: {root} has no complete checkpoint of step {step}; available steps: "
+            f"{available}"
+        )
+    return checkpoint_dir(root, step)
+
+
+def recorded_key(init: InitConfig) -> str:
+    """The config key the parent's trainer wrote into its ``run_info.json``."""
+    path = Path(init.from_run) / RUN_INFO_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"init.from_run: {path} does not exist; is {init.from_run} a run directory?"
+        )
+    return json.loads(path.read_text())["config_key"]
 
 
 def first_difference(stored: Any, current: Any, path: str = "") -> str | None:
@@ -90,7 +144,7 @@ class RunDir:
         self.config = self.root / CONFIG_FILE
         self.tokenizer = self.root / TOKENIZER_FILE
         self.metrics = self.root / "metrics.jsonl"
-        self.run_info = self.root / "run_info.json"
+        self.run_info = self.root / RUN_INFO_FILE
 
     def latest_checkpoint(self) -> Path | None:
         return latest_checkpoint(self.root)

@@ -31,6 +31,7 @@ from transferlab.train.callbacks import (
 )
 from transferlab.train.distributed import DistContext, init_distributed
 from transferlab.train.engine import Callback, Engine, LoopSettings, TrainingDiverged
+from transferlab.train.init import initialize_from_parent
 from transferlab.train.rng import seeded_generator
 from transferlab.train.run_dir import RunDir, config_key, run_dir_of
 
@@ -93,6 +94,9 @@ class Pretraining:
 
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model).to(dist.device)
+        optimizer = cfg.optimizer.build(model)
+        if resume_from is None:  # a resumed child continues from its own checkpoint instead
+            initialize_from_parent(cfg, model, optimizer, data.tokenizer_path, dist.device)
         objective = cfg.objective.build(data.special, data.vocab_size)
         # Every rank reads the whole global batch and runs the objective on it, then trains on
         # its share: the objective's random draws then do not depend on the number of processes
@@ -107,7 +111,7 @@ class Pretraining:
             model,
             objective,
             loader,
-            cfg.optimizer.build(model),
+            optimizer,
             cfg.schedule.build(cfg.trainer.max_steps),
             self.plan,
             self._settings(),

@@ -1,0 +1,117 @@
+"""Stage initialization: a run that starts from another run's checkpoint (``RunConfig.init``).
+
+The child takes the parent's weights and, with ``init.optimizer``, its optimizer state (the
+moments, not the hyperparameters: the child's own lr, weight decay and schedule apply). Nothing
+else carries over: the child counts its steps from 0, so its schedule (warmup included) starts
+afresh, and its data order and objective draws are seeded from its own ``seed``. A child that
+resumes its own checkpoint is not initialized again; the trainer calls this only for a fresh run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from transferlab.config import ConfigError, RunConfig
+from transferlab.train.checkpoint import (
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    load_train_state,
+    load_weights,
+    read_run_config,
+)
+from transferlab.train.run_dir import parent_checkpoint, run_dir_of
+
+log = logging.getLogger(__name__)
+
+
+def check_init(cfg: RunConfig) -> Path | None:
+    """The parent checkpoint ``cfg.init`` names (None for a fresh run), after the checks that
+    need no model: the parent exists and has that step, the child writes elsewhere, and an
+    optimizer state to take comes from the same kind of optimizer."""
+    if cfg.init is None:
+        return None
+    parent = Path(cfg.init.from_run)
+    if parent.resolve() == run_dir_of(cfg).resolve():
+        raise ConfigError(
+            f"init.from_run: {parent} is this run's own directory; a child writes its own run "
+            "directory (give another name or trainer.out_dir)"
+        )
+    checkpoint = parent_checkpoint(cfg.init)
+    parent_optimizer = read_run_config(parent).optimizer.name
+    if cfg.init.optimizer and parent_optimizer != cfg.optimizer.name:
+        raise ConfigError(
+            f"init.optimizer: {parent} trained with optimizer {parent_optimizer!r} but this run "
+            f"uses {cfg.optimizer.name!r}; their states do not transfer; set init.optimizer: false"
+        )
+    return checkpoint
+
+
+def initialize_from_parent(
+    cfg: RunConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    tokenizer_path: Path,
+    device: torch.device | str = "cpu",
+) -> Path | None:
+    """Load the parent's weights (and optimizer state) into a freshly built ``model`` and
+    ``optimizer``; returns the checkpoint used, or None when ``cfg`` has no ``init``.
+
+    ``tokenizer_path`` is the tokenizer of the child's data: it must be the parent's, or the
+    weights would read other token ids than they were trained on."""
+    checkpoint = check_init(cfg)
+    if checkpoint is None:
+        return None
+    parent = Path(cfg.init.from_run)
+    if (parent / TOKENIZER_FILE).read_bytes() != Path(tokenizer_path).read_bytes():
+        raise ConfigError(
+            f"init.from_run: {parent} was trained with another tokenizer than this run's data "
+            "builds; a child must read its parent's token ids, so keep data and tokenizer "
+            "sections that build the same tokenizer"
+        )
+    _check_shapes(checkpoint, model, read_run_config(parent).model.to_dict(), cfg.model.to_dict())
+    load_weights(checkpoint, model, device=device)
+    if cfg.init.optimizer:
+        _load_moments(optimizer, load_train_state(checkpoint)["optimizer"], parent)
+    log.info("initialized from %s (optimizer state: %s)", checkpoint, cfg.init.optimizer)
+    return checkpoint
+
+
+def _check_shapes(
+    checkpoint: Path, model: nn.Module, parent: dict[str, Any], child: dict[str, Any]
+) -> None:
+    """The parent's tensors must fit the child's model one for one; the error names the first
+    model field that differs (a width, a depth, the vocabulary ...)."""
+    with safe_open(str(checkpoint / WEIGHTS_FILE), framework="pt") as f:
+        saved = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (not iterable)
+    wanted = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    if saved == wanted:
+        return
+    fields = [k for k in child if k != "preset" and parent.get(k) != child.get(k)]
+    what = (
+        f"model.{fields[0]} is {child[fields[0]]!r} here but {parent.get(fields[0])!r} in the "
+        "parent"
+        if fields
+        else f"tensors {sorted(set(saved) ^ set(wanted))[:3]} differ"
+    )
+    raise ConfigError(
+        f"init.from_run: the parent's weights do not fit this model: {what}; a child keeps its "
+        "parent's model shape"
+    )
+
+
+def _load_moments(optimizer: torch.optim.Optimizer, saved: dict[str, Any], parent: Path) -> None:
+    """Take the per-parameter state of ``saved`` and keep this optimizer's hyperparameters."""
+    current = optimizer.state_dict()
+    sizes = [len(group["params"]) for group in current["param_groups"]]
+    if sizes != [len(group["params"]) for group in saved["param_groups"]]:
+        raise ConfigError(
+            f"init.optimizer: the parameter groups of {parent} do not match this run's "
+            f"({sizes} parameters per group here); set init.optimizer: false"
+        )
+    optimizer.load_state_dict({"state": saved["state"], "param_groups": current["param_groups"]})
