@@ -9,6 +9,7 @@ from transferlab.config.loading import (
     set_dotted,
     validate,
 )
+from transferlab.config.metrics import IDENTITY_COLUMNS, MetricSpec
 from transferlab.config.registry import (
     MODEL_PRESETS,
     OBJECTIVES,
@@ -32,6 +33,7 @@ from transferlab.config.schemas import (
 )
 
 __all__ = [
+    "IDENTITY_COLUMNS",
     "MODEL_PRESETS",
     "OBJECTIVES",
     "OPTIMIZERS",
@@ -42,6 +44,7 @@ __all__ = [
     "ComponentConfig",
     "ConfigError",
     "DataConfig",
+    "MetricSpec",
     "ModelConfig",
     "ObjectiveConfig",
     "OptimizerConfig",

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from transferlab.config.base import BaseConfig, ComponentConfig
+from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import (
     MODEL_PRESETS,
     OBJECTIVES,
@@ -70,8 +71,8 @@ class ScheduleConfig(ComponentConfig):
 
 class TaskConfig(ComponentConfig):
     """A downstream evaluation: how a pretrained run is transferred (finetune, score, probe) to
-    which examples, and with what metric. ``build()`` returns an object whose ``run(...)``
-    returns one result row per example.
+    which examples, and with what metrics (``metrics``). ``build()`` returns an object whose
+    ``run(...)`` returns one result row per example.
 
     ``label`` names the task in result rows (default: ``name``), so two configs of the same kind
     (say zero-shot and 5-shot scoring) can run in one experiment without their rows colliding.
@@ -81,6 +82,22 @@ class TaskConfig(ComponentConfig):
     # Whether ``run`` reads the world it is given (tasks on real data do not, and are then
     # given None: building a world for nothing takes seconds).
     uses_world: ClassVar[bool] = True
+    # The per-example metrics every row of the task carries (see ``config.metrics``); the
+    # first is the task's headline, what a report shows for it when it is not compared on
+    # the experiment's ``compare.metric``.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        names = [metric.name for metric in cls.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{cls.__name__}.metrics {names} repeat a name; declare each once")
+
+    @classmethod
+    def metric(cls, name: str) -> MetricSpec | None:
+        """The declaration of metric ``name``, None when the task does not declare it."""
+        return next((metric for metric in cls.metrics if metric.name == name), None)
 
     @property
     def task_name(self) -> str:

@@ -16,6 +16,7 @@ import torch
 
 from transferlab.artifacts import atomic_dir
 from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.results import check_rows
 from transferlab.experiment.planner import Plan, PlannedEval, PlannedRun
 from transferlab.train import load_run, train
 
@@ -63,6 +64,7 @@ def run_job(job: Job) -> str:
         world = loaded.config.world.build() if uses_world else None
         for planned in job.evals:
             rows = planned.task.build().run(loaded.model, tokenizer, world, run.key, run.seed)
+            check_rows(planned.task, rows)  # before caching: a bad row must not be reused
             with atomic_dir(planned.out_dir) as tmp:
                 pq.write_table(pa.Table.from_pylist(rows), tmp / "rows.parquet")
     return run.key

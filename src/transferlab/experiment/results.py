@@ -1,7 +1,9 @@
 """The results store of an experiment: per-example rows and per-run summaries in Parquet.
 
 ``EXP_DIR/results/examples.parquet``: one row per (run, task, example), with the variant and seed
-of the run, so comparisons can pair examples across variants and seeds.
+of the run, so comparisons can pair examples across variants and seeds. Its metric columns are
+the union of what the tasks declare; a task's rows are null in the metrics it does not declare
+(``summary.json``'s ``metrics`` says which columns belong to which task).
 ``EXP_DIR/results/runs.parquet``: one row per run: variant, seed, final losses, size, cost.
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
 world, or each source with its training documents and tokens, the tokens the mixture sampled,
@@ -43,7 +45,10 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
         table = table.append_column("seed", pa.array([planned.run.seed] * n, pa.int64()))
         examples.append(table)
     tables = ResultTables(
-        examples=pa.concat_tables(examples) if examples else pa.table({}),
+        # Tasks declare different metrics: missing columns become nulls.
+        examples=pa.concat_tables(examples, promote_options="default")
+        if examples
+        else pa.table({}),
         runs=pa.Table.from_pylist([run_summary(run) for run in plan.runs]),
     )
     out = results_dir(exp_dir)
