@@ -9,7 +9,6 @@ labels tables and axes, ``higher_is_better`` decides what "better" means in a ve
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +71,3 @@ class MetricSpec:
             "range": list(self.range),
             "description": self.description,
         }
-
-
-def metric_names(metrics: Iterable[MetricSpec]) -> list[str]:
-    return [metric.name for metric in metrics]
