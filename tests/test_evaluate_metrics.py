@@ -96,9 +96,10 @@ def test_a_row_is_the_identity_columns_then_exactly_the_declared_metrics() -> No
 
 
 def test_every_task_declares_its_metrics_with_direction_and_range() -> None:
+    builtin = [name for name in TASKS.names() if not name.startswith("test_")]  # not a test's
     declared = {
         name: [(m.name, m.higher_is_better, m.range) for m in TASKS.get(name).metrics]
-        for name in TASKS.names()
+        for name in builtin
     }
     unit, signed = (0.0, 1.0), (-1.0, 1.0)
     choice = [
@@ -117,7 +118,7 @@ def test_every_task_declares_its_metrics_with_direction_and_range() -> None:
         "qa_probe": probe,
         "qa_score": choice,
     }
-    assert all(m.description for name in TASKS.names() for m in TASKS.get(name).metrics)
+    assert all(m.description for name in builtin for m in TASKS.get(name).metrics)
 
 
 @pytest.mark.parametrize(
