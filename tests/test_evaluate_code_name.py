@@ -13,7 +13,7 @@ from torch import nn
 from transferlab.config import TASKS, ModelConfig, TokenizerConfig
 from transferlab.data.sources import TextDocument
 from transferlab.data.tokenizer import TextTokenizer, train_tokenizer
-from transferlab.evaluate import COLUMNS
+from transferlab.evaluate import row_columns
 from transferlab.evaluate.code_name import (
     WORD,
     CodeFunctionNameConfig,
@@ -112,7 +112,7 @@ def test_rows_schema_stable_ids_and_untouched_model(real_cfg, tokenizer) -> None
     examples = build_name_examples(real_cfg, tokenizer, budget=64)
     assert [row["example_id"] for row in rows] == [ex.function.doc.id for ex in examples]
     for row, ex in zip(rows, examples, strict=True):
-        assert tuple(row) == COLUMNS
+        assert tuple(row) == row_columns(real_cfg)
         assert (row["run_id"], row["task"], row["split"]) == ("run-a", "code_function_name", "test")
         assert row["target"] == ex.function.name and row["prediction"] in ex.choices
         assert row["group"] == ex.function.doc.metadata["module"].split(".")[0]
@@ -212,7 +212,9 @@ def test_word_level_tokenizer_mostly_unknown_still_runs(tmp_path: Path) -> None:
     cfg = CodeFunctionNameConfig(root=str(tmp_path), modules=None, heldout_fraction=0.5)
     words = train_tokenizer(TokenizerConfig(kind="word"), ["Ada was born in Paris.\n"])
     rows = cfg.build().run(_model(words, seed=0), words, None, "r", seed=0)
-    assert rows and all(tuple(row) == COLUMNS and not math.isnan(row["p_correct"]) for row in rows)
+    assert rows and all(
+        tuple(row) == row_columns(cfg) and not math.isnan(row["p_correct"]) for row in rows
+    )
 
 
 def test_too_few_functions_is_a_one_line_error(tmp_path: Path) -> None:

@@ -1,13 +1,16 @@
-"""Multiple-choice metrics on hand-made log-likelihoods, exact match, and the row schema."""
+"""Multiple-choice metrics on hand-made log-likelihoods, exact match, metric declarations and
+the row schema."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
+from transferlab.config import IDENTITY_COLUMNS, TASKS, MetricSpec, TaskConfig
 from transferlab.evaluate.metrics import choice_scores, exact_match
-from transferlab.evaluate.results import COLUMNS, ExampleResult
+from transferlab.evaluate.results import ExampleResult, check_rows
 
 
 def test_acc_norm_differs_from_acc_when_lengths_differ() -> None:
@@ -56,8 +59,8 @@ def test_exact_match_strips_whitespace_only() -> None:
     assert exact_match("", "Paris") == 0.0
 
 
-def test_example_result_has_the_agreed_columns_and_nan_defaults() -> None:
-    assert COLUMNS == (
+def test_a_row_is_the_identity_columns_then_exactly_the_declared_metrics() -> None:
+    assert IDENTITY_COLUMNS == (
         "run_id",
         "task",
         "example_id",
@@ -65,12 +68,74 @@ def test_example_result_has_the_agreed_columns_and_nan_defaults() -> None:
         "split",
         "prediction",
         "target",
-        "correct",
-        "p_correct",
-        "margin",
-        "norm_p_correct",
-        "acc_norm",
     )
-    row = ExampleResult("r", "t", "3:major", "major", "test", "Art", "Law", 0.0).to_dict()
-    assert tuple(row) == COLUMNS
-    assert all(math.isnan(row[k]) for k in ("p_correct", "margin", "norm_p_correct", "acc_norm"))
+    row = ExampleResult(
+        "r", "t", "3:major", "major", "test", "Art", "Law", {"correct": 0, "p_correct": 0.25}
+    ).to_dict()
+    assert row == {
+        "run_id": "r",
+        "task": "t",
+        "example_id": "3:major",
+        "group": "major",
+        "split": "test",
+        "prediction": "Art",
+        "target": "Law",
+        "correct": 0.0,
+        "p_correct": 0.25,
+    }
+    cfg = TASKS.parse("qa_finetune")  # declares correct and p_correct
+    assert check_rows(cfg, [row]) == [row]
+    message = (
+        "task 'qa_finetune' wrote a row missing ['p_correct'] and with undeclared ['margin']; "
+        "a row holds ['run_id', 'task', 'example_id', 'group', 'split', 'prediction', "
+        "'target'] and exactly the metrics QaFinetuneConfig.metrics declares"
+    )
+    bad = {**{k: v for k, v in row.items() if k != "p_correct"}, "margin": 0.1}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_rows(cfg, [row, bad])
+
+
+def test_every_task_declares_its_metrics_with_direction_and_range() -> None:
+    builtin = [name for name in TASKS.names() if not name.startswith("test_")]  # not a test's
+    declared = {
+        name: [(m.name, m.higher_is_better, m.range) for m in TASKS.get(name).metrics]
+        for name in builtin
+    }
+    unit, signed = (0.0, 1.0), (-1.0, 1.0)
+    choice = [
+        ("correct", True, unit),
+        ("acc_norm", True, unit),
+        ("p_correct", True, unit),
+        ("margin", True, signed),
+        ("norm_p_correct", True, unit),
+    ]
+    probe = [("correct", True, unit), ("p_correct", True, unit), ("margin", True, signed)]
+    assert declared == {
+        "code_function_name": choice,
+        "code_likelihood": [("bits_per_byte", False, (0.0, None))],
+        "code_module": probe,
+        "qa_finetune": [("correct", True, unit), ("p_correct", True, unit)],
+        "qa_probe": probe,
+        "qa_score": choice,
+    }
+    assert all(m.description for name in builtin for m in TASKS.get(name).metrics)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("seed", True, (0, 1), "x"), "metric name 'seed' must be an identifier and not one of"),
+        (("a b", True, (0, 1), "x"), "metric name 'a b' must be an identifier"),
+        (("loss", False, (1, 0), "x"), "metric 'loss' has range (1, 0); low must be < high"),
+        (("loss", False, (0, None), ""), "metric 'loss' needs a one-line description"),
+    ],
+)
+def test_bad_metric_declarations_are_one_line_errors(args, message) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MetricSpec(*args)
+
+
+def test_a_task_config_declaring_a_metric_twice_is_refused() -> None:
+    twice = (MetricSpec("loss", False, (0, None), "x"), MetricSpec("loss", False, (0, None), "y"))
+    with pytest.raises(ValueError, match=r"Twice.metrics \['loss', 'loss'\] repeat a name"):
+        type("Twice", (TaskConfig,), {"metrics": twice, "__annotations__": {}})

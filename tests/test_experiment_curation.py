@@ -63,7 +63,7 @@ def _spec() -> ExperimentSpec:
                 {"name": "code_likelihood", "max_examples": 12, **TASKS},
                 {"name": "code_function_name", "max_examples": 12, **TASKS},
             ],
-            "compare": {"baseline": "raw", "metric": "p_correct"},
+            "compare": {"baseline": "raw", "metric": "bits_per_byte"},
             "expect": {"variant": "curated", "task": "code_likelihood"},
         }
     )
@@ -90,7 +90,7 @@ def test_raw_vs_curated_code_runs_end_to_end_without_a_world(tmp_path, monkeypat
     comparison = next(
         c
         for c in result.summary["comparisons"]
-        if c["task"] == "code_likelihood" and c["metric"] == "p_correct"
+        if c["task"] == "code_likelihood" and c["metric"] == "bits_per_byte"
     )
     assert (comparison["variant"], comparison["reference"], comparison["n_examples"]) == (
         "curated",
@@ -98,13 +98,23 @@ def test_raw_vs_curated_code_runs_end_to_end_without_a_world(tmp_path, monkeypat
         12,
     )
     assert comparison["low"] <= comparison["diff"] <= comparison["high"]
-    assert result.summary["verdict"]["task"] == "code_likelihood"
-    # code_likelihood defines p_correct only: no estimate, comparison or correlation of the rest.
+    assert comparison["higher_is_better"] is False  # as code_likelihood declares it
+    verdict = result.summary["verdict"]
+    assert verdict["task"] == "code_likelihood"
+    assert "(bits_per_byte, lower is better)" in verdict["text"]
+    # Each task is analysed on exactly what it declares: bits per byte for code_likelihood, the
+    # choice scores for code_function_name, which is not compared on bits per byte and says so.
+    declared = {
+        "code_likelihood": {"bits_per_byte"},
+        "code_function_name": {"correct", "acc_norm", "p_correct", "margin", "norm_p_correct"},
+    }
     for section in ("estimates", "comparisons", "correlations"):
-        metrics = {e["metric"] for e in result.summary[section] if e["task"] == "code_likelihood"}
-        assert metrics == {"p_correct"}, section
+        for task, metrics in declared.items():
+            found = {e["metric"] for e in result.summary[section] if e["task"] == task}
+            assert found == metrics, (section, task)
+    assert [s["task"] for s in result.summary["skipped"]] == ["code_function_name"]
     report = result.report.read_text()
-    assert "<th>p_correct</th>" in report and ">nan<" not in report
+    assert "<th>bits_per_byte</th>" in report and ">nan<" not in report
 
     # results/data.parquet (and the report's Data section): one row per variant and domain.
     data = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -98,3 +100,51 @@ def test_presets_and_overrides_apply_in_order(tmp_path):
     assert spec.base["trainer"]["max_steps"] == 12
     with pytest.raises(ConfigError, match="has no preset 'full'; available presets: \\['quick'\\]"):
         load_experiment(path, preset="full")
+
+
+CODE_TASKS = [{"name": "code_likelihood"}, {"name": "code_function_name"}]
+
+
+def test_compare_metric_no_task_declares_is_refused_at_load_naming_what_they_declare(tmp_path):
+    path = tmp_path / "exp.yaml"
+    data = {"name": "exp", "base": BASE, "tasks": CODE_TASKS, "compare": {"metric": "accuracy"}}
+    path.write_text(yaml.safe_dump(data))
+    message = (
+        "compare.metric 'accuracy' is declared by no task (the tasks declare code_likelihood: "
+        "bits_per_byte; code_function_name: correct, acc_norm, p_correct, margin, "
+        "norm_p_correct); set compare.metric to one of those"
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_experiment(path)
+
+
+@pytest.mark.parametrize(
+    ("compare", "expect", "message"),
+    [
+        (
+            {"metric": "bits_per_byte", "higher_is_better": True},
+            None,
+            "compare.higher_is_better=True contradicts task 'code_likelihood', which declares "
+            "'bits_per_byte' lower is better; leave higher_is_better out",
+        ),
+        (
+            {"metric": "correct"},
+            {"variant": "base", "task": "code_likelihood"},
+            "expect.task 'code_likelihood' does not declare compare.metric 'correct' (it "
+            "declares ['bits_per_byte']); the verdict needs that comparison",
+        ),
+    ],
+)
+def test_direction_and_expectation_must_agree_with_the_declarations(compare, expect, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _spec(tasks=CODE_TASKS, compare=compare, expect=expect)
+
+
+def test_the_primary_metric_and_its_direction_default_from_the_declarations():
+    expect = {"variant": "base", "task": "code_likelihood"}
+    assert _spec(tasks=CODE_TASKS, expect=expect).primary_metric == "bits_per_byte"
+    assert _spec(tasks=CODE_TASKS).primary_metric == "bits_per_byte"  # the first task's
+    assert _spec(tasks=CODE_TASKS[::-1]).primary_metric == "correct"
+    consistent = {"metric": "bits_per_byte", "higher_is_better": False}
+    assert _spec(tasks=CODE_TASKS, compare=consistent).primary_metric == "bits_per_byte"
+    assert _spec(tasks=[]).primary_metric is None  # no task: nothing is compared

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from transferlab.artifacts import content_key
 from transferlab.config import ConfigError
 from transferlab.experiment import ExperimentSpec, plan_experiment, run_experiment
 from transferlab.experiment import executor as executor_module
@@ -50,8 +51,9 @@ def _spec(**fields) -> ExperimentSpec:
 
 
 def test_without_stages_run_and_eval_keys_are_those_of_before_stages(tmp_path):
-    """Caches and results of experiments without stages stay valid: these keys were computed
-    before stages existed (same spec, same store layout)."""
+    """Caches and results of experiments without stages stay valid: the run key was computed
+    before stages existed (same spec, same store layout); the evaluation key is that of before
+    stages at the current row format (declared metrics changed the rows, format 2)."""
     spec = ExperimentSpec.model_validate(
         {
             "name": "exp",
@@ -66,7 +68,8 @@ def test_without_stages_run_and_eval_keys_are_those_of_before_stages(tmp_path):
     )
     plan = plan_experiment(spec, store=tmp_path)
     assert [r.key for r in plan.runs] == ["c8cbd5116d5095f8"]
-    assert [e.key for e in plan.evals] == ["ed1f263f0298f258"]
+    task = {k: v for k, v in spec.tasks[0].to_dict().items() if k != "stage"}
+    assert [e.key for e in plan.evals] == [content_key("c8cbd5116d5095f8", task, 2)]
     assert [(r.stage, r.parent, r.config.init) for r in plan.runs] == [("pretrain", None, None)]
 
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from transferlab.evaluate import QaFinetuneConfig
 from transferlab.report import formatting as fmt
 from transferlab.report import html as report_html
 from transferlab.report import write_report
@@ -33,8 +34,8 @@ VARIANTS = ("fixed", HOSTILE)
 TASK = "qa_finetune"
 GROUPS = ("birth_city", "university")
 VERDICT_TEXT = (
-    f"reproduced: {HOSTILE} vs fixed on {TASK} (correct): difference +0.250 [+0.100, +0.400] "
-    "(95% interval; n = 2 seeds x 6 examples); expected better"
+    f"reproduced: {HOSTILE} vs fixed on {TASK} (correct, higher is better): difference +0.250 "
+    "[+0.100, +0.400] (95% interval; n = 2 seeds x 6 examples); expected better"
 )
 
 
@@ -63,6 +64,10 @@ def synthetic_summary() -> dict[str, Any]:
         "description": DESCRIPTION,
         "primary_metric": "correct",
         "level": 0.95,
+        "metrics": {
+            TASK: {"shown": "correct", "declared": [m.to_dict() for m in QaFinetuneConfig.metrics]}
+        },
+        "skipped": [],
         "estimates": [
             _estimate("fixed", "correct", 0.25, 0.1, 0.4),
             _estimate(HOSTILE, "correct", 0.5, 0.35, 0.65),
@@ -175,9 +180,6 @@ def _example_rows(variant: str, seed: int, run_id: str) -> list[dict[str, Any]]:
                 "target": f"city {i}",
                 "correct": float(correct),
                 "p_correct": 0.2 + 0.1 * correct,
-                "margin": 0.1 * correct - 0.05,
-                "norm_p_correct": 0.3,
-                "acc_norm": math.nan,
                 "variant": variant,
                 "seed": seed,
             }

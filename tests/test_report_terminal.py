@@ -20,8 +20,12 @@ def _printed(exp: Path) -> str:
 
 def test_summary_shows_estimates_comparisons_and_verdict(tmp_path: Path):
     text = _printed(make_experiment(tmp_path))
-    estimates, comparisons = text.split("qa_finetune: paired differences in correct [95% interval]")
-    assert "qa_finetune: correct, mean [95% interval], n = seeds x examples" in estimates
+    estimates, comparisons = text.split(
+        "qa_finetune: paired differences in correct (higher is better) [95% interval]"
+    )
+    # the title names the metric with the direction its task declares (rich may wrap it)
+    title = "qa_finetune: correct (higher is better), mean [95% interval], n = seeds x examples"
+    assert "".join(title.split()) in "".join(estimates.split())
     assert "mean [interval]" in estimates
     assert "difference [interval]" in comparisons
     lines = estimates.splitlines()

@@ -9,6 +9,7 @@ from transferlab.config.loading import (
     set_dotted,
     validate,
 )
+from transferlab.config.metrics import IDENTITY_COLUMNS, MetricSpec
 from transferlab.config.registry import (
     CALLBACKS,
     MODEL_PRESETS,
@@ -36,6 +37,7 @@ from transferlab.config.schemas import (
 
 __all__ = [
     "CALLBACKS",
+    "IDENTITY_COLUMNS",
     "MODEL_PRESETS",
     "OBJECTIVES",
     "OPTIMIZERS",
@@ -48,6 +50,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "InitConfig",
+    "MetricSpec",
     "ModelConfig",
     "ObjectiveConfig",
     "OptimizerConfig",

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from transferlab.config.base import BaseConfig, ComponentConfig
+from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import (
     CALLBACKS,
     MODEL_PRESETS,
@@ -80,8 +81,8 @@ class CallbackConfig(ComponentConfig):
 
 class TaskConfig(ComponentConfig):
     """A downstream evaluation: how a pretrained run is transferred (finetune, score, probe) to
-    which examples, and with what metric. ``build()`` returns an object whose ``run(...)``
-    returns one result row per example.
+    which examples, and with what metrics (``metrics``). ``build()`` returns an object whose
+    ``run(...)`` returns one result row per example.
 
     ``label`` names the task in result rows (default: ``name``), so two configs of the same kind
     (say zero-shot and 5-shot scoring) can run in one experiment without their rows colliding.
@@ -99,6 +100,22 @@ class TaskConfig(ComponentConfig):
     # refuses such a run before anything is trained.
     readings: ClassVar[tuple[str, ...]] = ("causal",)
     reading_limit: ClassVar[str] = "reads models causally"
+    # The per-example metrics every row of the task carries (see ``config.metrics``); the
+    # first is the task's headline, what a report shows for it when it is not compared on
+    # the experiment's ``compare.metric``.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        names = [metric.name for metric in cls.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{cls.__name__}.metrics {names} repeat a name; declare each once")
+
+    @classmethod
+    def metric(cls, name: str) -> MetricSpec | None:
+        """The declaration of metric ``name``, None when the task does not declare it."""
+        return next((metric for metric in cls.metrics if metric.name == name), None)
 
     @property
     def task_name(self) -> str:

@@ -23,11 +23,11 @@ from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
 from transferlab.evaluate.qa_finetune import QaFinetuneConfig, QaFinetuneTask
 from transferlab.evaluate.qa_probe import QaProbeConfig, QaProbeTask
 from transferlab.evaluate.qa_score import ChoiceExample, QaScoreConfig, QaScoreTask, build_requests
-from transferlab.evaluate.results import COLUMNS, ExampleResult
+from transferlab.evaluate.results import IDENTITY_COLUMNS, ExampleResult, check_rows, row_columns
 from transferlab.evaluate.score import score_choices
 
 __all__ = [
-    "COLUMNS",
+    "IDENTITY_COLUMNS",
     "LORA_TARGETS",
     "ChoiceExample",
     "ChoiceScores",
@@ -45,11 +45,13 @@ __all__ = [
     "Task",
     "add_lora",
     "build_requests",
+    "check_rows",
     "choice_scores",
     "exact_match",
     "finetune",
     "fit_linear_probe",
     "greedy_generate",
+    "row_columns",
     "last_token_hidden",
     "score_choices",
 ]

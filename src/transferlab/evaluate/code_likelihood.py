@@ -8,10 +8,9 @@ per byte, ``-log2 p(tokens) / UTF-8 bytes of the scored text``, which, unlike a 
 does not depend on the tokenizer: runs pretrained on different data (hence with different
 tokenizers) are compared on the same footing.
 
-Rows: ``p_correct`` = ``2 ** -bits_per_byte``, the geometric-mean probability the model gives
-each byte of the real function (higher is better, in (0, 1]; ``-log2(p_correct)`` gives the bits
-per byte back); ``correct``, ``margin``, ``norm_p_correct`` and ``acc_norm`` are NaN, as there is
-no choice to get right, so compare this task on ``p_correct``.
+Rows: one declared metric, ``bits_per_byte`` (lower is better, >= 0). There is no choice to
+get right, so no accuracy; nor a probability ``2 ** -bits_per_byte``, a monotone transform of
+the same number on a scale that compresses exactly the differences between good models.
 ``prediction`` is empty and ``target`` the function's name; the group is its top-level module.
 """
 
@@ -23,6 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 from torch import nn
 
+from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import Task
@@ -35,7 +35,7 @@ from transferlab.evaluate.code_tasks import (
     top_module,
 )
 from transferlab.evaluate.readers import Reader
-from transferlab.evaluate.results import NAN, ExampleResult
+from transferlab.evaluate.results import ExampleResult
 
 
 @TASKS.register("code_likelihood")
@@ -48,6 +48,9 @@ class CodeLikelihoodConfig(CodeTaskConfig):
         "needs a likelihood for bits per byte, which a bidirectional model does not give"
     )
     max_examples: int | None = Field(default=500, gt=0)  # None: every held-out function
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("bits_per_byte", False, (0.0, None), "bits per UTF-8 byte of the scored source"),
+    )
 
     def build(self) -> CodeLikelihoodTask:
         return CodeLikelihoodTask(self)
@@ -87,8 +90,7 @@ class CodeLikelihoodTask(Task[CodeLikelihoodConfig]):
                     split="test",
                     prediction="",
                     target=doc.metadata["name"],
-                    correct=NAN,
-                    p_correct=2.0**-bits,
+                    metrics={"bits_per_byte": bits},
                 ).to_dict()
             )
         return rows

@@ -18,9 +18,8 @@ embeddings, -1 = after the last block), at the last token (``pooling: last``) or
 all tokens, ``<bos>`` included (``pooling: mean``).
 
 Rows, one per evaluated held-out function: ``prediction`` the most probable module, ``target``
-the real one (also the group), ``correct``, ``p_correct`` its probability, ``margin`` =
-``p_correct`` minus the largest probability of another module; ``norm_p_correct`` and
-``acc_norm`` are NaN.
+the real one (also the group); declared metrics ``correct``, ``p_correct`` its probability,
+``margin`` = ``p_correct`` minus the largest probability of another module.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.sources import TextDocument
 from transferlab.data.tokenizer import TextTokenizer
@@ -45,6 +45,7 @@ from transferlab.evaluate.code_tasks import (
     token_budget,
     top_module,
 )
+from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
 from transferlab.evaluate.readers import READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
@@ -61,6 +62,7 @@ class CodeModuleConfig(CodeTaskConfig):
     max_iter: int = Field(default=200, gt=0)
     max_train_examples: int | None = Field(default=2000, gt=0)  # None: all
     max_examples: int | None = Field(default=500, gt=0)  # held-out functions evaluated; None: all
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (ACCURACY, P_CORRECT, MARGIN)
 
     def build(self) -> CodeModuleTask:
         return CodeModuleTask(self)
@@ -160,7 +162,9 @@ def _row(
         split="test",
         prediction=probe.classes[best],
         target=target,
-        correct=float(best == gold),
-        p_correct=p_gold,
-        margin=p_gold - max(others, default=0.0),
+        metrics={
+            "correct": float(best == gold),
+            "p_correct": p_gold,
+            "margin": p_gold - max(others, default=0.0),
+        },
     )

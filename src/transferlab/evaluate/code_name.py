@@ -22,9 +22,9 @@ every choice (name + rest) fits, the same rest tokens for every choice. The name
 are encoded separately; a name is followed by ``(`` (or ``[``), where both tokenizers split
 anyway, so this is how the whole text tokenizes.
 
-Rows: ``prediction`` the chosen name, ``target`` the real one, group the top-level module,
-scores of ``transferlab.evaluate.metrics`` (``acc_norm`` divides by the characters of the
-scored choice, truncated rest included).
+Rows: ``prediction`` the chosen name, ``target`` the real one, group the top-level module;
+declared metrics: the scores of ``transferlab.evaluate.metrics`` (``CHOICE_METRICS``;
+``acc_norm`` divides by the characters of the scored choice, truncated rest included).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 from torch import nn
 
+from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.sources import TextDocument
 from transferlab.data.tokenizer import TextTokenizer
@@ -50,7 +51,7 @@ from transferlab.evaluate.code_tasks import (
     token_budget,
     top_module,
 )
-from transferlab.evaluate.metrics import choice_scores
+from transferlab.evaluate.metrics import CHOICE_METRICS, choice_scores
 from transferlab.evaluate.readers import READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
 from transferlab.evaluate.score import Request
@@ -64,6 +65,7 @@ class CodeFunctionNameConfig(CodeTaskConfig):
     readings: ClassVar[tuple[str, ...]] = READINGS
     n_choices: int = Field(default=4, ge=2)
     max_examples: int | None = Field(default=200, gt=0)  # None: every eligible function
+    metrics: ClassVar[tuple[MetricSpec, ...]] = CHOICE_METRICS
 
     def build(self) -> CodeFunctionNameTask:
         return CodeFunctionNameTask(self)
@@ -207,9 +209,5 @@ def _row(example: NameExample, logprobs: list[float], run_id: str, task: str) ->
         split="test",
         prediction=example.choices[scores.prediction],
         target=function.name,
-        correct=scores.correct,
-        p_correct=scores.p_correct,
-        margin=scores.margin,
-        norm_p_correct=scores.norm_p_correct,
-        acc_norm=scores.acc_norm,
+        metrics=scores.metrics(),
     )

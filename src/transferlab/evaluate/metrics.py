@@ -22,6 +22,23 @@ from dataclasses import dataclass
 
 import torch
 
+from transferlab.config.metrics import MetricSpec
+
+# The declarations of the scores above, shared by the tasks that compute them (a probe's
+# choices are its classes).
+ACCURACY = MetricSpec("correct", True, (0.0, 1.0), "1 when the prediction is the gold, else 0")
+ACC_NORM = MetricSpec(
+    "acc_norm", True, (0.0, 1.0), "1 when the top choice per character is the gold"
+)
+P_CORRECT = MetricSpec("p_correct", True, (0.0, 1.0), "probability the model gives the gold")
+MARGIN = MetricSpec(
+    "margin", True, (-1.0, 1.0), "p_correct minus the largest probability of another choice"
+)
+NORM_P_CORRECT = MetricSpec(
+    "norm_p_correct", True, (0.0, 1.0), "p_correct from per-token (length-normalized) scores"
+)
+CHOICE_METRICS = (ACCURACY, ACC_NORM, P_CORRECT, MARGIN, NORM_P_CORRECT)
+
 
 @dataclass(frozen=True)
 class ChoiceScores:
@@ -31,6 +48,10 @@ class ChoiceScores:
     p_correct: float
     margin: float
     norm_p_correct: float
+
+    def metrics(self) -> dict[str, float]:
+        """The scores by name, in the order of ``CHOICE_METRICS``."""
+        return {metric.name: getattr(self, metric.name) for metric in CHOICE_METRICS}
 
 
 def choice_scores(

@@ -6,19 +6,21 @@ Fine-tune a copy of the pretrained model on the QA-train people's questions (seq
 ``<eos>`` or ``max_new_tokens`` and score exact match. Evaluating on ``"train"`` measures
 in-distribution accuracy on the fine-tuning questions themselves.
 
-Row scores: ``correct`` is the exact match; ``p_correct`` is the fine-tuned model's probability of
-the whole gold answer (its tokens and ``<eos>``, teacher-forced) after the question, a continuous
-companion of exact match; ``margin``, ``norm_p_correct`` and ``acc_norm`` are NaN.
+Declared metrics: ``correct`` is the exact match; ``p_correct`` is the fine-tuned model's
+probability of the whole gold answer (its tokens and ``<eos>``, teacher-forced) after the
+question, a continuous companion of exact match.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from torch import nn
 
+from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import OPTIMIZERS, SCHEDULES, TASKS
 from transferlab.config.schemas import OptimizerConfig, ScheduleConfig
 from transferlab.data.tokenizer import TextTokenizer
@@ -26,7 +28,7 @@ from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
 from transferlab.evaluate.finetune import FinetuneSettings, finetune, steps_for_epochs
 from transferlab.evaluate.generate import greedy_generate
 from transferlab.evaluate.lora import LORA_TARGETS
-from transferlab.evaluate.metrics import exact_match
+from transferlab.evaluate.metrics import ACCURACY, P_CORRECT, exact_match
 from transferlab.evaluate.qa import encode_answer, encode_prompt, select_items
 from transferlab.evaluate.readers import Reader
 from transferlab.evaluate.results import ExampleResult
@@ -59,6 +61,10 @@ class QaFinetuneConfig(QaTaskConfig):
     lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
     max_new_tokens: int = Field(default=16, gt=0)
     eval_batch_size: int = Field(default=64, gt=0)
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        dataclasses.replace(ACCURACY, description="1 when the generated answer is the gold"),
+        dataclasses.replace(P_CORRECT, description="probability of the whole gold answer"),
+    )
 
     def build(self) -> QaFinetuneTask:
         return QaFinetuneTask(self)
@@ -137,8 +143,10 @@ class QaFinetuneTask(Task[QaFinetuneConfig]):
                     split=item.split,
                     prediction=prediction,
                     target=item.answer,
-                    correct=exact_match(prediction, item.answer),
-                    p_correct=math.exp(logprob),
+                    metrics={
+                        "correct": exact_match(prediction, item.answer),
+                        "p_correct": math.exp(logprob),
+                    },
                 ).to_dict()
             )
         return rows

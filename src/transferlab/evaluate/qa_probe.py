@@ -13,9 +13,9 @@ are predicted as three independent parts (month, day, year) whose joint probabil
 product; other attributes are one classification over the values seen in training. A gold value
 never seen in training cannot be predicted (its probability is 0).
 
-Rows: ``prediction`` the most probable value, ``correct`` whether it is the gold, ``p_correct``
-the probability of the gold, ``margin`` = ``p_correct`` minus the largest probability of another
-value; ``norm_p_correct`` and ``acc_norm`` are NaN. ``layer: all`` probes every layer, each
+Rows: ``prediction`` the most probable value; declared metrics ``correct`` whether it is the
+gold, ``p_correct`` the probability of the gold, ``margin`` = ``p_correct`` minus the largest
+probability of another value. ``layer: all`` probes every layer, each
 reported as task ``"<task>@L<i>"`` (0 = embeddings). The fit has no randomness, so ``seed`` is
 unused.
 """
@@ -29,9 +29,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
+from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
 from transferlab.evaluate.qa import encode_prompt, select_items
 from transferlab.evaluate.readers import READINGS, Reader
@@ -48,6 +50,7 @@ class QaProbeConfig(QaTaskConfig):
     l2: float = Field(default=1e-3, ge=0)
     max_iter: int = Field(default=200, gt=0)
     batch_size: int = Field(default=64, gt=0)
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (ACCURACY, P_CORRECT, MARGIN)
 
     def build(self) -> QaProbeTask:
         return QaProbeTask(self)
@@ -154,9 +157,11 @@ class QaProbeTask(Task[QaProbeConfig]):
                 split=item.split,
                 prediction=prediction,
                 target=item.answer,
-                correct=float(prediction == item.answer),
-                p_correct=p_gold,
-                margin=margin,
+                metrics={
+                    "correct": float(prediction == item.answer),
+                    "p_correct": p_gold,
+                    "margin": margin,
+                },
             ).to_dict()
         return rows
 

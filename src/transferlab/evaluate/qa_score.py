@@ -4,9 +4,9 @@ pseudo-log-likelihood for a bidirectional model: see ``readers``).
 Each question gets ``n_choices`` choices: the gold answer and distractors drawn (seeded per
 example) from the attribute's value set. The context is ``<bos>``, then ``n_shots`` lines
 ``"question answer\\n"`` about the same attribute from other QA-train people, then the question;
-a choice is scored as its continuation ``" " + value``. Row scores are those of
-``transferlab.evaluate.metrics`` (``correct`` = acc, ``acc_norm``, ``p_correct``, ``margin``,
-``norm_p_correct``); ``prediction`` is the chosen value.
+a choice is scored as its continuation ``" " + value``. Declared metrics: the scores of
+``transferlab.evaluate.metrics`` (``CHOICE_METRICS``: ``correct`` = acc, ``acc_norm``,
+``p_correct``, ``margin``, ``norm_p_correct``); ``prediction`` is the chosen value.
 
 ``build_requests`` exposes the token-level requests so a benchmark can time ``score_choices`` on
 exactly the items this task scores.
@@ -22,10 +22,11 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 from torch import nn
 
+from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
-from transferlab.evaluate.metrics import choice_scores
+from transferlab.evaluate.metrics import CHOICE_METRICS, choice_scores
 from transferlab.evaluate.qa import (
     answer_text,
     draw_choices,
@@ -50,6 +51,7 @@ class QaScoreConfig(QaTaskConfig):
     n_choices: int = Field(default=8, ge=2)
     n_shots: int = Field(default=0, ge=0)
     batch_size: int = Field(default=64, gt=0)  # sequences (context + one choice) per forward
+    metrics: ClassVar[tuple[MetricSpec, ...]] = CHOICE_METRICS
 
     def build(self) -> QaScoreTask:
         return QaScoreTask(self)
@@ -127,9 +129,5 @@ def _row(example: ChoiceExample, logprobs: list[float], run_id: str, task: str) 
         split=item.split,
         prediction=example.choices[scores.prediction],
         target=item.answer,
-        correct=scores.correct,
-        p_correct=scores.p_correct,
-        margin=scores.margin,
-        norm_p_correct=scores.norm_p_correct,
-        acc_norm=scores.acc_norm,
+        metrics=scores.metrics(),
     )

@@ -1,27 +1,26 @@
 """The result row every task writes: one per example and run.
 
-Rows of all tasks share one schema so they can be stacked into one table and paired across runs
-by ``example_id`` (stable for a world seed: it names the person and attribute, not a position).
-Scores a method does not define are NaN, never omitted, so every row has every column.
+A row is the identity columns (``IDENTITY_COLUMNS``: run, task, example, group, split, prediction,
+target) plus exactly the metrics its task declares (``TaskConfig.metrics``), nothing padded: a
+task that has no accuracy has no ``correct`` column. Rows are paired across runs by
+``example_id`` (stable for a world seed: it names the person and attribute, not a position).
+Stacking the rows of several tasks into one table leaves nulls in the columns of other tasks'
+metrics; analysis reads only the declared ones per task.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-NAN = math.nan
+from transferlab.config.metrics import IDENTITY_COLUMNS
+from transferlab.config.schemas import TaskConfig
 
 
 @dataclass(frozen=True)
 class ExampleResult:
-    """One example of one task in one run.
-
-    ``correct`` is 0.0 or 1.0 (a float so that means and paired differences need no cast).
-    ``p_correct``, ``margin``, ``norm_p_correct`` and ``acc_norm`` are continuous or secondary
-    scores whose meaning each task documents; NaN where the task does not define them.
-    """
+    """One example of one task in one run; ``metrics`` maps each declared metric to its value."""
 
     run_id: str
     task: str
@@ -30,14 +29,28 @@ class ExampleResult:
     split: str
     prediction: str
     target: str
-    correct: float
-    p_correct: float = NAN
-    margin: float = NAN
-    norm_p_correct: float = NAN
-    acc_norm: float = NAN
+    metrics: Mapping[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        identity = {column: getattr(self, column) for column in IDENTITY_COLUMNS}
+        return identity | {name: float(value) for name, value in self.metrics.items()}
 
 
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ExampleResult))
+def row_columns(cfg: TaskConfig) -> tuple[str, ...]:
+    """The columns of a row of ``cfg``'s task, in order: identity, then its declared metrics."""
+    return (*IDENTITY_COLUMNS, *(metric.name for metric in cfg.metrics))
+
+
+def check_rows(cfg: TaskConfig, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` if each has the identity columns and exactly ``cfg``'s declared metrics; else
+    a one-line error naming what is missing or not declared."""
+    expected = set(row_columns(cfg))
+    for row in rows:
+        if set(row) != expected:
+            missing, extra = sorted(expected - set(row)), sorted(set(row) - expected)
+            raise ValueError(
+                f"task {cfg.task_name!r} wrote a row missing {missing} and with undeclared "
+                f"{extra}; a row holds {list(IDENTITY_COLUMNS)} and exactly the metrics "
+                f"{type(cfg).__name__}.metrics declares"
+            )
+    return rows

@@ -13,60 +13,86 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transferlab.analysis import Rows, align, compare_paired, estimate_mean, pivot, spearman
+from transferlab.config import MetricSpec, TaskConfig
 from transferlab.experiment.results import ResultTables
 from transferlab.experiment.spec import ExperimentSpec
 
-# Per-example columns a task may fill; accuracy-like ones get intervals clipped to [0, 1].
-METRICS = ("correct", "acc_norm", "p_correct", "norm_p_correct", "margin")
-BOUNDED = {
-    "correct": (0.0, 1.0),
-    "acc_norm": (0.0, 1.0),
-    "p_correct": (0.0, 1.0),
-    "norm_p_correct": (0.0, 1.0),
-    "margin": (-1.0, 1.0),
-}
-
 
 def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
-    """The JSON-able summary of an experiment (``summary.json``)."""
+    """The JSON-able summary of an experiment (``summary.json``).
+
+    Each task is estimated, compared and correlated on exactly the metrics it declares, with the
+    direction and range of its declaration; ``metrics`` records those declarations (and the
+    metric the report shows per task), ``skipped`` each task not compared on the primary metric
+    because it does not declare it.
+    """
     examples = tables.examples
-    tasks = [t.task_name for t in spec.tasks]
-    metrics = [m for m in METRICS if m in examples.column_names and _has_values(examples, m)]
+    primary = spec.primary_metric
     summary: dict[str, Any] = {
         "experiment": spec.name,
         "description": spec.description,
-        "primary_metric": spec.compare.metric,
+        "primary_metric": primary,
         "level": spec.compare.level,
+        "metrics": {},
+        "skipped": [],
         "estimates": [],
         "groups": [],
         "comparisons": [],
         "correlations": [],
     }
-    for task in tasks:
-        # Only the scores this task defines (code_likelihood has no accuracy, a probe no acc_norm).
-        task_rows = _select(examples, task=task)
-        task_metrics = [m for m in metrics if task_rows.num_rows and _has_values(task_rows, m)]
-        for metric in task_metrics:
-            for variant in spec.variant_names():
-                rows = _rows(examples, task, variant, metric)
-                if rows is None:
-                    continue
-                est = estimate_mean(
-                    pivot(rows).values, level=spec.compare.level, bounds=BOUNDED.get(metric)
-                )
-                summary["estimates"].append(
-                    {"task": task, "metric": metric, "variant": variant, **asdict(est)}
-                )
-        summary["groups"] += _group_estimates(spec, examples, task)
-        summary["comparisons"] += _comparisons(spec, examples, task, task_metrics)
-        summary["correlations"] += _correlations(spec, tables, task, task_metrics)
+    for task_cfg in spec.tasks:
+        task = task_cfg.task_name
+        summary["metrics"][task] = _declarations(spec, task_cfg)
+        if not task_cfg.metric(primary):
+            declared = [m.name for m in task_cfg.metrics]
+            summary["skipped"].append(
+                {
+                    "task": task,
+                    "metric": primary,
+                    "reason": f"{task} does not declare {primary} (it declares {declared})",
+                }
+            )
+        metrics = [m for m in task_cfg.metrics if m.name in examples.column_names]
+        for metric in metrics:
+            summary["estimates"] += _estimates(spec, examples, task, metric)
+        shown = task_cfg.metric(summary["metrics"][task]["shown"])
+        if shown is not None and shown in metrics:
+            summary["groups"] += _group_estimates(spec, examples, task, shown)
+        summary["comparisons"] += _comparisons(spec, examples, task, metrics)
+        summary["correlations"] += _correlations(spec, tables, task, metrics)
     summary["verdict"] = expectation_verdict(spec, summary["comparisons"])
     return summary
 
 
-def _has_values(table: pa.Table, column: str) -> bool:
-    values = table.column(column).to_numpy(zero_copy_only=False).astype(float)
-    return bool(np.isfinite(values).any())
+def _declarations(spec: ExperimentSpec, task: TaskConfig) -> dict[str, Any]:
+    """What ``task`` declares, and the metric it is shown by: the primary one if it declares
+    it, else its headline (first declared) metric."""
+    shown = task.metric(spec.primary_metric) or next(iter(task.metrics), None)
+    return {
+        "shown": shown.name if shown else None,
+        "declared": [metric.to_dict() for metric in task.metrics],
+    }
+
+
+def _estimates(
+    spec: ExperimentSpec, table: pa.Table, task: str, metric: MetricSpec
+) -> list[dict[str, Any]]:
+    out = []
+    for variant in spec.variant_names():
+        rows = _rows(table, task, variant, metric.name)
+        if rows is None:
+            continue
+        est = estimate_mean(pivot(rows).values, level=spec.compare.level, bounds=metric.bounds())
+        out.append(
+            {
+                "task": task,
+                "metric": metric.name,
+                "variant": variant,
+                "higher_is_better": metric.higher_is_better,
+                **asdict(est),
+            }
+        )
+    return out
 
 
 def _select(table: pa.Table, **equal: Any) -> pa.Table:
@@ -92,48 +118,53 @@ def _rows(table: pa.Table, task: str, variant: str, metric: str, **extra: Any) -
     )
 
 
-def _group_estimates(spec: ExperimentSpec, table: pa.Table, task: str) -> list[dict[str, Any]]:
-    metric = spec.compare.metric
-    if metric not in table.column_names:
-        return []
+def _group_estimates(
+    spec: ExperimentSpec, table: pa.Table, task: str, metric: MetricSpec
+) -> list[dict[str, Any]]:
     out = []
     task_rows = _select(table, task=task)
     for group in sorted(set(task_rows.column("group").to_pylist())):
         for variant in spec.variant_names():
-            rows = _rows(table, task, variant, metric, group=group)
+            rows = _rows(table, task, variant, metric.name, group=group)
             if rows is None:
                 continue
             est = estimate_mean(
-                pivot(rows).values, level=spec.compare.level, bounds=BOUNDED.get(metric)
+                pivot(rows).values, level=spec.compare.level, bounds=metric.bounds()
             )
             out.append(
-                {"task": task, "group": group, "variant": variant, "metric": metric, **asdict(est)}
+                {
+                    "task": task,
+                    "group": group,
+                    "variant": variant,
+                    "metric": metric.name,
+                    **asdict(est),
+                }
             )
     return out
 
 
 def _comparisons(
-    spec: ExperimentSpec, table: pa.Table, task: str, metrics: list[str]
+    spec: ExperimentSpec, table: pa.Table, task: str, metrics: list[MetricSpec]
 ) -> list[dict[str, Any]]:
     out = []
     for metric in metrics:
-        higher = spec.compare.higher_is_better if metric == spec.compare.metric else True
+        name = metric.name
         for variant, reference in spec.comparison_pairs():
-            a, b = _rows(table, task, variant, metric), _rows(table, task, reference, metric)
+            a, b = _rows(table, task, variant, name), _rows(table, task, reference, name)
             if a is None or b is None:
                 continue
             paired = align(a, b)
             result = compare_paired(
                 paired.a,
                 paired.b,
-                higher_is_better=higher,
-                min_effect=spec.compare.min_effect if metric == spec.compare.metric else 0.0,
+                higher_is_better=metric.higher_is_better,
+                min_effect=spec.compare.min_effect if name == spec.primary_metric else 0.0,
                 level=spec.compare.level,
             )
             out.append(
                 {
                     "task": task,
-                    "metric": metric,
+                    "metric": name,
                     "variant": variant,
                     "reference": reference,
                     **asdict(result),
@@ -144,12 +175,12 @@ def _comparisons(
 
 
 def _correlations(
-    spec: ExperimentSpec, tables: ResultTables, task: str, metrics: list[str]
+    spec: ExperimentSpec, tables: ResultTables, task: str, metrics: list[MetricSpec]
 ) -> list[dict[str, Any]]:
     """Spearman rank correlation across runs between final validation loss and each metric."""
     runs = tables.runs.to_pylist()
     out = []
-    for metric in metrics:
+    for metric in (m.name for m in metrics):
         loss, score = [], []
         for run in runs:
             sub = _select(tables.examples, task=task, run_id=run["run_id"])
@@ -167,8 +198,10 @@ def expectation_verdict(spec: ExperimentSpec, comparisons: list[dict[str, Any]])
     """reproduced / not reproduced / inconclusive, from the comparison the expectation names."""
     if spec.expect is None:
         return {"status": "none", "text": "no expectation stated; see the comparisons"}
-    task = spec.expect.task or spec.tasks[0].task_name
-    metric = spec.compare.metric
+    task, metric = spec.expect_task, spec.primary_metric
+    if task is None:
+        return {"status": "inconclusive", "text": "inconclusive: the experiment has no task"}
+    direction = spec.task(task).metric(metric).direction
     for comp in comparisons:
         if comp["task"] != task or comp["metric"] != metric:
             continue
@@ -185,7 +218,7 @@ def expectation_verdict(spec: ExperimentSpec, comparisons: list[dict[str, Any]])
             status = "reproduced" if observed == spec.expect.direction else "not reproduced"
         diff, low, high = (sign * comp["diff"], *sorted((sign * comp["low"], sign * comp["high"])))
         text = (
-            f"{status}: {spec.expect.variant} vs {other} on {task} ({metric}): "
+            f"{status}: {spec.expect.variant} vs {other} on {task} ({metric}, {direction}): "
             f"difference {diff:+.3f} [{low:+.3f}, {high:+.3f}] "
             f"({comp['level']:.0%} interval; n = {comp['n_seeds']} seeds x "
             f"{comp['n_examples']} examples); expected {spec.expect.direction}"

@@ -18,6 +18,7 @@ import torch
 
 from transferlab.artifacts import atomic_dir
 from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.results import check_rows
 from transferlab.experiment.planner import Plan, PlannedEval, PlannedRun
 from transferlab.train import load_run, train
 
@@ -72,6 +73,7 @@ def run_job(job: Job) -> str:
             task.work_dir = planned.work_dir
             reading = loaded.config.objective.attention  # read as its objective trained it
             rows = task.run(loaded.model, tokenizer, world, run.key, run.seed, reading)
+            check_rows(planned.task, rows)  # before caching: a bad row must not be reused
             _write_eval(planned, rows)
     return run.key
 

@@ -17,7 +17,7 @@ from transferlab.experiment.spec import IMPLICIT_STAGE, ExperimentSpec, StageSpe
 from transferlab.train.checkpoint import checkpoint_step, latest_checkpoint
 from transferlab.train.run_dir import config_key
 
-EVAL_FORMAT_VERSION = 1
+EVAL_FORMAT_VERSION = 2  # 2: rows hold their task's declared metrics only
 Status = Literal["done", "partial", "todo"]
 
 

@@ -1,7 +1,9 @@
 """The results store of an experiment: per-example rows and per-run summaries in Parquet.
 
 ``EXP_DIR/results/examples.parquet``: one row per (run, task, example), with the variant, seed
-and stage of the run, so comparisons can pair examples across variants and seeds.
+and stage of the run, so comparisons can pair examples across variants and seeds. Its metric
+columns are the union of what the tasks declare; a task's rows are null in the metrics it does
+not declare (``summary.json``'s ``metrics`` says which columns belong to which task).
 ``EXP_DIR/results/runs.parquet``: one row per run (per stage of a chain): variant, seed, stage,
 the run it started from, final losses, size, cost.
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
@@ -45,7 +47,10 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
         table = table.append_column("stage", pa.array([planned.run.stage] * n, pa.string()))
         examples.append(table)
     tables = ResultTables(
-        examples=pa.concat_tables(examples) if examples else pa.table({}),
+        # Tasks declare different metrics: missing columns become nulls.
+        examples=pa.concat_tables(examples, promote_options="default")
+        if examples
+        else pa.table({}),
         runs=pa.Table.from_pylist([run_summary(run) for run in plan.runs]),
     )
     out = results_dir(exp_dir)

@@ -9,7 +9,7 @@ axes:
     augmented: {world.rephrasings: 5, world.shuffle_sentences: true}
 seeds: [0, 1]
 tasks: [{name: qa_finetune, steps: 300}]
-compare: {baseline: fixed, metric: correct}
+compare: {baseline: fixed, metric: correct}   # a metric the tasks declare (TaskConfig.metrics)
 expect: {variant: augmented, direction: better, task: qa_finetune}
 ```
 Several axes make a grid: every combination of levels is a variant, named by joining the level
@@ -69,12 +69,18 @@ class StageSpec(BaseConfig):
 
 
 class CompareSpec(BaseConfig):
-    """Which variants are compared: every variant against ``baseline``, or explicit ``pairs``."""
+    """Which variants are compared: every variant against ``baseline``, or explicit ``pairs``.
+
+    Every task is compared on each metric it declares; ``metric`` is the primary one, which the
+    verdict, ``min_effect`` and the report's figures use (None: the headline metric, the first
+    declared, of the expectation's task or else of the first task). Whether higher is better
+    comes from the metric's declaration; ``higher_is_better``, when given, must agree with it.
+    """
 
     baseline: str | None = None
     pairs: list[tuple[str, str]] = Field(default_factory=list)
-    metric: str = "correct"  # a per-example result column
-    higher_is_better: bool = True
+    metric: str | None = None
+    higher_is_better: bool | None = None
     min_effect: float = Field(default=0.0, ge=0)  # differences inside +-min_effect do not count
     level: float = Field(default=0.95, gt=0, lt=1)
 
@@ -139,6 +145,58 @@ class ExperimentSpec(BaseConfig):
         if self.expect and self.expect.task and self.expect.task not in task_names:
             raise ValueError(f"expect.task {self.expect.task!r} is not one of {task_names}")
         return self
+
+    @model_validator(mode="after")
+    def _metric_is_declared(self) -> ExperimentSpec:
+        if not self.tasks and self.compare.metric is None:
+            return self  # nothing is evaluated, so nothing is compared
+        metric = self.primary_metric
+        declaring = [task for task in self.tasks if metric and task.metric(metric)]
+        if not declaring:
+            declared = "; ".join(
+                f"{t.task_name}: {', '.join(m.name for m in t.metrics) or 'none'}"
+                for t in self.tasks
+            )
+            raise ValueError(
+                f"compare.metric {metric!r} is declared by no task (the tasks declare "
+                f"{declared or 'nothing: there are no tasks'}); set compare.metric to one of those"
+            )
+        wanted = self.compare.higher_is_better
+        for task in declaring:
+            spec = task.metric(metric)
+            if wanted is not None and spec.higher_is_better != wanted:
+                raise ValueError(
+                    f"compare.higher_is_better={wanted} contradicts task {task.task_name!r}, "
+                    f"which declares {metric!r} {spec.direction}; leave higher_is_better out"
+                )
+        expected = self.expect_task
+        if expected is not None and expected not in [t.task_name for t in declaring]:
+            raise ValueError(
+                f"expect.task {expected!r} does not declare compare.metric {metric!r} (it "
+                f"declares {[m.name for m in self.task(expected).metrics]}); the verdict needs "
+                "that comparison, so set compare.metric to one of them"
+            )
+        return self
+
+    @property
+    def expect_task(self) -> str | None:
+        """The task the expectation is judged on (the first task unless it names one)."""
+        if self.expect is None or not self.tasks:
+            return None
+        return self.expect.task or self.tasks[0].task_name
+
+    @property
+    def primary_metric(self) -> str | None:
+        """``compare.metric``, or the headline metric of the expectation's (else the first)
+        task; None when there is no task to take it from."""
+        if self.compare.metric is not None:
+            return self.compare.metric
+        name = self.expect_task or (self.tasks[0].task_name if self.tasks else None)
+        metrics = self.task(name).metrics if name else ()
+        return metrics[0].name if metrics else None
+
+    def task(self, name: str) -> TaskConfig:
+        return next(task for task in self.tasks if task.task_name == name)
 
     def variants(self) -> dict[str, Overrides]:
         """Variant name -> the merged dotted overrides of its levels (grid over all axes)."""

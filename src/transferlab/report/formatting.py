@@ -40,6 +40,14 @@ def p_value(value: Any) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def metric_range(bounds: list[Any]) -> str:
+    """A metric's declared range: ``[0, 1]``, ``[0, inf)`` for an open end."""
+    low, high = bounds
+    left = "(-inf" if low is None else f"[{low:g}"
+    right = "inf)" if high is None else f"{high:g}]"
+    return f"{left}, {right}"
+
+
 def level(value: Any) -> str:
     """``95%`` for a confidence level of 0.95."""
     return f"{value:.0%}" if is_number(value) else "95%"

@@ -23,7 +23,9 @@ from transferlab.report import formatting as fmt
 from transferlab.report import plots
 from transferlab.report.inputs import (
     ExperimentRecord,
+    declared_metrics,
     load_experiment,
+    metric_label,
     per_run_means,
     unplanned_row,
 )
@@ -242,30 +244,31 @@ def _summary_rows(record: ExperimentRecord, key: str, task: str) -> list[dict[st
     return [row for row in (record.summary or {}).get(key, []) if row.get("task") == task]
 
 
-def _by_metric(rows: list[dict[str, Any]], primary: str) -> list[dict[str, Any]]:
-    """Rows of the primary metric first, the others after in their original order."""
-    return sorted(rows, key=lambda row: row.get("metric") != primary)
+def _by_metric(rows: list[dict[str, Any]], first: str) -> list[dict[str, Any]]:
+    """Rows of metric ``first`` first, the others after in their original order."""
+    return sorted(rows, key=lambda row: row.get("metric") != first)
 
 
 def _downstream(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
     parts = [tag("h2", "Downstream results")]
-    primary = record.primary_metric()
     if record.summary is None:
         return join([*parts, tag("p", "No summary.json yet: no estimates.", cls="note")])
     for task in record.tasks():
-        estimates = _by_metric(_summary_rows(record, "estimates", task), primary)
-        parts.append(tag("h3", f"Task: {task}"))
+        shown = record.shown_metric(task)
+        estimates = _by_metric(_summary_rows(record, "estimates", task), shown)
+        parts += [tag("h3", f"Task: {task}"), _declarations(record, task)]
         if not estimates:
             parts.append(tag("p", "No estimates for this task.", cls="note"))
             continue
-        main = [e for e in estimates if e["metric"] == primary]
+        main = [e for e in estimates if e["metric"] == shown]
         if main:
+            label = metric_label(record.summary, task, shown)
             caption = (
-                f"{primary} per variant: mean (dot) and {_level(record)} interval (line); "
+                f"{label} per variant: mean (dot) and {_level(record)} interval (line); "
                 "n = seeds x examples."
             )
-            uri = plots.data_uri(plots.estimate_whiskers(main, primary, colors))
-            parts.append(figure(uri, f"{primary} on {task} per variant", caption))
+            uri = plots.data_uri(plots.estimate_whiskers(main, label, colors))
+            parts.append(figure(uri, f"{shown} on {task} per variant", caption))
         rows = [
             (
                 e["metric"],
@@ -281,6 +284,27 @@ def _downstream(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
     return join(parts)
 
 
+def _declarations(record: ExperimentRecord, task: str) -> Markup:
+    """The metrics ``task`` declares, and a note when it is not compared on the primary one."""
+    declared = declared_metrics(record.summary or {}, task)
+    rows = [
+        (
+            m["name"],
+            "higher" if m["higher_is_better"] else "lower",
+            fmt.metric_range(m["range"]),
+            m["description"],
+        )
+        for m in declared
+    ]
+    skipped = [s for s in (record.summary or {}).get("skipped", []) if s.get("task") == task]
+    notes = [
+        tag("p", f"Not compared on {s['metric']}: {s['reason']}.", cls="note") for s in skipped
+    ]
+    if not rows:
+        return join(notes)
+    return join([table(["metric", "better", "range", "description"], rows), *notes])
+
+
 def _level(record: ExperimentRecord) -> str:
     return fmt.level((record.summary or {}).get("level"))
 
@@ -293,21 +317,22 @@ def _seed_note(row: dict[str, Any]) -> str:
 
 def _differences(record: ExperimentRecord) -> Markup:
     parts = [tag("h2", "Paired differences")]
-    primary = record.primary_metric()
     for task in record.tasks():
-        comparisons = _by_metric(_summary_rows(record, "comparisons", task), primary)
+        shown = record.shown_metric(task)
+        comparisons = _by_metric(_summary_rows(record, "comparisons", task), shown)
         if not comparisons:
             continue
         parts.append(tag("h3", f"Task: {task}"))
-        main = [c for c in comparisons if c["metric"] == primary]
+        main = [c for c in comparisons if c["metric"] == shown]
         if main:
+            label = metric_label(record.summary or {}, task, shown)
             caption = (
-                f"Paired difference in {primary} (variant minus reference, same seeds and "
+                f"Paired difference in {label} (variant minus reference, same seeds and "
                 "examples) with its interval; colour = verdict; the grey band, if any, is the "
                 "minimum effect that counts."
             )
-            uri = plots.data_uri(plots.forest(main, primary))
-            parts.append(figure(uri, f"forest plot of {primary} differences on {task}", caption))
+            uri = plots.data_uri(plots.forest(main, label))
+            parts.append(figure(uri, f"forest plot of {shown} differences on {task}", caption))
         rows = [
             (
                 c["metric"],
@@ -346,11 +371,11 @@ def _comparison_note(row: dict[str, Any]) -> str:
 
 def _correlations(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
     parts = [tag("h2", "Validation loss vs downstream")]
-    primary = record.primary_metric()
     losses = {str(r["run_id"]): (str(r["variant"]), r.get("final_val_loss")) for r in record.runs}
     for task in record.tasks():
-        correlations = _by_metric(_summary_rows(record, "correlations", task), primary)
-        means = per_run_means(record.examples, task, primary)
+        shown = record.shown_metric(task)
+        correlations = _by_metric(_summary_rows(record, "correlations", task), shown)
+        means = per_run_means(record.examples, task, shown)
         points = [
             (losses[run_id][0], losses[run_id][1], mean)
             for run_id, mean in means.items()
@@ -360,10 +385,10 @@ def _correlations(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
             continue
         parts.append(tag("h3", f"Task: {task}"))
         if points:
-            main = next((c for c in correlations if c["metric"] == primary), None)
-            caption = f"One dot per run: final validation loss vs mean {primary}. {_rho_text(main)}"
-            uri = plots.data_uri(plots.loss_scatter(points, primary, colors))
-            parts.append(figure(uri, f"validation loss vs {primary} on {task}", caption))
+            main = next((c for c in correlations if c["metric"] == shown), None)
+            caption = f"One dot per run: final validation loss vs mean {shown}. {_rho_text(main)}"
+            uri = plots.data_uri(plots.loss_scatter(points, shown, colors))
+            parts.append(figure(uri, f"validation loss vs {shown} on {task}", caption))
         rows = [
             (
                 c["metric"],
@@ -431,13 +456,14 @@ def _group_cell(row: dict[str, Any] | None) -> Markup:
 
 def _samples(record: ExperimentRecord) -> Markup:
     """A few raw predictions per variant, so a reader sees what the numbers are made of."""
-    wanted = ["example_id", "group", "target", "prediction", "correct"]
-    if record.primary_metric() not in wanted:
-        wanted.append(record.primary_metric())
     examples, tasks = record.examples, record.tasks()
-    if examples is None or not tasks or not {"task", *wanted} <= set(examples.column_names):
+    if examples is None or not tasks:
         return Markup("")
     task = tasks[0]
+    declared = [m["name"] for m in declared_metrics(record.summary or {}, task)]
+    wanted = ["example_id", "group", "target", "prediction", *declared]
+    if not {"task", *wanted} <= set(examples.column_names):
+        return Markup("")
     chosen = examples.filter(pc.equal(examples.column("task"), task))
     first_seed: dict[str, Any] = {}
     shown: Counter[str] = Counter()
@@ -460,7 +486,7 @@ def _samples(record: ExperimentRecord) -> Markup:
 
 
 def _cell(value: Any) -> Any:
-    """Scores to three decimals, NaN (a score the task does not define) as n/a."""
+    """Scores to three decimals, NaN (a score undefined for the example) as n/a."""
     return fmt.number(value) if isinstance(value, float) else value
 
 

@@ -48,7 +48,8 @@ class ExperimentRecord:
         return list(dict.fromkeys(names))
 
     def tasks(self) -> list[str]:
-        names = [str(t.get("name")) for t in self.spec.get("tasks") or [] if isinstance(t, dict)]
+        tasks = [t for t in self.spec.get("tasks") or [] if isinstance(t, dict)]
+        names = [str(t.get("label") or t.get("name")) for t in tasks]
         if self.summary:
             names += [str(e["task"]) for e in self.summary.get("estimates", [])]
         return list(dict.fromkeys(names))
@@ -56,7 +57,30 @@ class ExperimentRecord:
     def primary_metric(self) -> str:
         if self.summary and self.summary.get("primary_metric"):
             return str(self.summary["primary_metric"])
-        return str((self.spec.get("compare") or {}).get("metric", "correct"))
+        return str((self.spec.get("compare") or {}).get("metric") or "correct")
+
+    def shown_metric(self, task: str) -> str:
+        return shown_metric(self.summary or {}, task, self.primary_metric())
+
+
+def declared_metrics(summary: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    """The metric declarations of ``task`` as analysis recorded them (none in a summary written
+    before tasks declared their metrics)."""
+    return list(((summary.get("metrics") or {}).get(task) or {}).get("declared") or [])
+
+
+def shown_metric(summary: dict[str, Any], task: str, primary: str) -> str:
+    """The metric ``task`` is shown by: the primary one if it declares it, else its headline."""
+    return str(((summary.get("metrics") or {}).get(task) or {}).get("shown") or primary)
+
+
+def metric_label(summary: dict[str, Any], task: str, metric: str) -> str:
+    """``bits_per_byte (lower is better)``: the name with the direction its task declares."""
+    for declared in declared_metrics(summary, task):
+        if declared["name"] == metric:
+            better = "higher" if declared["higher_is_better"] else "lower"
+            return f"{metric} ({better} is better)"
+    return metric
 
 
 def load_experiment(exp_dir: Path) -> ExperimentRecord:

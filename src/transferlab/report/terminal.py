@@ -1,5 +1,6 @@
-"""The terminal summary of an experiment: per task, the primary metric of each variant and the
-paired comparisons, as rich tables, then the verdict line. Data strings go in as ``Text`` so that
+"""The terminal summary of an experiment: per task, the metric it is shown by (the primary one if
+the task declares it, else its headline) for each variant and the paired comparisons, as rich
+tables, then the verdict line. Data strings go in as ``Text`` so that
 rich never reads a variant name like ``[bold]x`` as markup."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from transferlab.report import formatting as fmt
-from transferlab.report.inputs import load_summary
+from transferlab.report.inputs import load_summary, metric_label, shown_metric
 
 _VERDICT_STYLE = {
     "reproduced": "bold green",
@@ -23,15 +24,16 @@ _VERDICT_STYLE = {
 
 
 def print_summary(exp_dir: Path, console: Console) -> None:
-    """Print, per task, the estimates of the primary metric and its comparisons; then the
+    """Print, per task, the estimates of its shown metric and their comparisons; then the
     verdict."""
     summary = load_summary(exp_dir)
-    metric = str(summary.get("primary_metric", "correct"))
+    primary = str(summary.get("primary_metric") or "correct")
     level = fmt.level(summary.get("level"))
     name = summary.get("experiment", Path(exp_dir).name)
     console.print(Text(f"experiment: {name}", style="bold"))
     rows = summary.get("estimates", []) + summary.get("comparisons", [])
     for task in dict.fromkeys(str(row["task"]) for row in rows):
+        metric = shown_metric(summary, task, primary)
         console.print(estimates_table(summary, task, metric, level))
         comparisons = comparisons_table(summary, task, metric, level)
         if comparisons.row_count:
@@ -44,7 +46,8 @@ def print_summary(exp_dir: Path, console: Console) -> None:
 
 
 def estimates_table(summary: dict[str, Any], task: str, metric: str, level: str) -> Table:
-    title = Text(f"{task}: {metric}, mean [{level} interval], n = seeds x examples")
+    label = metric_label(summary, task, metric)
+    title = Text(f"{task}: {label}, mean [{level} interval], n = seeds x examples")
     table = Table(title=title, title_justify="left")
     _columns(table, ["variant"], ["mean [interval]", "n"])
     for row in _rows(summary, "estimates", task, metric):
@@ -55,7 +58,8 @@ def estimates_table(summary: dict[str, Any], task: str, metric: str, level: str)
 
 
 def comparisons_table(summary: dict[str, Any], task: str, metric: str, level: str) -> Table:
-    title = Text(f"{task}: paired differences in {metric} [{level} interval]")
+    label = metric_label(summary, task, metric)
+    title = Text(f"{task}: paired differences in {label} [{level} interval]")
     table = Table(title=title, title_justify="left")
     _columns(table, ["comparison"], ["difference [interval]", "p", "verdict", "n"])
     for row in _rows(summary, "comparisons", task, metric):
