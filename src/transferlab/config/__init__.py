@@ -10,7 +10,11 @@ from transferlab.config.loading import (
     validate,
 )
 from transferlab.config.registry import (
+    ATTENTIONS,
+    LINEARS,
+    MLPS,
     MODEL_PRESETS,
+    NORMS,
     OBJECTIVES,
     OPTIMIZERS,
     SCHEDULES,
@@ -23,6 +27,7 @@ from transferlab.config.schemas import (
     ModelConfig,
     ObjectiveConfig,
     OptimizerConfig,
+    PartConfig,
     RunConfig,
     ScheduleConfig,
     TaskConfig,
@@ -32,7 +37,11 @@ from transferlab.config.schemas import (
 )
 
 __all__ = [
+    "ATTENTIONS",
+    "LINEARS",
+    "MLPS",
     "MODEL_PRESETS",
+    "NORMS",
     "OBJECTIVES",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -45,6 +54,7 @@ __all__ = [
     "ModelConfig",
     "ObjectiveConfig",
     "OptimizerConfig",
+    "PartConfig",
     "Registry",
     "RunConfig",
     "ScheduleConfig",
