@@ -6,8 +6,8 @@ transformers ``LlamaForCausalLM`` of the same shape trained in the same process.
 Three trainees start from the same weights (ours, copied into transformers with the mapping
 ``hf_export`` uses) and train in fp32 eager mode (no torch.compile for any) with the same AdamW
 (the project's ``adamw`` optimizer: decay and no-decay groups) on the same random token batches:
-  ours          the training path: ``model(inputs, targets=targets)``, whose loss goes through
-                ``linear_cross_entropy`` (chunked, never materializes the logits);
+  ours          the training path: ``model(inputs, output="features")``, whose loss goes
+                through ``linear_cross_entropy`` (chunked, never materializes the logits);
   ours-logits   ``F.cross_entropy(model(inputs), targets)``, the logits path;
   transformers  ``F.cross_entropy(llama(input_ids=inputs).logits, targets)``, what
                 ``LlamaForCausalLM`` does with ``labels``.
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from transformers import LlamaForCausalLM
 
 from transferlab.config import OPTIMIZERS, ModelConfig
-from transferlab.models import build_model, count_parameters, flops_per_token
+from transferlab.models import build_model, count_parameters, flops_per_token, linear_cross_entropy
 from transferlab.models.hf_export import hf_config, hf_state_dict
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -95,6 +95,14 @@ def logits_loss(logits_fn: Callable[[torch.Tensor], torch.Tensor]) -> LossFn:
     return loss
 
 
+def features_loss(model: torch.nn.Module) -> LossFn:
+    def loss(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        out = model(inputs, output="features")
+        return linear_cross_entropy(out.hidden.flatten(0, 1), out.head, targets.flatten())
+
+    return loss
+
+
 def make_trainees(cfg: ModelConfig, lr: float) -> dict[str, Trainee]:
     torch.manual_seed(0)
     ours = build_model(cfg)
@@ -107,7 +115,7 @@ def make_trainees(cfg: ModelConfig, lr: float) -> dict[str, Trainee]:
     theirs.load_state_dict(hf_state_dict(ours))
     models = {"ours": ours, "ours-logits": ours_logits, "transformers": theirs}
     losses = {
-        "ours": lambda inputs, targets: ours(inputs, targets=targets),
+        "ours": features_loss(ours),
         "ours-logits": logits_loss(ours_logits),
         "transformers": logits_loss(lambda inputs: theirs(input_ids=inputs).logits),
     }

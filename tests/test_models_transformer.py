@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from transferlab.config import ModelConfig
 from transferlab.models import build_model, count_parameters, flops_per_token
+from transferlab.models.parts.base import Context
 from transferlab.models.presets import PRESETS
-from transferlab.models.transformer import apply_rotary, rotary_tables
+from transferlab.models.rotary import apply_rotary, rotary_tables
 
 VOCAB = 32
 NOMINAL_SIZES = {
@@ -226,11 +227,12 @@ def test_presets_span_the_documented_sizes():
     assert ModelConfig(preset="tiny", n_layers=2).n_layers == 2  # explicit fields win
 
 
-def test_presets_load_without_torch():
+def test_config_and_presets_load_without_torch():
+    # The parts (torch modules) are imported when a ModelConfig first resolves them, not before.
     code = (
-        "import sys; from transferlab.config import ModelConfig;"
-        "assert ModelConfig(preset='medium').d_model == 320;"
-        "assert 'torch' not in sys.modules, 'presets imported torch'"
+        "import sys; from transferlab.config import MODEL_PRESETS;"
+        "assert MODEL_PRESETS.get('medium')['d_model'] == 320;"
+        "assert 'torch' not in sys.modules, 'config or presets imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -253,12 +255,9 @@ def test_return_hidden_gives_the_residual_stream(ids):
     assert len(hidden) == 4
     assert all(h.shape == (2, 12, 32) for h in hidden)
     torch.testing.assert_close(hidden[0], model.embed(ids))
-    torch.testing.assert_close(hidden[1], model.blocks[0](hidden[0], *rope(model, 12), None, True))
+    ctx = Context(model.rope_cos[:12, None], model.rope_sin[:12, None], None, True)
+    torch.testing.assert_close(hidden[1], model.blocks[0](hidden[0], ctx))
     assert torch.equal(logits, model(ids))
-
-
-def rope(model, length):
-    return model.rope_cos[:length, None], model.rope_sin[:length, None]
 
 
 @pytest.mark.parametrize("qk_norm", [False, True])

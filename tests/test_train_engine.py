@@ -13,13 +13,13 @@ import torch
 from transferlab.config import CALLBACKS, OBJECTIVES, CallbackConfig, ObjectiveConfig
 from transferlab.config.schemas import ModelConfig
 from transferlab.models import build_model
+from transferlab.models.parts.base import Context
 from transferlab.objectives import IGNORE_INDEX, Batch, LossOutput, Objective
 from transferlab.objectives.base import token_prediction_loss
 from transferlab.train import load_run, read_metrics, train
 from transferlab.train.callbacks.stability import (
     StabilityCallback,
     StabilityConfig,
-    attention_logits,
     mean_log_partition,
 )
 from transferlab.train.checkpoint import load_train_state
@@ -182,20 +182,18 @@ def _model(seed: int = 0, **fields: Any) -> torch.nn.Module:
 @pytest.mark.parametrize("qk_norm", [False, True])
 @torch.no_grad()
 def test_attention_logits_reproduce_the_attention_output(qk_norm):
-    """softmax(logits) @ v, projected, is exactly what the attention module computes: so the
+    """softmax(logits) @ v, projected, is exactly what the attention part computes: so the
     logits whose maximum is logged are the ones attention really uses."""
     model = _model(qk_norm=qk_norm)
-    ids = torch.randint(0, 40, (2, 9), generator=torch.Generator().manual_seed(3))
     attn = model.blocks[1].attn
-    x = model.blocks[1].attn_norm(torch.randn(2, 9, 32))
-    cos, sin = model.rope_cos[:9, None, :], model.rope_sin[:9, None, :]
-    logits = attention_logits(attn, x, cos, sin, None, True)
+    x = model.blocks[1].attn_norm(torch.randn(2, 9, 32, generator=torch.Generator().manual_seed(3)))
+    ctx = Context(model.rope_cos[:9, None, :], model.rope_sin[:9, None, :], None, True)
+    logits = attn.attention_logits(x, ctx)
     assert logits.shape == (2, 4, 9, 9)
     assert torch.isinf(logits[..., 0, 1:]).all()  # the first query sees only itself
     v = attn.qkv(x).view(2, 9, 3, 4, 8).unbind(2)[2].transpose(1, 2)
     mixed = (logits.softmax(-1) @ v).transpose(1, 2).reshape(2, 9, 32)
-    torch.testing.assert_close(attn.out(mixed), attn(x, cos, sin, None, True))
-    del ids
+    torch.testing.assert_close(attn.out(mixed), attn(x, ctx))
 
 
 @torch.no_grad()

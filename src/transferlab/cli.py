@@ -13,7 +13,11 @@ from rich.console import Console
 
 from transferlab.config import ConfigError, RunConfig, load_config
 from transferlab.config.registry import (
+    ATTENTIONS,
+    LINEARS,
+    MLPS,
     MODEL_PRESETS,
+    NORMS,
     OBJECTIVES,
     OPTIMIZERS,
     SCHEDULES,
@@ -410,8 +414,9 @@ def show_config(
 @app.command()
 def components() -> None:
     """List the registered components: worlds, sources, objectives, optimizers, schedules, model
-    presets and downstream tasks."""
-    for registry in (WORLDS, SOURCES, OBJECTIVES, OPTIMIZERS, SCHEDULES, MODEL_PRESETS, TASKS):
+    presets, model parts (attentions, mlps, norms, linears) and downstream tasks."""
+    registries = (WORLDS, SOURCES, OBJECTIVES, OPTIMIZERS, SCHEDULES, MODEL_PRESETS)
+    for registry in (*registries, ATTENTIONS, MLPS, NORMS, LINEARS, TASKS):
         console.print(f"[bold]{registry.kind}s[/]: {', '.join(registry.names())}")
 
 

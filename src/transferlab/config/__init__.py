@@ -11,8 +11,12 @@ from transferlab.config.loading import (
 )
 from transferlab.config.metrics import IDENTITY_COLUMNS, MetricSpec
 from transferlab.config.registry import (
+    ATTENTIONS,
     CALLBACKS,
+    LINEARS,
+    MLPS,
     MODEL_PRESETS,
+    NORMS,
     OBJECTIVES,
     OPTIMIZERS,
     SCHEDULES,
@@ -27,6 +31,7 @@ from transferlab.config.schemas import (
     ModelConfig,
     ObjectiveConfig,
     OptimizerConfig,
+    PartConfig,
     RunConfig,
     ScheduleConfig,
     TaskConfig,
@@ -38,7 +43,11 @@ from transferlab.config.schemas import (
 __all__ = [
     "CALLBACKS",
     "IDENTITY_COLUMNS",
+    "ATTENTIONS",
+    "LINEARS",
+    "MLPS",
     "MODEL_PRESETS",
+    "NORMS",
     "OBJECTIVES",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -54,6 +63,7 @@ __all__ = [
     "ModelConfig",
     "ObjectiveConfig",
     "OptimizerConfig",
+    "PartConfig",
     "Registry",
     "RunConfig",
     "ScheduleConfig",

@@ -93,5 +93,10 @@ MODEL_PRESETS = Registry("model preset", "transferlab.models.presets")
 TASKS = Registry("task", "transferlab.evaluate")
 # Extra training callbacks; downstream evaluation during training registers from evaluate.
 CALLBACKS = Registry("callback", "transferlab.train.callbacks", "transferlab.evaluate")
+# The parts a model's blocks are composed of: one file each in ``transferlab.models.parts``.
+ATTENTIONS = Registry("attention", "transferlab.models.parts")
+MLPS = Registry("mlp", "transferlab.models.parts")
+NORMS = Registry("norm", "transferlab.models.parts")
+LINEARS = Registry("linear", "transferlab.models.parts")
 # ``curated`` (a source after a curation pipeline) lives with curation, which reads sources.
 SOURCES = Registry("source", "transferlab.data.sources", "transferlab.curation.source")

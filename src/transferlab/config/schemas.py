@@ -12,8 +12,12 @@ from pydantic import Field, model_validator
 from transferlab.config.base import BaseConfig, ComponentConfig
 from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import (
+    ATTENTIONS,
     CALLBACKS,
+    LINEARS,
+    MLPS,
     MODEL_PRESETS,
+    NORMS,
     OBJECTIVES,
     OPTIMIZERS,
     SCHEDULES,
@@ -77,6 +81,17 @@ class CallbackConfig(ComponentConfig):
 
     def build(self) -> Any:
         raise NotImplementedError
+
+
+class PartConfig(ComponentConfig):
+    """A part of the model's blocks (attention, mlp, norm, linear layer), chosen in ``model``.
+
+    The interface of each kind (build, parameter count, FLOPs, Hugging Face mapping) is in
+    ``transferlab.models.parts.base``; here is only what validating a ``ModelConfig`` needs.
+    """
+
+    def check(self, model: ModelConfig) -> None:
+        """Raise ValueError when this part cannot serve in ``model`` (checked on validation)."""
 
 
 class TaskConfig(ComponentConfig):
@@ -184,20 +199,26 @@ class DataConfig(BaseConfig):
 
 
 class ModelConfig(BaseConfig):
-    """Decoder transformer shape. ``preset`` fills every field not given explicitly."""
+    """Decoder transformer: its shape and the parts its blocks are made of (``{name: ...}`` from
+    the registries ``ATTENTIONS``, ``MLPS``, ``NORMS``, ``LINEARS``; the defaults compose the
+    dense Llama-style model). ``preset`` fills every field not given explicitly."""
 
     preset: str | None = None
     vocab_size: int | None = Field(default=None, gt=0)  # None: taken from the tokenizer
     d_model: int = Field(default=64, gt=0)
     n_layers: int = Field(default=2, gt=0)
     n_heads: int = Field(default=4, gt=0)
-    d_ff: int | None = Field(default=None, gt=0)  # None: SwiGLU width ~8/3 d_model, multiple of 16
+    d_ff: int | None = Field(default=None, gt=0)  # None: the mlp part's default width
     max_seq_len: int = Field(default=1024, gt=0)
     rope_theta: float = Field(default=10000.0, gt=0)
     norm_eps: float = Field(default=1e-5, gt=0)
     qk_norm: bool = False
     tie_embeddings: bool = True
     init_std: float = Field(default=0.02, gt=0)
+    attention: ATTENTIONS.field(PartConfig, default="mha")
+    mlp: MLPS.field(PartConfig, default="swiglu")
+    norm: NORMS.field(PartConfig, default="rmsnorm")
+    linear: LINEARS.field(PartConfig, default="dense")  # the blocks' projections (not the head)
 
     @model_validator(mode="before")
     @classmethod
@@ -213,13 +234,23 @@ class ModelConfig(BaseConfig):
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
             raise ValueError("head dimension d_model/n_heads must be even for rotary embeddings")
+        for part in self.parts.values():
+            part.check(self)
         return self
 
     @property
+    def parts(self) -> dict[str, PartConfig]:
+        """The block's parts by field name."""
+        return {
+            "attention": self.attention,
+            "mlp": self.mlp,
+            "norm": self.norm,
+            "linear": self.linear,
+        }
+
+    @property
     def ffn_dim(self) -> int:
-        if self.d_ff is not None:
-            return self.d_ff
-        return max(16, (8 * self.d_model // 3 + 15) // 16 * 16)
+        return self.d_ff if self.d_ff is not None else self.mlp.default_width(self.d_model)
 
     @property
     def head_dim(self) -> int:

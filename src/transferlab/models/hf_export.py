@@ -1,8 +1,11 @@
 """Export a ``Transformer`` as a Hugging Face ``transformers`` causal LM plus its tokenizer.
 
-Our layout follows HF Llama (rotate-half RoPE, fp32 RMSNorm, SwiGLU, no biases), so the export only
-renames weights and splits the two fused projections. A model with QK-norm is exported as
-``Qwen3ForCausalLM``, which is Llama plus a per-head RMSNorm on q and k before RoPE.
+Each part of the model's blocks maps its own weights to HF names and sets the config fields it
+decides (``Part.hf_weights``, ``Part.hf_config``), or says why it has no HF counterpart; the
+export is the union over the parts. The default parts follow HF Llama (rotate-half RoPE, fp32
+RMSNorm, SwiGLU, no biases), so their export only renames weights and splits the two fused
+projections. A model with QK-norm is exported as ``Qwen3ForCausalLM``, which is Llama plus a
+per-head RMSNorm on q and k before RoPE.
 Any transformers >= 4.51 (Qwen3) works; ``save_pretrained`` writes safetensors by default there.
 """
 
@@ -16,35 +19,42 @@ import torch
 
 from transferlab.artifacts import atomic_dir
 from transferlab.config.schemas import ModelConfig
+from transferlab.models.parts.base import prefixed, sub_state
 from transferlab.models.transformer import Transformer
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>"}
 MASK_TOKEN = "<mask>"
 
 
+def check_exportable(cfg: ModelConfig) -> None:
+    """Raise ValueError naming the first part of ``cfg`` that has no Hugging Face counterpart."""
+    for field, part in cfg.parts.items():
+        reason = part.hf_unsupported(cfg)
+        if reason is not None:
+            raise ValueError(
+                f"model.{field}={part.name!r} cannot be exported to Hugging Face: {reason}"
+            )
+
+
 def hf_config(cfg: ModelConfig, bos_id: int = 1, eos_id: int = 2, pad_id: int = 0) -> Any:
     """The ``LlamaConfig`` (``Qwen3Config`` when ``cfg.qk_norm``) of the same architecture."""
     if cfg.vocab_size is None:
         raise ValueError("model.vocab_size is not set; set it before exporting")
+    check_exportable(cfg)
     fields = dict(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.d_model,
-        intermediate_size=cfg.ffn_dim,
         num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.n_heads,
-        head_dim=cfg.head_dim,
         max_position_embeddings=cfg.max_seq_len,
-        rms_norm_eps=cfg.norm_eps,
         # transformers 5 moves this into ``rope_parameters``; both accept the keyword.
         rope_theta=cfg.rope_theta,
         tie_word_embeddings=cfg.tie_embeddings,
-        hidden_act="silu",
-        attention_bias=False,
         bos_token_id=bos_id,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
     )
+    for part in cfg.parts.values():
+        fields |= part.hf_config(cfg)
     if not cfg.qk_norm:
         from transformers import LlamaConfig
 
@@ -60,30 +70,26 @@ def hf_config(cfg: ModelConfig, bos_id: int = 1, eos_id: int = 2, pad_id: int = 
 
 
 def hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
-    """Our weights under HF Llama/Qwen3 names, fused projections split into their parts."""
+    """Our weights under HF Llama/Qwen3 names: the union of the parts' mappings."""
     cfg = model.config
-    weights = {"model.embed_tokens.weight": model.embed.weight}
-    for i, block in enumerate(model.blocks):
-        prefix = f"model.layers.{i}"
-        q, k, v = block.attn.qkv.weight.chunk(3, dim=0)
-        gate, up = block.mlp.gate_up.weight.chunk(2, dim=0)
-        weights |= {
-            f"{prefix}.input_layernorm.weight": block.attn_norm.weight,
-            f"{prefix}.self_attn.q_proj.weight": q,
-            f"{prefix}.self_attn.k_proj.weight": k,
-            f"{prefix}.self_attn.v_proj.weight": v,
-            f"{prefix}.self_attn.o_proj.weight": block.attn.out.weight,
-            f"{prefix}.post_attention_layernorm.weight": block.mlp_norm.weight,
-            f"{prefix}.mlp.gate_proj.weight": gate,
-            f"{prefix}.mlp.up_proj.weight": up,
-            f"{prefix}.mlp.down_proj.weight": block.mlp.down.weight,
-        }
-        if cfg.qk_norm:
-            weights[f"{prefix}.self_attn.q_norm.weight"] = block.attn.q_norm.weight
-            weights[f"{prefix}.self_attn.k_norm.weight"] = block.attn.k_norm.weight
-    weights["model.norm.weight"] = model.final_norm.weight
-    weights["lm_head.weight"] = model.output_weight  # HF keeps the key even when tied
-    return {name: tensor.detach() for name, tensor in weights.items()}
+    check_exportable(cfg)
+    state = model.state_dict()
+    weights = {"model.embed_tokens.weight": state["embed.weight"]}
+    # (our module, its part, the HF module holding it), per layer
+    layer_parts = [
+        ("attn_norm", cfg.norm, "input_layernorm"),
+        ("attn", cfg.attention, "self_attn"),
+        ("mlp_norm", cfg.norm, "post_attention_layernorm"),
+        ("mlp", cfg.mlp, "mlp"),
+    ]
+    for i in range(cfg.n_layers):
+        for ours, part, theirs in layer_parts:
+            part_state = sub_state(state, f"blocks.{i}.{ours}.")
+            weights |= prefixed(f"model.layers.{i}.{theirs}.", part.hf_weights(cfg, part_state))
+    final_norm = cfg.norm.hf_weights(cfg, sub_state(state, "final_norm."))
+    weights |= prefixed("model.norm.", final_norm)
+    weights["lm_head.weight"] = model.output_weight.detach()  # HF keeps the key even when tied
+    return weights
 
 
 def hf_tokenizer(tokenizer_file: Path, max_length: int) -> Any:
@@ -114,8 +120,10 @@ def export_llama(model: Transformer, tokenizer_file: Path, out_dir: Path) -> Pat
 
     ``out_dir`` gets ``config.json``, ``model.safetensors`` and the tokenizer files, written
     into a temporary directory that is renamed into place only when complete. The architecture
-    is ``LlamaForCausalLM``, or ``Qwen3ForCausalLM`` for a model with QK-norm.
+    is ``LlamaForCausalLM``, or ``Qwen3ForCausalLM`` for a model with QK-norm; a model with a
+    part that has no Hugging Face counterpart fails first, naming it.
     """
+    check_exportable(model.config)
     tokenizer = hf_tokenizer(tokenizer_file, model.config.max_seq_len)
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(

@@ -49,20 +49,30 @@ def run_dir_of(cfg: RunConfig) -> Path:
     return Path(cfg.trainer.out_dir) / cfg.name
 
 
-# Trainer fields added after runs were first keyed, with the value that means "as before":
-# left out of the key at that value, so runs cached before the field existed keep their key.
-ADDED_TRAINER_FIELDS = {"callbacks": []}
+# Fields added after runs were first keyed, with the value that means "as before": left out of
+# the key at that value, so runs cached before the field existed keep their key.
+ADDED_FIELDS: dict[str, dict[str, Any]] = {
+    "trainer": {"callbacks": []},
+    "model": {
+        "attention": {"name": "mha"},
+        "mlp": {"name": "swiglu"},
+        "norm": {"name": "rmsnorm"},
+        "linear": {"name": "dense"},
+    },
+}
 
 
 def result_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config dict that determines a run's result (drops the resumable fields)."""
-    trainer = {
-        k: v
-        for k, v in config["trainer"].items()
-        if k not in RESUMABLE_TRAINER_FIELDS
-        and not (k in ADDED_TRAINER_FIELDS and v == ADDED_TRAINER_FIELDS[k])
-    }
-    return {**config, "trainer": trainer}
+    """The part of a config dict that determines a run's result: without the resumable trainer
+    fields, and without added fields at their "as before" value."""
+    out = dict(config)
+    for section, added in ADDED_FIELDS.items():
+        out[section] = {k: v for k, v in config[section].items() if added.get(k, _MISSING) != v}
+    out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in RESUMABLE_TRAINER_FIELDS}
+    return out
+
+
+_MISSING = object()
 
 
 def config_key(cfg: RunConfig, parent_key: str | None = None) -> str:

@@ -12,7 +12,6 @@ logged as a spike (``grad_spike``, the ratio) and counted (``grad_spikes``).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import torch
@@ -21,7 +20,7 @@ from torch import nn
 
 from transferlab.config.registry import CALLBACKS
 from transferlab.config.schemas import CallbackConfig
-from transferlab.models.transformer import Attention, ModelOutput, apply_rotary
+from transferlab.models.transformer import ModelOutput
 from transferlab.train.engine import Callback, Engine, StepOutput
 
 
@@ -35,29 +34,6 @@ class StabilityConfig(CallbackConfig):
 
     def build(self) -> StabilityCallback:
         return StabilityCallback(self)
-
-
-def attention_logits(
-    attn: Attention,
-    x: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
-    mask: torch.Tensor | None,
-    is_causal: bool,
-) -> torch.Tensor:
-    """The pre-softmax logits q.k / sqrt(head_dim) [B, H, L, L] of the attention module
-    ``attn`` on its input ``x``, -inf where the mask forbids a (query, key) pair."""
-    batch, length, _ = x.shape
-    q, k, _ = attn.qkv(x).view(batch, length, 3, attn.n_heads, attn.head_dim).unbind(2)
-    if attn.q_norm is not None:
-        q, k = attn.q_norm(q), attn.k_norm(k)
-    q, k = apply_rotary(q, cos, sin).transpose(1, 2), apply_rotary(k, cos, sin).transpose(1, 2)
-    logits = (q @ k.transpose(-1, -2)).float() / math.sqrt(attn.head_dim)  # [B, H, L, L]
-    if is_causal:
-        mask = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-    if mask is not None:
-        logits = logits.masked_fill(~mask, -math.inf)
-    return logits
 
 
 def mean_log_partition(out: ModelOutput, positions: int) -> float:
@@ -84,7 +60,8 @@ class StabilityCallback(Callback):
         if (engine.step + 1) % self.cfg.every:
             return
         self._logits, self._log_z = {}, None
-        attention = [m for m in engine.model.modules() if isinstance(m, Attention)]
+        # Attention parts that can show their logits (``attention_logits(x, ctx)``), in order.
+        attention = [m for m in engine.model.modules() if hasattr(m, "attention_logits")]
         for layer, module in enumerate(attention):
             self._hooks.append(module.register_forward_hook(self._attention_hook(layer)))
         self._hooks.append(engine.model.register_forward_hook(self._output_hook))
@@ -94,7 +71,7 @@ class StabilityCallback(Callback):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             if layer not in self._logits:  # the first micro batch only
                 with torch.no_grad():
-                    self._logits[layer] = float(attention_logits(module, *args).max())
+                    self._logits[layer] = float(module.attention_logits(*args).max())
 
         return hook
 
