@@ -115,3 +115,76 @@ def test_qa_finetune_learns_the_train_questions(bios: tuple[BiosWorld, TextToken
         assert row["correct"] == float(row["prediction"] == row["target"])
     mean_p = sum(r["p_correct"] for r in train) / len(train)
     assert mean_p > sum(r["p_correct"] for r in before) / len(before) + 0.3
+
+
+# ----------------------------------------------------------------------------- on the engine
+def _crash_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Make the engine raise once it has completed ``step`` steps (a killed fine-tuning)."""
+    from transferlab.train.engine import Engine
+
+    real = Engine.train_step
+
+    def crashing(self):
+        if self.step == step:
+            raise RuntimeError("killed")
+        return real(self)
+
+    monkeypatch.setattr(Engine, "train_step", crashing)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_killed_finetune_resumes_from_its_run_dir_bit_for_bit(tmp_path, monkeypatch, method):
+    settings = FinetuneSettings(
+        steps=10, batch_size=4, lr=1e-2, method=method, lora_r=4, checkpoint_interval=3
+    )
+    whole = finetune(_tiny_model(), PAIRS, settings, seed=3)
+    with monkeypatch.context() as patch:
+        _crash_at(patch, 7)
+        with pytest.raises(RuntimeError, match="killed"):
+            finetune(_tiny_model(), PAIRS, settings, seed=3, run_dir=tmp_path)
+    resumed = finetune(_tiny_model(), PAIRS, settings, seed=3, run_dir=tmp_path)
+    assert resumed.losses == whole.losses[6:]  # steps 7-10 ran again from the step-6 checkpoint
+    _assert_same(resumed.model, _snapshot(whole.model))
+    rows = [r["step"] for r in resumed.metrics]
+    from transferlab.train import read_metrics
+
+    logged = [
+        {k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s")}
+        for r in read_metrics(tmp_path / "metrics.jsonl")
+    ]
+    assert [r["step"] for r in logged] == [10] and rows == [10]  # log_interval=10
+    assert logged[0]["train_loss"] == pytest.approx(sum(whole.losses) / 10)
+
+
+def test_a_run_dir_of_another_finetune_is_refused(tmp_path):
+    settings = FinetuneSettings(steps=4, batch_size=4, lr=1e-2, checkpoint_interval=2)
+    finetune(_tiny_model(), PAIRS, settings, seed=3, run_dir=tmp_path)
+    other = FinetuneSettings(steps=4, batch_size=4, lr=2e-2, checkpoint_interval=2)
+    with pytest.raises(ValueError, match="holds checkpoints of another fine-tuning"):
+        finetune(_tiny_model(), PAIRS, other, seed=3, run_dir=tmp_path)
+
+
+def test_any_registered_optimizer_and_schedule_drive_the_finetune():
+    from transferlab.optim import AdamWConfig
+    from transferlab.optim.schedules import ConstantConfig
+
+    settings = FinetuneSettings(
+        steps=6,
+        batch_size=4,
+        lr=1.0,  # ignored: the optimizer config replaces the shorthand fields
+        optimizer=AdamWConfig(lr=5e-3, weight_decay=0.0),
+        schedule=ConstantConfig(warmup_steps=2),
+        log_interval=1,
+    )
+    result = finetune(_tiny_model(), PAIRS, settings, seed=0)
+    assert [row["lr"] for row in result.metrics] == [2.5e-3, 5e-3, 5e-3, 5e-3, 5e-3, 5e-3]
+
+
+def test_accumulation_gives_the_same_finetune_up_to_rounding():
+    plain = FinetuneSettings(steps=5, batch_size=4, lr=1e-2)
+    accumulated = FinetuneSettings(steps=5, batch_size=4, lr=1e-2, micro_batch_size=1)
+    a = finetune(_tiny_model(), PAIRS, plain, seed=1)
+    b = finetune(_tiny_model(), PAIRS, accumulated, seed=1)
+    assert b.losses == pytest.approx(a.losses, rel=1e-5)
+    with pytest.raises(ValueError, match="micro_batch_size=3 must divide batch_size=4"):
+        finetune(_tiny_model(), PAIRS, FinetuneSettings(4, 4, 1e-2, micro_batch_size=3), seed=1)

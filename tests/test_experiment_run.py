@@ -124,3 +124,49 @@ def test_an_interrupted_experiment_resumes_without_redoing_finished_work(
     assert len(trained) == 4 and len(set(trained)) == 4  # no run trained twice
     examples = pq.read_table(tmp_path / "exp" / "results" / "examples.parquet")
     assert examples.num_rows == 4 * 2 * 48
+
+
+def test_a_killed_finetuning_evaluation_resumes_and_keeps_its_metrics(tmp_path, monkeypatch):
+    """qa_finetune trains on the engine in the evaluation's work directory: killed mid-way, the
+    next run resumes it from its checkpoint, and the finished evaluation holds the fine-tuning's
+    metrics; the rows equal those of an uninterrupted experiment."""
+    from transferlab.train.engine import Engine
+
+    finetune_task = {
+        "name": "qa_finetune",
+        "steps": 8,
+        "batch_size": 8,
+        "checkpoint_interval": 3,
+        "log_interval": 1,
+    }
+    data = _spec().to_dict() | {"tasks": [finetune_task], "axes": {}, "seeds": [0]}
+    data["compare"] = {}
+    data["expect"] = None
+    spec = ExperimentSpec.model_validate(data)
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "whole"))
+    whole = run_experiment(spec, tmp_path / "exp-whole", log=lambda _: None)
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "killed"))
+    real = Engine.train_step
+
+    def killed_in_finetuning(self):
+        if self.settings.label == "finetune" and self.step == 5:
+            raise KeyboardInterrupt("killed")
+        return real(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Engine, "train_step", killed_in_finetuning)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(spec, tmp_path / "exp-killed", log=lambda _: None)
+    (planned,) = plan_experiment(spec).evals
+    assert [p.name for p in (planned.work_dir / "finetune" / "checkpoints").iterdir()] == [
+        "step_00000003"
+    ]
+    resumed = run_experiment(spec, tmp_path / "exp-killed", log=lambda _: None)
+    assert not planned.work_dir.exists()
+    metrics = (planned.out_dir / "finetune_metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in metrics] == list(range(1, 9))
+    a, b = (load_results(r.exp_dir).examples for r in (whole, resumed))
+    keep = ["example_id", "prediction", "correct", "p_correct"]
+    assert a.select(keep).to_pylist() == b.select(keep).to_pylist()

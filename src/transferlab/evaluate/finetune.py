@@ -186,6 +186,7 @@ def _resume_if_same(
         "seed": seed,
         "pairs": content_key([[list(p), list(a)] for p, a in pairs]),
     }
+    identity = json.loads(json.dumps(identity))  # as stored: tuples become lists
     marker = run_dir / SETTINGS_FILE
     latest = latest_checkpoint(run_dir)
     if latest is not None and marker.is_file():

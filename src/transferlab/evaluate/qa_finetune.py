@@ -56,6 +56,10 @@ class QaFinetuneConfig(QaTaskConfig):
     optimizer: OPTIMIZERS.type(OptimizerConfig, default="adamw") | None = None
     schedule: SCHEDULES.type(ScheduleConfig, default="cosine") | None = None
     micro_batch_size: int | None = Field(default=None, gt=0)
+    # In an experiment the fine-tuning logs and checkpoints in the evaluation's work directory,
+    # so a killed evaluation resumes from its last checkpoint.
+    log_interval: int = Field(default=10, gt=0)
+    checkpoint_interval: int = Field(default=100, gt=0)
     lora_r: int = Field(default=8, gt=0)
     lora_alpha: float = Field(default=16.0, gt=0)
     lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
@@ -85,6 +89,8 @@ class QaFinetuneConfig(QaTaskConfig):
             optimizer=self.optimizer,
             schedule=self.schedule,
             micro_batch_size=self.micro_batch_size,
+            log_interval=self.log_interval,
+            checkpoint_interval=self.checkpoint_interval,
         )
 
 
