@@ -283,6 +283,19 @@ def test_a_small_world_gets_a_full_validation_batch():
     assert min(t.eval_batches * t.batch_size, n_windows) == t.eval_batches * t.batch_size
 
 
+@pytest.mark.parametrize("num_people", [20, 100])
+def test_bios_validation_text_has_no_unknown_word(num_people):
+    """Validation people are recombinations of corpus people's fields, so the word-level
+    tokenizer (trained on the corpus) reads every validation token: an <unk> would bias the
+    validation loss."""
+    data = prepare_data(bios_run(num_people=num_people))
+    val = data.val_folder()
+    unk = data.tokenizer().token_to_id("<unk>")
+    assert unk is not None and unk not in val.tokens(0, val.n_tokens).tolist()
+    info = json.loads((data.root / "info.json").read_text())
+    assert info["validation"]["unknown_tokens"] == 0
+
+
 def test_validation_floor_follows_the_trainer_and_is_capped():
     cfg = bios_run()
     assert data_key(

@@ -13,8 +13,8 @@ equal budget (``rephrasings=1, exposures=5``: five copies of one fixed biography
 ``rephrasings=5, exposures=1``: five different biographies).
 
 Validation. ``validation_documents(count)`` writes one biography each for ``count`` further
-people, drawn from the same distributions as the corpus's people but from a stream of their own,
-with full names no corpus person has. They appear in no QA split and in no corpus document, so
+people, from a stream of their own, with full names no corpus person has; each of their fields is
+a random corpus person's, so validation text holds no word the corpus lacks. They appear in no QA split and in no corpus document, so
 validation text shares neither a sentence nor a fact with pretraining, and the people, corpus and
 QA items of a config stay the same however many validation people are drawn. A validation person
 has one biography, shown once: a second copy or rephrasing in the same window would be predicted
@@ -33,7 +33,7 @@ import json
 import math
 import random
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import date
 from functools import cache, cached_property
 from pathlib import Path
@@ -300,22 +300,50 @@ def _sample_people(cfg: BiosConfig) -> list[Person]:
 def _validation_biographies(cfg: BiosConfig, people: list[Person], count: int) -> list[str]:
     """Biographies of the first ``count`` validation people.
 
-    One stream, consumed person by person (name, attributes, biography), makes the sequence
-    prefix-stable; names are drawn by rejection, so no two people share a full name.
+    Each field of a validation person (first, middle and last name; birth date, city,
+    university, major, employer) is that of a corpus person drawn at random, independently per
+    field: the combination is new, so no sentence or fact is shared with training, but every
+    word is one the corpus holds. A word-level tokenizer (trained on the corpus) then reads
+    validation text without ``<unk>``, which would make the validation loss quietly wrong. One
+    stream, consumed person by person, makes the sequence prefix-stable; full names are drawn
+    by rejection, so no two people share one (the draw stops when the names run out).
     """
     rng = _rng(cfg.seed, "validation")
     taken = {person.full_name for person in people}
     texts = []
-    for person_id in range(len(people), len(people) + min(count, NAME_CAPACITY - len(taken))):
-        name_index = rng.randrange(NAME_CAPACITY)
-        while " ".join(_decode_name(name_index)[:3]) in taken:
-            name_index = rng.randrange(NAME_CAPACITY)
-        person = _person(
-            person_id, name_index, _draw_indices(rng, _ATTRIBUTE_POOL_SIZES), "validation"
-        )
+    for person_id in range(len(people), len(people) + count):
+        person = _recombined_person(person_id, people, taken, rng)
+        if person is None:
+            break
         taken.add(person.full_name)
         texts.append(_biography(person, rng, cfg)[0])
     return texts
+
+
+def _recombined_person(
+    person_id: int, people: list[Person], taken: set[str], rng: random.Random, tries: int = 1000
+) -> Person | None:
+    """A new person whose every field is some corpus person's, with a full name not in
+    ``taken``; None when ``tries`` draws find no new name."""
+    for _ in range(tries):
+        first, middle, last = (rng.choice(people) for _ in range(3))
+        if f"{first.first_name} {middle.middle_name} {last.last_name}" in taken:
+            continue
+        employer = rng.choice(people)
+        return replace(
+            first,
+            person_id=person_id,
+            middle_name=middle.middle_name,
+            last_name=last.last_name,
+            birth_date=rng.choice(people).birth_date,
+            birth_city=rng.choice(people).birth_city,
+            university=rng.choice(people).university,
+            major=rng.choice(people).major,
+            employer=employer.employer,
+            employer_city=employer.employer_city,
+            split="validation",
+        )
+    return None
 
 
 def _person(person_id: int, name_index: int, indices: list[int], split: str) -> Person:
