@@ -193,6 +193,7 @@ def test_components_lists_every_registry():
         "mlps: gelu, swiglu",
         "norms: rmsnorm",
         "linears: dense, low_rank",
+        "callbacks: downstream, stability",
         "python_stdlib",
         "qa_finetune",
         "code_function_name",

@@ -14,6 +14,7 @@ from rich.console import Console
 from transferlab.config import ConfigError, RunConfig, load_config
 from transferlab.config.registry import (
     ATTENTIONS,
+    CALLBACKS,
     LINEARS,
     MLPS,
     MODEL_PRESETS,
@@ -414,9 +415,10 @@ def show_config(
 @app.command()
 def components() -> None:
     """List the registered components: worlds, sources, objectives, optimizers, schedules, model
-    presets, model parts (attentions, mlps, norms, linears) and downstream tasks."""
+    presets, model parts (attentions, mlps, norms, linears), downstream tasks and training
+    callbacks."""
     registries = (WORLDS, SOURCES, OBJECTIVES, OPTIMIZERS, SCHEDULES, MODEL_PRESETS)
-    for registry in (*registries, ATTENTIONS, MLPS, NORMS, LINEARS, TASKS):
+    for registry in (*registries, ATTENTIONS, MLPS, NORMS, LINEARS, TASKS, CALLBACKS):
         console.print(f"[bold]{registry.kind}s[/]: {', '.join(registry.names())}")
 
 
