@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from transferlab.config.registry import CALLBACKS, TASKS
-from transferlab.config.schemas import CallbackConfig, TaskConfig
+from transferlab.config.schemas import CallbackConfig, RunConfig, TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.readers import reading_error
 from transferlab.train.checkpoint import read_run_config
 from transferlab.train.engine import Callback, Engine, StepOutput
 
@@ -40,6 +41,15 @@ class DownstreamConfig(CallbackConfig):
         if len(set(names)) != len(names):
             raise ValueError(f"downstream tasks {names} repeat a name; give each a label")
         return self
+
+    def check(self, run: RunConfig) -> None:
+        """Refuse, when the run config is validated, a task that cannot read the model as the
+        run's objective trains it (rather than fail at the first evaluation, mid-training)."""
+        subject = f"this run: its objective {run.objective.name!r} trains"
+        for task in self.tasks:
+            problem = reading_error(task, run.objective.attention, subject)
+            if problem:
+                raise ValueError(f"downstream callback: {problem}")
 
     def build(self) -> DownstreamCallback:
         return DownstreamCallback(self)
