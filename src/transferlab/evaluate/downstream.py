@@ -51,6 +51,10 @@ class DownstreamConfig(CallbackConfig):
             if problem:
                 raise ValueError(f"downstream callback: {problem}")
 
+    def steps(self, max_steps: int) -> list[int]:
+        """The steps a run of ``max_steps`` evaluates at: every ``every``-th and the last."""
+        return sorted({*range(self.every, max_steps + 1, self.every), max_steps})
+
     def build(self) -> DownstreamCallback:
         return DownstreamCallback(self)
 
@@ -76,13 +80,15 @@ class DownstreamCallback(Callback):
     def __init__(self, cfg: DownstreamConfig) -> None:
         self.cfg = cfg
         self._context: tuple[TextTokenizer, Any, Any] | None = None
+        self._steps: set[int] = set()
 
     def on_train_start(self, engine: Engine) -> None:
         if engine.run_dir is None:
             raise ValueError("the downstream callback needs a run directory to write its rows")
+        self._steps = set(self.cfg.steps(engine.max_steps))
 
     def on_step_end(self, engine: Engine, out: StepOutput) -> None:
-        if engine.step % self.cfg.every and engine.step != engine.max_steps:
+        if engine.step not in self._steps:
             return
         if engine.dist.is_main:
             was_training = engine.model.training
