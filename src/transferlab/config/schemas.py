@@ -82,6 +82,10 @@ class CallbackConfig(ComponentConfig):
     def build(self) -> Any:
         raise NotImplementedError
 
+    def check(self, run: RunConfig) -> None:
+        """Raise ValueError when this callback cannot serve in ``run`` (checked on validation,
+        so a mistake fails before any training)."""
+
 
 class PartConfig(ComponentConfig):
     """A part of the model's blocks (attention, mlp, norm, linear layer), chosen in ``model``.
@@ -310,6 +314,8 @@ class RunConfig(BaseConfig):
     @model_validator(mode="after")
     def _sections_agree(self) -> RunConfig:
         self.schedule.check(self.trainer.max_steps)
+        for callback in self.trainer.callbacks:
+            callback.check(self)
         if self.data.seq_len > self.model.max_seq_len:
             raise ValueError(
                 f"data.seq_len={self.data.seq_len} exceeds model.max_seq_len={self.model.max_seq_len}"

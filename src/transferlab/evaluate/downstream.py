@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from transferlab.config.registry import CALLBACKS, TASKS
-from transferlab.config.schemas import CallbackConfig, TaskConfig
+from transferlab.config.schemas import CallbackConfig, RunConfig, TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.readers import reading_error
 from transferlab.train.checkpoint import read_run_config
 from transferlab.train.engine import Callback, Engine, StepOutput
 
@@ -40,6 +41,19 @@ class DownstreamConfig(CallbackConfig):
         if len(set(names)) != len(names):
             raise ValueError(f"downstream tasks {names} repeat a name; give each a label")
         return self
+
+    def check(self, run: RunConfig) -> None:
+        """Refuse, when the run config is validated, a task that cannot read the model as the
+        run's objective trains it (rather than fail at the first evaluation, mid-training)."""
+        subject = f"this run: its objective {run.objective.name!r} trains"
+        for task in self.tasks:
+            problem = reading_error(task, run.objective.attention, subject)
+            if problem:
+                raise ValueError(f"downstream callback: {problem}")
+
+    def steps(self, max_steps: int) -> list[int]:
+        """The steps a run of ``max_steps`` evaluates at: every ``every``-th and the last."""
+        return sorted({*range(self.every, max_steps + 1, self.every), max_steps})
 
     def build(self) -> DownstreamCallback:
         return DownstreamCallback(self)
@@ -66,13 +80,15 @@ class DownstreamCallback(Callback):
     def __init__(self, cfg: DownstreamConfig) -> None:
         self.cfg = cfg
         self._context: tuple[TextTokenizer, Any, Any] | None = None
+        self._steps: set[int] = set()
 
     def on_train_start(self, engine: Engine) -> None:
         if engine.run_dir is None:
             raise ValueError("the downstream callback needs a run directory to write its rows")
+        self._steps = set(self.cfg.steps(engine.max_steps))
 
     def on_step_end(self, engine: Engine, out: StepOutput) -> None:
-        if engine.step % self.cfg.every and engine.step != engine.max_steps:
+        if engine.step not in self._steps:
             return
         if engine.dist.is_main:
             was_training = engine.model.training

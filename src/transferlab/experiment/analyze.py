@@ -60,8 +60,40 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
             summary["groups"] += _group_estimates(spec, examples, task, shown)
         summary["comparisons"] += _comparisons(spec, examples, task, metrics)
         summary["correlations"] += _correlations(spec, tables, task, metrics)
+    summary["curves"] = _curves(spec, tables.curves)
     summary["verdict"] = expectation_verdict(spec, summary["comparisons"])
     return summary
+
+
+def _curves(spec: ExperimentSpec, table: pa.Table) -> list[dict[str, Any]]:
+    """Transfer curves: per curve task, variant and evaluated step, the mean of the task's
+    headline metric with its interval over seeds and examples (as ``estimates`` are)."""
+    out = []
+    for task_cfg in spec.curve_tasks():
+        task, metric = task_cfg.task_name, next(iter(task_cfg.metrics), None)
+        if metric is None or metric.name not in table.column_names:
+            continue
+        for variant in spec.variant_names():
+            sub = _select(table, task=task, variant=variant)
+            for step in sorted(set(sub.column("step").to_pylist())):
+                rows = _rows(sub, task, variant, metric.name, step=step)
+                if rows is None:
+                    continue
+                values = pivot(rows).values
+                est = estimate_mean(values, level=spec.compare.level, bounds=metric.bounds())
+                out.append(
+                    {
+                        "task": task,
+                        "metric": metric.name,
+                        "higher_is_better": metric.higher_is_better,
+                        "stage": spec.curves_stage,
+                        "variant": variant,
+                        "step": step,
+                        "tokens": _select(sub, step=step).column("tokens")[0].as_py(),
+                        **asdict(est),
+                    }
+                )
+    return out
 
 
 def _declarations(spec: ExperimentSpec, task: TaskConfig) -> dict[str, Any]:

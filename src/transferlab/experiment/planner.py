@@ -138,6 +138,8 @@ def _plan_chain(
             data = {**data, "init": _stage_init(stage, parent)}
         try:
             cfg = stage_config(data, overrides, parent, store)
+            if stage.name == spec.curves_stage:
+                cfg = _with_curves(spec, variant, data, overrides, cfg, parent, store)
         except ConfigError as exc:
             if not spec.stages:
                 raise
@@ -146,6 +148,28 @@ def _plan_chain(
         run = PlannedRun(variant, seed, cfg, cfg.name, stage.name, parent.key if parent else None)
         chain[stage.name] = parent = run
     return chain
+
+
+def _with_curves(
+    spec: ExperimentSpec,
+    variant: str,
+    data: dict[str, Any],
+    overrides: dict[str, Any],
+    cfg: RunConfig,
+    parent: PlannedRun | None,
+    store: Path,
+) -> RunConfig:
+    """``cfg`` with the ``downstream`` callback that records the spec's transfer curves (only
+    in this stage's config: later stages do not inherit it)."""
+    tasks = spec.curve_tasks()
+    _check_readings(tasks, variant, cfg)
+    curves = {
+        "name": "downstream",
+        "every": spec.curves.every,
+        "tasks": [task.to_dict() for task in tasks],
+    }
+    callbacks = [*(c.to_dict() for c in cfg.trainer.callbacks), curves]
+    return stage_config(data, {**overrides, "trainer.callbacks": callbacks}, parent, store)
 
 
 def _stage_init(stage: StageSpec, parent: PlannedRun) -> dict[str, Any]:

@@ -9,19 +9,24 @@ the run it started from, final losses, size, cost.
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
 world, or each source with its training documents and tokens, the tokens the mixture sampled,
 epochs, and for a curated source the documents curation kept of those it read.
-Both are plain Parquet files, readable with duckdb (``SELECT * FROM 'results/*.parquet'``) or pandas.
+``EXP_DIR/results/curves.parquet``: the transfer curves (``curves:`` in the spec), one row per
+(run, evaluated step, task, example): variant, seed, stage, run_id, step, tokens (trained on by
+that step), task, example_id, group and the metrics its task declares; empty without curves.
+All are plain Parquet files, readable with duckdb (``SELECT * FROM 'results/*.parquet'``) or pandas.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transferlab.data.prepare import data_dir
+from transferlab.evaluate.downstream import DownstreamConfig, read_downstream
 from transferlab.experiment.planner import Plan, PlannedRun
 from transferlab.train import read_metrics
 
@@ -30,6 +35,7 @@ from transferlab.train import read_metrics
 class ResultTables:
     examples: pa.Table
     runs: pa.Table
+    curves: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], CURVE_SCHEMA))
 
 
 def results_dir(exp_dir: Path) -> Path:
@@ -52,11 +58,13 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
         if examples
         else pa.table({}),
         runs=pa.Table.from_pylist([run_summary(run) for run in plan.runs]),
+        curves=curve_table(plan.runs),
     )
     out = results_dir(exp_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_parquet(tables.examples, out / "examples.parquet")
     _write_parquet(tables.runs, out / "runs.parquet")
+    _write_parquet(tables.curves, out / "curves.parquet")
     first_runs: dict[str, PlannedRun] = {}
     for run in plan.runs:
         first_runs.setdefault(run.variant, run)  # the seeds of a variant share its data stage
@@ -86,6 +94,63 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
         "flops_per_token": info["flops_per_token"],
         "train_seconds": rows[-1].get("elapsed_s", float("nan")) if rows else float("nan"),
     }
+
+
+CURVE_SCHEMA = pa.schema(
+    [
+        ("variant", pa.string()),
+        ("seed", pa.int64()),
+        ("stage", pa.string()),
+        ("run_id", pa.string()),
+        ("step", pa.int64()),
+        ("tokens", pa.int64()),
+        ("task", pa.string()),
+        ("example_id", pa.string()),
+        ("group", pa.string()),
+    ]
+)
+
+
+def curve_table(runs: list[PlannedRun]) -> pa.Table:
+    """The downstream rows of every run that records them: ``CURVE_SCHEMA`` plus a float column
+    per metric the runs' downstream tasks declare (null for a task that does not)."""
+    rows, metrics = [], {}
+    for run in runs:
+        callback = downstream_callback(run)
+        if callback is None:
+            continue
+        metrics.update({m.name: None for task in callback.tasks for m in task.metrics})
+        rows += _curve_rows(run, callback)
+    schema = CURVE_SCHEMA
+    for name in metrics:
+        schema = schema.append(pa.field(name, pa.float64()))
+    return pa.Table.from_pylist([{c: row.get(c) for c in schema.names} for row in rows], schema)
+
+
+def downstream_callback(run: PlannedRun) -> DownstreamConfig | None:
+    return next((c for c in run.config.trainer.callbacks if isinstance(c, DownstreamConfig)), None)
+
+
+def _curve_rows(run: PlannedRun, callback: DownstreamConfig) -> list[dict[str, Any]]:
+    """``run``'s downstream rows with its identity, refusing a run missing some (step, task)."""
+    t = run.config.trainer
+    rows = read_downstream(run.run_dir)
+    found = {(row["step"], row["task"]) for row in rows}
+    missing = [
+        f"{task.task_name} at step {step}"
+        for step in callback.steps(t.max_steps)
+        for task in callback.tasks
+        if (step, task.task_name) not in found
+    ]
+    if missing:
+        raise ValueError(
+            f"run {run.key} ({run.variant}, seed {run.seed}) has no downstream rows for "
+            f"{', '.join(missing)} although it finished; its directory {run.run_dir} is "
+            "incomplete: move it away and run the experiment again to retrain it"
+        )
+    tokens_per_step = t.batch_size * run.config.data.seq_len
+    identity = {"variant": run.variant, "seed": run.seed, "stage": run.stage}
+    return [{**row, **identity, "tokens": row["step"] * tokens_per_step} for row in rows]
 
 
 DATA_SCHEMA = pa.schema(
@@ -145,8 +210,11 @@ def load_results(exp_dir: Path) -> ResultTables:
             f"{exp_dir} has no results/examples.parquet; run the experiment first "
             "(transferlab run EXPERIMENT.yaml)"
         )
+    curves = out / "curves.parquet"  # absent in results written before curves existed
     return ResultTables(
-        pq.read_table(out / "examples.parquet"), pq.read_table(out / "runs.parquet")
+        pq.read_table(out / "examples.parquet"),
+        pq.read_table(out / "runs.parquet"),
+        *([pq.read_table(curves)] if curves.is_file() else []),
     )
 
 

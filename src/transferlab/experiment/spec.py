@@ -27,6 +27,15 @@ stages:
   - {name: pretrain}
   - {name: continue, overrides: {schedule.warmup_steps: 20, trainer.max_steps: 100}}
 ```
+
+``curves`` asks for transfer curves: its tasks (default: the experiment's ``tasks``) run on the
+current weights every ``every`` steps and at the last step of each run of its ``stage``
+(default: the last), through the ``downstream`` training callback; results collect them into
+``results/curves.parquet`` and the report plots them. A spec without ``curves`` plans exactly
+the runs (and run keys) it always did.
+```yaml
+curves: {every: 50, tasks: [{name: qa_score, n_choices: 4}]}
+```
 """
 
 from __future__ import annotations
@@ -95,6 +104,15 @@ class ExpectSpec(BaseConfig):
     claim: str = ""
 
 
+class CurvesSpec(BaseConfig):
+    """Transfer curves: ``tasks`` on the current weights every ``every`` steps (and at the last
+    step) of the runs of ``stage``."""
+
+    every: int = Field(gt=0)
+    tasks: list[TASKS.type(TaskConfig, default="qa_score")] = Field(default_factory=list)
+    stage: str | None = None  # None: the last stage
+
+
 class ExperimentSpec(BaseConfig):
     name: str
     description: str = ""
@@ -105,6 +123,7 @@ class ExperimentSpec(BaseConfig):
     compare: CompareSpec = Field(default_factory=CompareSpec)
     expect: ExpectSpec | None = None
     stages: list[StageSpec] = Field(default_factory=list)
+    curves: CurvesSpec | None = None
 
     @model_validator(mode="after")
     def _stages_are_consistent(self) -> ExperimentSpec:
@@ -121,6 +140,28 @@ class ExperimentSpec(BaseConfig):
                 raise ValueError(
                     f"task {task.task_name!r} attaches to stage {task.stage!r}, not one of {names}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _curves_are_consistent(self) -> ExperimentSpec:
+        if self.curves is None:
+            return self
+        names = self.stage_names()
+        if self.curves.stage is not None and self.curves.stage not in names:
+            raise ValueError(f"curves.stage {self.curves.stage!r} is not one of the stages {names}")
+        labels = [task.task_name for task in self.curve_tasks()]
+        if not labels:
+            raise ValueError(
+                "curves has no tasks: list them in curves.tasks or in the experiment's tasks"
+            )
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"curves.tasks {labels} repeat a name; give each a distinct label")
+        callbacks = (self.base.get("trainer") or {}).get("callbacks") or []
+        if any(isinstance(c, dict) and c.get("name") == "downstream" for c in callbacks):
+            raise ValueError(
+                "curves and a downstream callback in base.trainer.callbacks would both write "
+                "the runs' downstream rows; keep one (curves, which the report reads)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -194,6 +235,22 @@ class ExperimentSpec(BaseConfig):
         name = self.expect_task or (self.tasks[0].task_name if self.tasks else None)
         metrics = self.task(name).metrics if name else ()
         return metrics[0].name if metrics else None
+
+    def curve_tasks(self) -> list[TaskConfig]:
+        """The tasks of the transfer curves (none without ``curves``); an experiment task taken
+        by default loses its ``stage``, which ``curves.stage`` replaces."""
+        if self.curves is None:
+            return []
+        if self.curves.tasks:
+            return list(self.curves.tasks)
+        return [task.model_copy(update={"stage": None}) for task in self.tasks]
+
+    @property
+    def curves_stage(self) -> str | None:
+        """The stage whose runs record transfer curves (None without ``curves``)."""
+        if self.curves is None:
+            return None
+        return self.curves.stage or self.stage_names()[-1]
 
     def task(self, name: str) -> TaskConfig:
         return next(task for task in self.tasks if task.task_name == name)

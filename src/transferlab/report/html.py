@@ -23,6 +23,7 @@ from transferlab.report import formatting as fmt
 from transferlab.report import plots
 from transferlab.report.inputs import (
     ExperimentRecord,
+    curve_label,
     declared_metrics,
     load_experiment,
     metric_label,
@@ -75,6 +76,7 @@ def render(record: ExperimentRecord) -> str:
         _data(record),
         _training(record, colors),
         _downstream(record, colors),
+        _transfer_curves(record, colors),
         _differences(record),
         _correlations(record, colors),
         _groups(record),
@@ -281,6 +283,44 @@ def _downstream(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
         ]
         headers = ["metric", "variant", f"mean [{_level(record)} interval]", "n", "note"]
         parts.append(table(headers, rows, {2}))
+    return join(parts)
+
+
+def _transfer_curves(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    """Per task of the spec's ``curves``, its headline metric vs training step per variant."""
+    rows = (record.summary or {}).get("curves") or []
+    if not rows:
+        return Markup("")
+    every = (record.spec.get("curves") or {}).get("every")
+    parts = [tag("h2", "Transfer curves")]
+    for task in dict.fromkeys(str(row["task"]) for row in rows):
+        mine = [row for row in rows if row["task"] == task]
+        first = mine[0]
+        label = curve_label(first)
+        caption = (
+            f"{task} during training (stage {first['stage']}, evaluated every {every} steps and "
+            f"at the last): {label} per variant, the mean over seeds and examples (line) with "
+            f"its {_level(record)} interval (band); n = seeds x examples per point in the table."
+        )
+        uri = plots.data_uri(plots.transfer_curve(mine, label, colors))
+        table_rows = [
+            (
+                row["step"],
+                fmt.count(row["tokens"]),
+                row["variant"],
+                fmt.interval(row["mean"], row["low"], row["high"]),
+                fmt.seeds_by_examples(row),
+            )
+            for row in mine
+        ]
+        headers = ["step", "tokens", "variant", f"mean [{_level(record)} interval]", "n"]
+        parts += [
+            tag("h3", f"Task: {task}"),
+            figure(uri, f"transfer curve of {first['metric']} on {task}", caption),
+            Markup("<details><summary>Values</summary>"),
+            table(headers, table_rows, {0, 1, 3}),
+            Markup("</details>"),
+        ]
     return join(parts)
 
 

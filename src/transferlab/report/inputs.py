@@ -78,9 +78,17 @@ def metric_label(summary: dict[str, Any], task: str, metric: str) -> str:
     """``bits_per_byte (lower is better)``: the name with the direction its task declares."""
     for declared in declared_metrics(summary, task):
         if declared["name"] == metric:
-            better = "higher" if declared["higher_is_better"] else "lower"
-            return f"{metric} ({better} is better)"
+            return direction_label(metric, declared["higher_is_better"])
     return metric
+
+
+def curve_label(row: dict[str, Any]) -> str:
+    """The metric of a ``summary.json`` ``curves`` row with its direction."""
+    return direction_label(row["metric"], row["higher_is_better"])
+
+
+def direction_label(metric: str, higher_is_better: bool) -> str:
+    return f"{metric} ({'higher' if higher_is_better else 'lower'} is better)"
 
 
 def load_experiment(exp_dir: Path) -> ExperimentRecord:

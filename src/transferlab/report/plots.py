@@ -82,6 +82,23 @@ def _loss_axis(
     _finish(ax, drawn, xlabel="step", ylabel=key.replace("_", " "))
 
 
+def transfer_curve(rows: list[dict[str, Any]], ylabel: str, colors: dict[str, str]) -> Figure:
+    """A task's metric vs training step: per variant a line through its means (``summary.json``
+    ``curves`` rows) with its interval shaded."""
+    fig = Figure(figsize=(7, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for variant in dict.fromkeys(str(row["variant"]) for row in rows):
+        mine = sorted((r for r in rows if str(r["variant"]) == variant), key=lambda r: r["step"])
+        steps = [r["step"] for r in mine]
+        color = colors.get(variant)
+        ax.plot(steps, [r["mean"] for r in mine], "o-", color=color, label=plain(variant))
+        low = [r["low"] if is_number(r["low"]) else np.nan for r in mine]
+        high = [r["high"] if is_number(r["high"]) else np.nan for r in mine]
+        ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+    _finish(ax, bool(rows), xlabel="training step", ylabel=plain(ylabel))
+    return fig
+
+
 def estimate_whiskers(
     estimates: list[dict[str, Any]], metric: str, colors: dict[str, str]
 ) -> Figure:

@@ -38,11 +38,24 @@ def print_summary(exp_dir: Path, console: Console) -> None:
         comparisons = comparisons_table(summary, task, metric, level)
         if comparisons.row_count:
             console.print(comparisons)
+    if summary.get("curves"):
+        console.print(curves_line(summary))
     verdict = summary.get("verdict") or {}
     status = str(verdict.get("status", "none"))
     line = Text("verdict: ", style="bold")
     line.append(str(verdict.get("text", status)), style=_VERDICT_STYLE.get(status, "bold"))
     console.print(line)
+
+
+def curves_line(summary: dict[str, Any]) -> Text:
+    """One line saying which transfer curves the report plots."""
+    rows = summary["curves"]
+    tasks = dict.fromkeys(f"{row['task']} ({row['metric']})" for row in rows)
+    steps = sorted({row["step"] for row in rows})
+    return Text(
+        f"transfer curves: {', '.join(tasks)} at {len(steps)} steps ({steps[0]} to {steps[-1]}) "
+        "per variant; plotted with intervals in report.html"
+    )
 
 
 def estimates_table(summary: dict[str, Any], task: str, metric: str, level: str) -> Table:
