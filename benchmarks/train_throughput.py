@@ -3,15 +3,18 @@ transformers ``LlamaForCausalLM`` of the same shape trained in the same process.
 
     python benchmarks/train_throughput.py --presets tiny,small,medium --threads 2
 
-Three trainees start from the same weights (ours, copied into transformers with the mapping
+Four trainees start from the same weights (ours, copied into transformers with the mapping
 ``hf_export`` uses) and train in fp32 eager mode (no torch.compile for any) with the same AdamW
 (the project's ``adamw`` optimizer: decay and no-decay groups) on the same random token batches:
   ours          the training path: ``model(inputs, output="features")``, whose loss goes
                 through ``linear_cross_entropy`` (chunked, never materializes the logits);
+  engine        ours through the training engine's step (``Engine.train_step`` with the clm
+                objective: the batch dict, micro-batch slicing, loss sums, the schedule), what
+                ``transferlab train`` runs;
   ours-logits   ``F.cross_entropy(model(inputs), targets)``, the logits path;
   transformers  ``F.cross_entropy(llama(input_ids=inputs).logits, targets)``, what
                 ``LlamaForCausalLM`` does with ``labels``.
-The three take turns on each batch (in rotating order). tokens/s comes from a trainee's fastest
+The four take turns on each batch (in rotating order). tokens/s comes from a trainee's fastest
 step, as timeit reports (other load on a shared machine only ever slows a step down); the ratio
 to transformers is the median over batches of the two step times measured back to back, so a
 slow drift of the machine's load cancels. FLOPs per token follow ``flops_per_token``
@@ -19,9 +22,9 @@ slow drift of the machine's load cancels. FLOPs per token follow ``flops_per_tok
 attention needs half of it).
 
 Ends with one line per preset:
-    PRESET params=N tokens_per_s=X vs_transformers=R peak_fraction=F
-with N the non-embedding parameters, X our tokens/s, R ours / transformers tokens/s and F our
-achieved FLOP/s over the measured fp32 matmul peak. The lines starting with # before it give
+    PRESET params=N tokens_per_s=X vs_transformers=R engine_vs_transformers=E peak_fraction=F
+with N the non-embedding parameters, X our tokens/s, R ours / transformers tokens/s, E the same
+through the engine, and F our achieved FLOP/s over the measured fp32 matmul peak. The lines starting with # before it give
 the logits path's ratio as well.
 """
 
@@ -38,8 +41,13 @@ import torch.nn.functional as F
 from transformers import LlamaForCausalLM
 
 from transferlab.config import OPTIMIZERS, ModelConfig
+from transferlab.data.tokenizer import SpecialTokenIds
 from transferlab.models import build_model, count_parameters, flops_per_token, linear_cross_entropy
 from transferlab.models.hf_export import hf_config, hf_state_dict
+from transferlab.objectives import ClmConfig
+from transferlab.train.batching import BatchPlan
+from transferlab.train.distributed import DistContext
+from transferlab.train.engine import Engine, LoopSettings
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -88,6 +96,55 @@ class Trainee:
         return statistics.median(theirs / ours for theirs, ours in pairs)
 
 
+class OneBatch:
+    """A batch source that yields whatever batch the benchmark gives it next."""
+
+    def __init__(self) -> None:
+        self.batch: torch.Tensor | None = None
+
+    def global_batch(self) -> torch.Tensor:
+        return self.batch
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class EngineTrainee(Trainee):
+    """The engine's own step on the batch (the objective shifts it into inputs and targets)."""
+
+    def __init__(self, engine: Engine, source: OneBatch) -> None:
+        super().__init__(loss=None, optimizer=engine.optimizer)
+        self.engine, self.source = engine, source
+
+    def step(self, batch: torch.Tensor) -> float:
+        self.source.batch = batch
+        out = self.engine.train_step()
+        self.engine.step += 1
+        return out.loss
+
+
+def engine_trainee(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rows: int) -> Trainee:
+    source = OneBatch()
+    # No pad id occurs in uniform random tokens above the specials, so every position is a target.
+    objective = ClmConfig().build(SpecialTokenIds(pad=-1, bos=1, eos=2, mask=3), 0)
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    engine = Engine(
+        model,
+        objective,
+        source,
+        optimizer,
+        lambda step: 1.0,
+        BatchPlan(rows, rows, 1, 1),
+        LoopSettings(max_steps=10**9, seed=0, precision="fp32"),
+        DistContext(0, 1, 0, torch.device("cpu")),
+    )
+    return EngineTrainee(engine, source)
+
+
 def logits_loss(logits_fn: Callable[[torch.Tensor], torch.Tensor]) -> LossFn:
     def loss(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits_fn(inputs).flatten(0, 1), targets.flatten())
@@ -103,32 +160,35 @@ def features_loss(model: torch.nn.Module) -> LossFn:
     return loss
 
 
-def make_trainees(cfg: ModelConfig, lr: float) -> dict[str, Trainee]:
+def make_trainees(cfg: ModelConfig, lr: float, rows: int) -> dict[str, Trainee]:
     torch.manual_seed(0)
     ours = build_model(cfg)
-    ours_logits = build_model(cfg)
-    ours_logits.load_state_dict(ours.state_dict())
+    copies = {"engine": build_model(cfg), "ours-logits": build_model(cfg)}
+    for copy in copies.values():
+        copy.load_state_dict(ours.state_dict())
     theirs = LlamaForCausalLM._from_config(
         hf_config(cfg), attn_implementation="sdpa", dtype=torch.float32
     )
     theirs.config.use_cache = False  # training: no key/value cache
     theirs.load_state_dict(hf_state_dict(ours))
-    models = {"ours": ours, "ours-logits": ours_logits, "transformers": theirs}
-    losses = {
-        "ours": features_loss(ours),
-        "ours-logits": logits_loss(ours_logits),
-        "transformers": logits_loss(lambda inputs: theirs(input_ids=inputs).logits),
-    }
+
+    def adamw(model: torch.nn.Module) -> torch.optim.Optimizer:
+        return OPTIMIZERS.parse({"name": "adamw", "lr": lr}).build(model)
+
     return {
-        name: Trainee(losses[name], OPTIMIZERS.parse({"name": "adamw", "lr": lr}).build(model))
-        for name, model in models.items()
+        "ours": Trainee(features_loss(ours), adamw(ours)),
+        "engine": engine_trainee(copies["engine"], adamw(copies["engine"]), rows),
+        "ours-logits": Trainee(logits_loss(copies["ours-logits"]), adamw(copies["ours-logits"])),
+        "transformers": Trainee(
+            logits_loss(lambda inputs: theirs(input_ids=inputs).logits), adamw(theirs)
+        ),
     }
 
 
 def bench_preset(name: str, args: argparse.Namespace) -> tuple[str, float]:
     """The preset's summary line (without the peak fraction) and our achieved FLOP/s."""
     cfg = ModelConfig(preset=name, vocab_size=args.vocab, max_seq_len=args.seq_len)
-    trainees = make_trainees(cfg, lr=1e-3)
+    trainees = make_trainees(cfg, lr=1e-3, rows=args.batch_size)
     gen = torch.Generator().manual_seed(1)
 
     def batch() -> torch.Tensor:
@@ -152,6 +212,7 @@ def bench_preset(name: str, args: argparse.Namespace) -> tuple[str, float]:
     rates = {key: trainee.tokens_per_s(tokens_per_step) for key, trainee in trainees.items()}
     speedup = trainees["ours"].speedup_over(trainees["transformers"])
     logits_speedup = trainees["ours-logits"].speedup_over(trainees["transformers"])
+    engine_speedup = trainees["engine"].speedup_over(trainees["transformers"])
     achieved = rates["ours"] * flops_per_token(cfg, args.seq_len)
     print(
         f"# {name}: total params {count_parameters(cfg).total:,}; first losses (same weights) "
@@ -164,7 +225,7 @@ def bench_preset(name: str, args: argparse.Namespace) -> tuple[str, float]:
     )
     line = (
         f"{name} params={count_parameters(cfg).non_embedding} tokens_per_s={rates['ours']:.0f} "
-        f"vs_transformers={speedup:.2f}"
+        f"vs_transformers={speedup:.2f} engine_vs_transformers={engine_speedup:.2f}"
     )
     return line, achieved
 
