@@ -100,8 +100,10 @@ def _check_tokenizer_section(cfg: RunConfig, parent_cfg: RunConfig, parent: Path
 
 
 def _parent_data_key(parent: Path) -> str | None:
-    """The data key the parent trained on, as its trainer recorded it."""
-    return json.loads((parent / RUN_INFO_FILE).read_text()).get("data_key")
+    """The data key the parent trained on, as its trainer recorded it (None when it did not:
+    the child then reads its data with the parent's tokenizer file, which is always right)."""
+    path = parent / RUN_INFO_FILE
+    return json.loads(path.read_text()).get("data_key") if path.is_file() else None
 
 
 def initialize_from_parent(
