@@ -1,15 +1,27 @@
+import hashlib
 import json
 import math
+import shutil
+import warnings
 from typing import Literal
 
 import numpy as np
 import pytest
 
 from transferlab.artifacts import cache_root
-from transferlab.config import WORLDS, DataConfig, RunConfig, TokenizerConfig, WorldConfig
+from transferlab.config import (
+    WORLDS,
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    TokenizerConfig,
+    WorldConfig,
+    validate,
+)
 from transferlab.data import prepare
 from transferlab.data.prepare import (
     VAL_FLOOR_CAP,
+    UnknownTokensWarning,
     data_key,
     prepare_data,
     split_groups,
@@ -348,3 +360,90 @@ def test_external_tokenized_folder(tmp_path, with_val):
     else:
         assert data.val_dir is None and data.n_val_tokens == 0
     assert not (cache_root() / "data").exists()  # nothing built
+
+
+def test_data_keys_of_configs_without_a_tokenizer_file_are_those_of_before():
+    """Cached data stages stay valid: these keys were computed before a corpus could be read
+    with a given tokenizer."""
+    assert data_key(RunConfig()) == "527d39cb780f5d69"
+    sources = {
+        "data": {
+            "sources": [{"name": "jsonl", "path": "/data/a.jsonl"}],
+            "mixture": {"weights": {"jsonl": 1.0}},
+        },
+        "tokenizer": {"kind": "bpe", "vocab_size": 512},
+    }
+    assert data_key(validate(RunConfig, sources)) == "962de8bab1ab5e19"
+
+
+# Every piece of a LinesWorld document except its two numbers (" 3", " 4").
+KNOWN_PIECES = "Item is, and item is. red green blue amber"
+
+
+def _with_tokenizer_file(path, n_docs: int = 5, val_fraction: float = 0.0) -> RunConfig:
+    cfg = run_config(n_docs=n_docs, val_fraction=val_fraction)
+    return cfg.model_copy(
+        update={"data": DataConfig(val_fraction=val_fraction, tokenizer_file=str(path))}
+    )
+
+
+def test_a_tokenizer_file_reads_the_corpus_and_counts_its_unknown_words_exactly(tmp_path):
+    tokenizer = train_tokenizer(TokenizerConfig(kind="word"), [KNOWN_PIECES])
+    tokenizer.save(tmp_path / "tok.json")
+    cfg = _with_tokenizer_file(tmp_path / "tok.json")
+    calls = LinesWorld.calls
+    with pytest.warns(UnknownTokensWarning, match=r"15\.4% of the training tokens \(10 of 65\)"):
+        data = prepare_data(cfg)
+    # The very file, byte for byte (a child's weights read its parent's ids), not a retrained one.
+    assert data.tokenizer_path.read_bytes() == (tmp_path / "tok.json").read_bytes()
+    assert data.vocab_size == tokenizer.vocab_size
+    assert LinesWorld.calls == calls  # no tokenizer was trained on the world's texts
+    docs = LinesWorld(cfg.world).documents()
+    unk = tokenizer.token_to_id("<unk>")
+    expected = [[1, *tokenizer.encode(doc), 2] for doc in docs]
+    assert [data.train_folder().document(i).tolist() for i in range(5)] == expected
+    assert all(ids.count(unk) == 2 for ids in expected)  # the two numbers of each document
+    info = json.loads((data.root / "info.json").read_text())
+    assert info["train_unknown_tokens"] == 10 and info["train"]["tokens"] == 65
+    assert info["tokenizer"] == {
+        "sha256": hashlib.sha256(data.tokenizer_path.read_bytes()).hexdigest()
+    }
+
+
+def test_a_tokenizer_file_is_keyed_by_its_bytes_not_its_path(tmp_path):
+    word = train_tokenizer(TokenizerConfig(kind="word"), [KNOWN_PIECES])
+    word.save(tmp_path / "a.json")
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copyfile(tmp_path / "a.json", tmp_path / "elsewhere" / "b.json")
+    train_tokenizer(TokenizerConfig(kind="word"), [KNOWN_PIECES + " violet"]).save(
+        tmp_path / "c.json"
+    )
+    key = data_key(_with_tokenizer_file(tmp_path / "a.json"))
+    assert data_key(_with_tokenizer_file(tmp_path / "elsewhere" / "b.json")) == key
+    assert data_key(_with_tokenizer_file(tmp_path / "c.json")) != key
+    assert key != data_key(run_config(n_docs=5, val_fraction=0.0))  # nor a trained tokenizer's
+    assert data_key(_with_tokenizer_file(tmp_path / "a.json", n_docs=6)) != key  # the corpus
+
+
+def test_a_byte_level_tokenizer_file_has_no_unknown_tokens_and_no_warning(tmp_path):
+    train_tokenizer(TokenizerConfig(kind="bpe", vocab_size=300), [KNOWN_PIECES]).save(
+        tmp_path / "t.json"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownTokensWarning)
+        data = prepare_data(_with_tokenizer_file(tmp_path / "t.json", n_docs=20, val_fraction=0.1))
+    info = json.loads((data.root / "info.json").read_text())
+    assert (info["train_unknown_tokens"], info["validation"]["unknown_tokens"]) == (0, 0)
+    tokenizer = data.tokenizer()
+    docs = LinesWorld(LinesConfig(n_docs=20, seed=3)).documents()
+    assert sorted(
+        decoded_docs(data.train_folder(), tokenizer) + decoded_docs(data.val_folder(), tokenizer)
+    ) == sorted(docs)
+
+
+def test_a_missing_tokenizer_file_fails_in_one_line_before_any_work(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"^data.tokenizer_file: .*nope.json does not exist; give"
+    ):
+        prepare_data(_with_tokenizer_file(tmp_path / "nope.json"))
+    assert not (cache_root() / "data").exists()

@@ -5,7 +5,9 @@ result tables as an uninterrupted one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,9 +15,13 @@ import pytest
 
 from transferlab.artifacts import content_key
 from transferlab.config import ConfigError
+from transferlab.data.prepare import UnknownTokensWarning, data_dir
 from transferlab.experiment import ExperimentSpec, plan_experiment, run_experiment
 from transferlab.experiment import executor as executor_module
+from transferlab.experiment.estimate import estimate_seconds, run_seconds
 from transferlab.experiment.executor import Job, _run_graph, pending_jobs
+from transferlab.train.init import data_config
+from transferlab.worlds import BiosConfig
 
 BASE = {
     "world": {"name": "bios", "num_people": 16},
@@ -300,3 +306,80 @@ def test_dry_run_shows_each_chain_with_parents_status_and_time(tmp_path, monkeyp
     assert [pretrain in line for line in lines] == [True, False, True, False]
     assert [line.count("pretrain") for line in lines] == [1, 1, 1, 1]  # stage, or "from"
     assert "estimated time" in result.output
+
+
+def _write_jsonl(path: Path, texts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
+    return path
+
+
+def test_continued_pretraining_on_new_data_with_replay_runs_end_to_end(tmp_path, monkeypatch):
+    """Pretrain on one corpus, then continue on a mixture of new data (80%) and replay of the
+    first corpus (20%) with a re-warmed schedule: the child reads both with its parent's
+    tokenizer and starts from the parent's final weights."""
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    old = _write_jsonl(tmp_path / "old.jsonl", BiosConfig(num_people=16).build().documents())
+    new = _write_jsonl(
+        tmp_path / "new.jsonl", BiosConfig(num_people=16, seed=1).build().documents()
+    )
+    base = {
+        **BASE,
+        "tokenizer": {"kind": "bpe", "vocab_size": 300},
+        "data": {**BASE["data"], "sources": [{"path": str(old), "label": "web"}]},
+    }
+    sources = [{"path": str(new), "label": "new"}, {"path": str(old), "label": "web"}]
+    stages = [
+        {"name": "pretrain"},
+        {
+            "name": "continue",
+            "overrides": {
+                "data.sources": sources,
+                "data.mixture": {"weights": {"new": 0.8, "web": 0.2}},
+                "schedule.warmup_steps": 2,
+                "trainer.max_steps": 4,
+                "trainer.log_interval": 1,
+            },
+        },
+    ]
+    spec = _spec(base=base, stages=stages, axes={}, tasks=[{"name": "qa_score", "n_choices": 4}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownTokensWarning)  # byte-level BPE knows every text
+        run_experiment(spec, tmp_path / "exp", log=lambda _: None)
+    parent, child = plan_experiment(spec).runs
+    assert (child.run_dir / "tokenizer.json").read_bytes() == (
+        parent.run_dir / "tokenizer.json"
+    ).read_bytes()
+    info = json.loads((data_dir(data_config(child.config)) / "info.json").read_text())
+    parent_info = json.loads((data_dir(parent.config) / "info.json").read_text())
+    assert info["vocab_size"] == parent_info["vocab_size"]
+    assert info["tokenizer"] == {
+        "sha256": hashlib.sha256((parent.run_dir / "tokenizer.json").read_bytes()).hexdigest()
+    }
+    budget = sum(d["tokens"] for d in info["domains"])
+    targets = {d["name"]: d["target_tokens"] for d in info["domains"]}
+    assert targets == {"new": round(budget * 0.8), "web": round(budget * 0.2)}
+    rows = [json.loads(line) for line in (child.run_dir / "metrics.jsonl").open()]
+    lr = child.config.optimizer.lr  # re-warmed from the child's own step 0
+    assert [(r["step"], r["lr"]) for r in rows] == [(1, lr / 2), (2, lr), (3, lr), (4, lr)]
+    _, runs = _tables(tmp_path / "exp")
+    assert [(r["stage"], r["parent"], r["steps"]) for r in runs] == [
+        ("pretrain", None, 3),
+        ("continue", parent.key, 4),
+    ]
+    examples, _ = _tables(tmp_path / "exp")
+    assert {r["stage"] for r in examples} == {"continue"}
+
+
+def test_the_estimate_of_a_stage_on_other_data_builds_only_its_first_stages_data(
+    tmp_path, monkeypatch
+):
+    """A later stage reads its first stage's tokenizer, so a dry run takes the vocabulary from
+    the first stage's data and builds no data stage of its own (it could not: the tokenizer
+    it reads does not exist before the first stage trained)."""
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    stages = [STAGES[0], {**STAGES[1], "overrides": {"world.seed": 1, "world.num_people": 20}}]
+    plan = plan_experiment(_spec(stages=stages, axes={}))
+    parent, child = plan.runs
+    assert run_seconds(child, plan) == pytest.approx(run_seconds(parent, plan), rel=0.2)
+    assert estimate_seconds(plan) > 0
+    assert list((tmp_path / "store" / "data").iterdir()) == [data_dir(parent.config)]

@@ -23,7 +23,7 @@ import numpy as np
 from transferlab.config.schemas import MixtureConfig, RunConfig
 from transferlab.data.shards import TokenizedFolder, write_tokenized
 from transferlab.data.sources import SourceConfig
-from transferlab.data.tokenizer import TextTokenizer, train_tokenizer
+from transferlab.data.tokenizer import TextTokenizer, write_tokenizer
 
 ENCODE_CHUNK = 1024
 
@@ -48,8 +48,9 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
     """Write ``tokenizer.json``, ``train/`` and ``val/`` into ``out``; return info for info.json."""
     sources: list[SourceConfig] = list(cfg.data.sources)
     by_name = {s.source_name: s for s in sources}
-    tokenizer = train_tokenizer(cfg.tokenizer, _texts(sources))
-    tokenizer.save(out / "tokenizer.json")
+    tokenizer = write_tokenizer(
+        cfg.tokenizer, cfg.data.tokenizer_file, lambda: _texts(sources), out / "tokenizer.json"
+    )
     domains = {
         s.source_name: _tokenize_domain(s, tokenizer, out / "domains" / s.source_name)
         for s in sources

@@ -19,6 +19,13 @@ every group sharing an identical text with them) to validation; real-text source
 texts (see ``mixture``). A validation text appears once, since a second copy in the same window
 would be predicted by copying.
 
+``data.tokenizer_file`` without ``data.path`` reads the corpus with that tokenizer instead of
+training one (how a continued-pretraining stage keeps its parent's token ids): the key then holds
+the file's bytes, never its path, in place of the tokenizer section. Words a word-level vocabulary
+does not know become ``<unk>``; ``info.json`` counts them (``train_unknown_tokens``, and
+``validation.unknown_tokens``) and loading warns when they exceed ``UNKNOWN_WARN_RATE`` of the
+training tokens. Byte-level BPE has no unknown tokens.
+
 Alternatively ``data.path`` names an existing tokenized folder (for instance written by
 datatrove's ``DocumentTokenizer``) and ``data.tokenizer_file`` its tokenizer; it is used in place.
 """
@@ -28,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +44,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from transferlab.artifacts import cache_root, cached_dir, content_key
+from transferlab.config import ConfigError
 from transferlab.config.schemas import RunConfig
 from transferlab.data.mixture import build_from_sources
 from transferlab.data.shards import TOKEN_DTYPES, TokenizedFolder, token_size_for, write_tokenized
-from transferlab.data.tokenizer import UNK_TOKEN, SpecialTokenIds, TextTokenizer, train_tokenizer
+from transferlab.data.tokenizer import UNK_TOKEN, SpecialTokenIds, TextTokenizer, write_tokenizer
 
 if TYPE_CHECKING:  # data does not depend on worlds; a config builds the world
     from transferlab.worlds import World
@@ -50,6 +59,12 @@ FORMAT_VERSION = 4
 VAL_FLOOR_CAP = 1 << 22  # the most tokens a full validation batch may ask of held-out entities
 ENCODE_CHUNK = 2048  # documents per encode_batch call: parallel in Rust, bounded in memory
 SPLIT_SALT = 0x5B1D  # keeps the split's random stream apart from the world's own use of its seed
+UNKNOWN_WARN_RATE = 0.01  # above this share of <unk> training tokens, loading the data warns
+COUNT_CHUNK = 1 << 24  # tokens read at a time when counting unknown ones
+
+
+class UnknownTokensWarning(UserWarning):
+    """Many training tokens are ``<unk>``: the word-level vocabulary misses words of the corpus."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,7 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
     key = data_key(cfg)
     root = cached_dir(data_dir(cfg), lambda tmp: _build(cfg, tmp, key))
     info = json.loads((root / "info.json").read_text())
+    _warn_unknown(cfg, info)
     tokenizer = TextTokenizer.from_file(root / "tokenizer.json")
     return PreparedData(
         root=root,
@@ -113,15 +129,33 @@ def data_key(cfg: RunConfig) -> str:
     (what ``prepare_data`` caches under)."""
     if cfg.data.sources:
         corpus = {"sources": [s.to_dict() for s in cfg.data.sources], "mixture": cfg.data.mixture}
-        return content_key(corpus, cfg.tokenizer.to_dict(), cfg.data.val_fraction, FORMAT_VERSION)
+        return content_key(corpus, tokenizer_identity(cfg), cfg.data.val_fraction, FORMAT_VERSION)
     # A world's held-out validation grows with the trainer's validation batch, so that is keyed.
     return content_key(
         cfg.world.to_dict(),
-        cfg.tokenizer.to_dict(),
+        tokenizer_identity(cfg),
         cfg.data.val_fraction,
         validation_floor(cfg),
         FORMAT_VERSION,
     )
+
+
+def tokenizer_identity(cfg: RunConfig) -> dict[str, Any]:
+    """What determines the tokenizer of ``cfg``'s data: its tokenizer section, or the bytes of
+    the ``data.tokenizer_file`` it reads (not the path, so one tokenizer anywhere is one key)."""
+    if cfg.data.tokenizer_file is None:
+        return cfg.tokenizer.to_dict()
+    path = Path(cfg.data.tokenizer_file)
+    if not path.is_file():
+        raise ConfigError(
+            f"data.tokenizer_file: {path} does not exist; give the tokenizer.json to read the "
+            "corpus with (a run directory holds one), or drop the field to train a tokenizer"
+        )
+    return {"sha256": _sha256(path)}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def validation_floor(cfg: RunConfig) -> int:
@@ -189,7 +223,8 @@ def _build(cfg: RunConfig, out: Path, key: str) -> None:
     info: dict[str, Any] = {
         "key": key,
         **corpus,
-        "tokenizer": cfg.tokenizer.to_dict(),
+        "tokenizer": tokenizer_identity(cfg),
+        "train_unknown_tokens": _unknown_tokens(out / "train", tokenizer),
         "val_fraction": cfg.data.val_fraction,
         "vocab_size": tokenizer.vocab_size,
         "token_size": token_size,
@@ -204,8 +239,9 @@ def _build_from_world(cfg: RunConfig, out: Path, name: str) -> dict[str, Any]:
     """Write the tokenizer and both splits; return how validation was chosen."""
     world = cfg.world.build()
     docs = world.documents()
-    tokenizer = train_tokenizer(cfg.tokenizer, world.tokenizer_texts())
-    tokenizer.save(out / "tokenizer.json")
+    tokenizer = write_tokenizer(
+        cfg.tokenizer, cfg.data.tokenizer_file, world.tokenizer_texts, out / "tokenizer.json"
+    )
     if cfg.data.val_fraction > 0 and world.validation_documents(0) is not None:
         _write_docs(tokenizer, docs, out / "train", name)
         train_tokens = TokenizedFolder(out / "train").n_tokens
@@ -242,13 +278,42 @@ def _write_docs(tokenizer: TextTokenizer, docs: Sequence[str], out: Path, name: 
 def _validation_counts(folder: Path, tokenizer: TextTokenizer) -> dict[str, int]:
     """Documents and tokens of the validation split, and how many of its tokens are unknown to
     a word-level vocabulary (words, such as names, that no training text holds)."""
-    counts = _counts(folder)
+    return _counts(folder) | {"unknown_tokens": _unknown_tokens(folder, tokenizer)}
+
+
+def _unknown_tokens(folder: Path, tokenizer: TextTokenizer) -> int:
+    """How many tokens of ``folder`` are ``<unk>`` (0 for a vocabulary without one, such as
+    byte-level BPE), read a chunk at a time."""
     unk = tokenizer.token_to_id(UNK_TOKEN)
-    unknown = 0
-    if counts["docs"] and unk is not None:
-        val = TokenizedFolder(folder)
-        unknown = int(np.count_nonzero(val.tokens(0, val.n_tokens) == unk))
-    return counts | {"unknown_tokens": unknown}
+    if unk is None or not folder.is_dir():
+        return 0
+    tokens = TokenizedFolder(folder)
+    return sum(
+        int(
+            np.count_nonzero(tokens.tokens(start, min(start + COUNT_CHUNK, tokens.n_tokens)) == unk)
+        )
+        for start in range(0, tokens.n_tokens, COUNT_CHUNK)
+    )
+
+
+def _warn_unknown(cfg: RunConfig, info: dict[str, Any]) -> None:
+    """One line when more than ``UNKNOWN_WARN_RATE`` of the training tokens are ``<unk>``,
+    naming what to change: where the tokenizer comes from when it is read from a file."""
+    unknown, total = info.get("train_unknown_tokens", 0), info["train"]["tokens"]
+    if not total or unknown / total <= UNKNOWN_WARN_RATE:
+        return
+    fix = (
+        "train the tokenizer that data.tokenizer_file holds (for a run with init: the first "
+        "stage's) with tokenizer.kind=bpe, which has no unknown tokens"
+        if cfg.data.tokenizer_file is not None
+        else "set tokenizer.kind=bpe (no unknown tokens) or raise tokenizer.vocab_size"
+    )
+    warnings.warn(
+        f"data {info['key']}: {unknown / total:.1%} of the training tokens ({unknown:,} of "
+        f"{total:,}) are <unk>, words the word-level vocabulary does not know; {fix}",
+        UnknownTokensWarning,
+        stacklevel=3,
+    )
 
 
 def _encoded(tokenizer: TextTokenizer, docs: Sequence[str]) -> Iterator[list[int]]:
@@ -276,7 +341,7 @@ def _external(cfg: RunConfig) -> PreparedData:
     n_val = TokenizedFolder(val_dir, token_size=token_size).n_tokens if val_dir else 0
     key = content_key(
         str(root.resolve()),
-        hashlib.sha256(tokenizer_path.read_bytes()).hexdigest(),
+        _sha256(tokenizer_path),
         [[s.path.name, s.n_tokens] for s in train.shards],
         FORMAT_VERSION,
     )

@@ -10,7 +10,8 @@ as id 4.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,21 @@ def train_tokenizer(cfg: TokenizerConfig, texts: Iterable[str]) -> TextTokenizer
         tokenizer, trainer = _word_level(cfg)
     tokenizer.train_from_iterator(texts, trainer)
     return TextTokenizer(tokenizer)
+
+
+def write_tokenizer(
+    cfg: TokenizerConfig, tokenizer_file: str | None, texts: Callable[[], Iterable[str]], path: Path
+) -> TextTokenizer:
+    """Write a corpus's tokenizer to ``path`` and return it: a byte-for-byte copy of
+    ``tokenizer_file`` when given (a corpus read with another run's token ids, which the
+    bytes identify), else a ``cfg`` tokenizer trained on ``texts()``."""
+    if tokenizer_file is None:
+        tokenizer = train_tokenizer(cfg, texts())
+        tokenizer.save(path)
+        return tokenizer
+    tokenizer = TextTokenizer.from_file(tokenizer_file)
+    shutil.copyfile(tokenizer_file, path)
+    return tokenizer
 
 
 def _bpe(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:

@@ -4,7 +4,8 @@ machine reaches on matrix products, discounted by the efficiency small models re
 The vocabulary size (and so the output layer's cost) is known only once the tokenizer exists. For
 a world the estimate builds the data stage (seconds, and cached for the real run); for real
 sources, whose data stage may curate and tokenize for minutes, it uses the data stage if it is
-already built and else the tokenizer's configured ``vocab_size``, an upper bound."""
+already built and else the tokenizer's configured ``vocab_size``, an upper bound. A later stage
+reads its first stage's tokenizer, so it has that stage's vocabulary."""
 
 from __future__ import annotations
 
@@ -42,18 +43,26 @@ def estimate_seconds(plan: Plan) -> float:
     """Seconds to finish the unfinished runs of ``plan`` (done runs cost nothing; a stage that
     several variants share is trained once and counted once)."""
     unique = {run.key: run for run in plan.runs}
-    return sum(run_seconds(run) for run in unique.values() if run.status() != "done")
+    return sum(run_seconds(run, plan) for run in unique.values() if run.status() != "done")
 
 
-def run_seconds(run: PlannedRun) -> float:
-    """Seconds to train ``run`` from scratch and evaluate it."""
+def run_seconds(run: PlannedRun, plan: Plan) -> float:
+    """Seconds to train ``run`` (a run of ``plan``) from scratch and evaluate it."""
     cfg = run.config
     model = cfg.model
     if model.vocab_size is None:
-        model = model.model_copy(update={"vocab_size": _vocab_size(cfg)})
+        model = model.model_copy(update={"vocab_size": _vocab_size(_first_stage(run, plan))})
     tokens = cfg.trainer.max_steps * cfg.trainer.batch_size * cfg.data.seq_len
     flops = tokens * flops_per_token(model, cfg.data.seq_len)
     return flops / (matmul_flops_per_second() * TRAIN_EFFICIENCY) * (1 + EVAL_OVERHEAD)
+
+
+def _first_stage(run: PlannedRun, plan: Plan) -> RunConfig:
+    """The config of the first stage of ``run``'s chain, whose tokenizer every stage reads."""
+    by_key = {r.key: r for r in plan.runs}
+    while run.parent is not None:
+        run = by_key[run.parent]
+    return run.config
 
 
 def _vocab_size(cfg: RunConfig) -> int:

@@ -49,7 +49,7 @@ def write_plan(plan: Plan, exp_dir: Path, command: str) -> dict[str, Any]:
                 "parent": r.parent,  # run_id of the run it starts from (None: from scratch)
                 "run_dir": str(r.run_dir),
                 "status": r.status(),
-                "estimated_seconds": 0.0 if r.status() == "done" else run_seconds(r),
+                "estimated_seconds": 0.0 if r.status() == "done" else run_seconds(r, plan),
             }
             for r in plan.runs
         ],

@@ -5,10 +5,15 @@ moments, not the hyperparameters: the child's own lr, weight decay and schedule 
 else carries over: the child counts its steps from 0, so its schedule (warmup included) starts
 afresh, and its data order and objective draws are seeded from its own ``seed``. A child that
 resumes its own checkpoint is not initialized again; the trainer calls this only for a fresh run.
+
+The child's data may differ from its parent's (other sources, another world, a curated variant:
+continued pretraining): ``data_config`` has it read with the parent's tokenizer, so the token ids,
+vocabulary and model shape stay the parent's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,7 @@ from safetensors import safe_open
 from torch import nn
 
 from transferlab.config import ConfigError, RunConfig
+from transferlab.data.prepare import data_key
 from transferlab.train.checkpoint import (
     TOKENIZER_FILE,
     WEIGHTS_FILE,
@@ -25,7 +31,7 @@ from transferlab.train.checkpoint import (
     load_weights,
     read_run_config,
 )
-from transferlab.train.run_dir import parent_checkpoint, run_dir_of
+from transferlab.train.run_dir import RUN_INFO_FILE, parent_checkpoint, run_dir_of
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,54 @@ def check_init(cfg: RunConfig) -> Path | None:
             f"uses {cfg.optimizer.name!r}; their states do not transfer; set init.optimizer: false"
         )
     return checkpoint
+
+
+def data_config(cfg: RunConfig) -> RunConfig:
+    """The config whose data stage ``cfg`` trains on: ``cfg`` itself, except that a child (with
+    ``init``) whose corpus differs from its parent's reads it with the parent's tokenizer
+    (``data.tokenizer_file`` = the parent's ``tokenizer.json``; the data key holds its bytes, not
+    the path). A child with the parent's very data keeps the parent's data stage. Fails before
+    any work when the child asks for another tokenizer than its parent's."""
+    if check_init(cfg) is None:
+        return cfg
+    parent = Path(cfg.init.from_run)
+    tokenizer = parent / TOKENIZER_FILE
+    if cfg.data.tokenizer_file is not None or cfg.data.path is not None:
+        given = Path(cfg.data.tokenizer_file)
+        if given.is_file() and given.read_bytes() != tokenizer.read_bytes():
+            raise ConfigError(
+                f"data.tokenizer_file: {given} is not the tokenizer of the parent {parent}; a "
+                f"child reads its parent's token ids, so give {tokenizer} or drop the field"
+            )
+        return cfg
+    _check_tokenizer_section(cfg, read_run_config(parent), parent)
+    if data_key(cfg) == _parent_data_key(parent):
+        return cfg
+    return cfg.model_copy(
+        update={"data": cfg.data.model_copy(update={"tokenizer_file": str(tokenizer)})}
+    )
+
+
+def _check_tokenizer_section(cfg: RunConfig, parent_cfg: RunConfig, parent: Path) -> None:
+    """A child cannot train a tokenizer of its own: refuse a tokenizer section that differs
+    from the one its parent trained with (rather than ignore it)."""
+    if parent_cfg.data.tokenizer_file is not None:  # the parent read a file: no section applied
+        return
+    ours, theirs = cfg.tokenizer.to_dict(), parent_cfg.tokenizer.to_dict()
+    field = next((k for k in ours if ours[k] != theirs.get(k)), None)
+    if field is not None:
+        raise ConfigError(
+            f"tokenizer.{field}: {ours[field]!r} here but the parent {parent} trained its "
+            f"tokenizer with {theirs.get(field)!r}; a child reads its parent's tokenizer, so "
+            "keep the parent's tokenizer section"
+        )
+
+
+def _parent_data_key(parent: Path) -> str | None:
+    """The data key the parent trained on, as its trainer recorded it (None when it did not:
+    the child then reads its data with the parent's tokenizer file, which is always right)."""
+    path = parent / RUN_INFO_FILE
+    return json.loads(path.read_text()).get("data_key") if path.is_file() else None
 
 
 def initialize_from_parent(

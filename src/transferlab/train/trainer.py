@@ -31,7 +31,7 @@ from transferlab.train.callbacks import (
 )
 from transferlab.train.distributed import DistContext, init_distributed
 from transferlab.train.engine import Callback, Engine, LoopSettings, TrainingDiverged
-from transferlab.train.init import initialize_from_parent
+from transferlab.train.init import data_config, initialize_from_parent
 from transferlab.train.rng import seeded_generator
 from transferlab.train.run_dir import RunDir, config_key, run_dir_of
 
@@ -85,7 +85,7 @@ class Pretraining:
 
     def __init__(self, cfg: RunConfig, dist: DistContext, resume: bool) -> None:
         self.dist = dist
-        data = dist.main_first(lambda: prepare_data(cfg))
+        data = dist.main_first(lambda: prepare_data(data_config(cfg)))
         self.cfg = cfg = resolve_model_vocab(cfg, data.vocab_size)
         self.plan = plan_batches(cfg.trainer, dist.world_size)
         self.run_dir = RunDir(run_dir_of(cfg))
