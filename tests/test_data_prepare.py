@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 from typing import Literal
 
@@ -10,6 +11,7 @@ from transferlab.config import WORLDS, DataConfig, RunConfig, TokenizerConfig, W
 from transferlab.data import prepare
 from transferlab.data.prepare import (
     VAL_FLOOR_CAP,
+    data_dir,
     data_key,
     prepare_data,
     split_groups,
@@ -148,7 +150,8 @@ def test_interrupted_build_leaves_nothing_finished(monkeypatch):
     monkeypatch.setattr(prepare, "write_tokenized", write_then_fail)
     with pytest.raises(KeyboardInterrupt):
         prepare_data(cfg)
-    assert list((cache_root() / "data").iterdir()) == []
+    left = [p.name for p in (cache_root() / "data").iterdir()]
+    assert left == [f".{data_dir(cfg).name}.lock"]  # only the stage's lock file, nothing built
     monkeypatch.setattr(prepare, "write_tokenized", real_write)
     assert prepare_data(cfg).train_folder().n_docs == 36
 
@@ -335,3 +338,18 @@ def test_external_tokenized_folder(tmp_path, with_val):
     else:
         assert data.val_dir is None and data.n_val_tokens == 0
     assert not (cache_root() / "data").exists()  # nothing built
+
+
+def test_a_corrupt_cached_data_stage_is_rebuilt(caplog):
+    cfg = run_config()
+    first = prepare_data(cfg)
+    shard = next(first.train_dir.glob("*.ds"))
+    good = shard.read_bytes()
+    shard.write_bytes(bytes(b ^ 0xFF for b in good))
+    with caplog.at_level(logging.WARNING):
+        again = prepare_data(cfg)
+    assert shard.read_bytes() == good
+    assert again.train_folder().n_docs == first.train_folder().n_docs
+    assert caplog.messages == [
+        f"{shard} does not match the checksum recorded when it was written; rebuilding {first.root}"
+    ]
