@@ -104,3 +104,33 @@ def test_export_of_a_truncated_checkpoint_names_it(run_yaml, tmp_path):
     with pytest.raises(CorruptArtifact):
         load_run(run_dir)
     assert not (tmp_path / "hf").exists()
+
+
+def test_an_experiment_trains_a_run_again_from_before_its_corrupt_final_checkpoint(
+    tmp_path, monkeypatch, caplog
+):
+    """The evaluations of a run whose final checkpoint does not load are computed from the run
+    trained again from its newest loadable checkpoint: the same rows as before (exact resume)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from test_experiment_concurrent import SPEC
+    from transferlab.experiment import ExperimentSpec, plan_experiment
+    from transferlab.experiment.executor import execute
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    plan = plan_experiment(ExperimentSpec.model_validate(SPEC))
+    execute(plan, log=lambda _: None)
+    run = plan.runs[0]
+    evals = plan.evals_of(run)
+    before = [pq.read_table(e.rows_path) for e in evals]
+    _truncate(checkpoint_dir(run.run_dir, 6) / WEIGHTS_FILE)
+    for planned in evals:
+        shutil.rmtree(planned.out_dir)
+
+    with caplog.at_level(logging.WARNING):
+        execute(plan, log=lambda _: None)
+    assert [pq.read_table(e.rows_path) for e in evals] == before
+    assert any("training the run again from the checkpoint before it" in m for m in caplog.messages)
+    assert len(list((run.run_dir / "checkpoints").glob("step_00000006.corrupt-*"))) == 1
