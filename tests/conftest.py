@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,3 +63,27 @@ def tiny_config(tmp_path: Path) -> Callable[..., RunConfig]:
         return validate(RunConfig, data)
 
     return make
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited (a writer killed earlier)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture
+def live_pid() -> Iterator[int]:
+    """The pid of another process that is alive for the whole test (a concurrent writer)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield child.pid
+    child.kill()
+    child.wait()
+
+
+def temp_of(final: Path, pid: int) -> Path:
+    """The temporary name a writer with ``pid`` on this machine gives ``final`` while writing."""
+    from transferlab.artifacts import temp_path
+
+    return temp_path(final).with_name(temp_path(final).name.replace(f"-{os.getpid()}-", f"-{pid}-"))

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import logging
 import math
 import shutil
 import warnings
@@ -22,6 +23,7 @@ from transferlab.data import prepare
 from transferlab.data.prepare import (
     VAL_FLOOR_CAP,
     UnknownTokensWarning,
+    data_dir,
     data_key,
     prepare_data,
     split_groups,
@@ -160,7 +162,8 @@ def test_interrupted_build_leaves_nothing_finished(monkeypatch):
     monkeypatch.setattr(prepare, "write_tokenized", write_then_fail)
     with pytest.raises(KeyboardInterrupt):
         prepare_data(cfg)
-    assert list((cache_root() / "data").iterdir()) == []
+    left = [p.name for p in (cache_root() / "data").iterdir()]
+    assert left == [f".{data_dir(cfg).name}.lock"]  # only the stage's lock file, nothing built
     monkeypatch.setattr(prepare, "write_tokenized", real_write)
     assert prepare_data(cfg).train_folder().n_docs == 36
 
@@ -447,3 +450,18 @@ def test_a_missing_tokenizer_file_fails_in_one_line_before_any_work(tmp_path):
     ):
         prepare_data(_with_tokenizer_file(tmp_path / "nope.json"))
     assert not (cache_root() / "data").exists()
+
+
+def test_a_corrupt_cached_data_stage_is_rebuilt(caplog):
+    cfg = run_config()
+    first = prepare_data(cfg)
+    shard = next(first.train_dir.glob("*.ds"))
+    good = shard.read_bytes()
+    shard.write_bytes(bytes(b ^ 0xFF for b in good))
+    with caplog.at_level(logging.WARNING):
+        again = prepare_data(cfg)
+    assert shard.read_bytes() == good
+    assert again.train_folder().n_docs == first.train_folder().n_docs
+    assert caplog.messages == [
+        f"{shard} does not match the checksum recorded when it was written; rebuilding {first.root}"
+    ]

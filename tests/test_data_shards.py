@@ -3,6 +3,7 @@ import struct
 import numpy as np
 import pytest
 
+from transferlab.artifacts import CorruptArtifact
 from transferlab.data.shards import TokenizedFolder, _si_count, token_size_for, write_tokenized
 
 
@@ -126,3 +127,14 @@ def test_bad_inputs(tmp_path):
 )
 def test_metadata_count_format(count, text):
     assert _si_count(count) == text
+
+
+def test_a_flipped_byte_is_named_by_the_checksum_recorded_when_written(tmp_path):
+    write_tokenized([[1, 2, 3], [4, 5]], tmp_path, vocab_size=10)
+    assert TokenizedFolder(tmp_path).tokens(0, 5).tolist() == [1, 2, 3, 4, 5]
+    path = tmp_path / "000_tokens.ds"
+    raw = bytearray(path.read_bytes())
+    raw[2] ^= 0xFF  # same size, so only the checksum can tell
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptArtifact, match=r"000_tokens.ds does not match the checksum"):
+        TokenizedFolder(tmp_path)

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import temp_of
 from transferlab.config import ModelConfig
 from transferlab.models import build_model
 from transferlab.train.checkpoint import (
+    WEIGHTS_FILE,
     checkpoint_dir,
     checkpoint_step,
     latest_checkpoint,
@@ -91,13 +93,27 @@ def test_a_failed_write_leaves_no_checkpoint_behind(tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000004"]
 
 
-def test_only_the_last_k_complete_checkpoints_are_kept_and_leftovers_are_removed(tmp_path):
-    leftover = tmp_path / "checkpoints" / ".step_00000003.tmp-deadbeef"
+def test_only_the_last_k_complete_checkpoints_are_kept_and_dead_writers_leftovers_removed(
+    tmp_path, dead_pid
+):
+    leftover = temp_of(checkpoint_dir(tmp_path, 3), dead_pid)
     leftover.mkdir(parents=True)
     for step in (2, 4, 6, 8):
         _save(tmp_path, step, keep=2)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["step_00000006", "step_00000008"]
+
+
+def test_a_live_writers_folder_is_never_removed(tmp_path, live_pid):
+    """Another process writing a checkpoint of the same run (its temporary folder) survives
+    this process's saves and pruning; before pids were in the names, pruning removed it."""
+    theirs = temp_of(checkpoint_dir(tmp_path, 3), live_pid)
+    theirs.mkdir(parents=True)
+    (theirs / WEIGHTS_FILE).write_bytes(b"being written")
+    for step in (2, 4):
+        _save(tmp_path, step, keep=1)
+    assert (theirs / WEIGHTS_FILE).read_bytes() == b"being written"
+    assert latest_checkpoint(tmp_path) == checkpoint_dir(tmp_path, 4)
 
 
 def test_train_state_loads_with_weights_only(tmp_path):

@@ -46,11 +46,26 @@ err_console = Console(stderr=True)
 OVERRIDES = typer.Argument(
     None, help="Dotted overrides, e.g. model.d_model=128 trainer.max_steps=50"
 )
+FORCE = typer.Option(
+    False,
+    "--force",
+    help="Replace the output if it is an earlier one of this kind transferlab wrote.",
+)
 
 
 def _fail(message: str, code: int = 2) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _check_output(out: Path, kind: str, force: bool, sources: list[Path]) -> None:
+    """Refuse, before any work, an output path whose replacement would lose a user's files."""
+    from transferlab.artifacts import OutputRefused, check_output
+
+    try:
+        check_output(out, kind, force, sources)
+    except OutputRefused as exc:
+        _fail(str(exc))
 
 
 def _load_run_config(config: Path | None, overrides: list[str] | None) -> RunConfig:
@@ -121,11 +136,13 @@ def export_hf(
     run_dir: Path = typer.Argument(..., help="A run directory written by `transferlab train`."),
     out_dir: Path = typer.Argument(..., help="Where to write the Hugging Face model."),
     step: int | None = typer.Option(None, help="Checkpoint step (default: the latest)."),
+    force: bool = FORCE,
 ) -> None:
     """Export a causal run as a transformers model (LlamaForCausalLM) plus its tokenizer."""
-    from transferlab.models.hf_export import export_llama
+    from transferlab.models.hf_export import EXPORT_KIND, export_llama
     from transferlab.train.checkpoint import load_run
 
+    _check_output(out_dir, EXPORT_KIND, force, [run_dir])
     try:
         loaded = load_run(run_dir, step=step)
         if loaded.config.objective.name != "clm":
@@ -144,13 +161,16 @@ def world_build(
     config: Path = typer.Argument(..., help="Run config YAML; its `world` section is built."),
     overrides: list[str] = OVERRIDES,
     out: Path | None = typer.Option(None, help="Output directory (default: worlds/NAME-KEY)."),
+    force: bool = FORCE,
 ) -> None:
     """Write a world's corpus, QA items, people split and ground-truth table."""
     from transferlab.artifacts import content_key
     from transferlab.worlds import build_world
+    from transferlab.worlds.base import WORLD_KIND
 
     cfg = _load_run_config(config, overrides)
     out = out or Path("worlds") / f"{cfg.world.name}-{content_key(cfg.world.to_dict())}"
+    _check_output(out, WORLD_KIND, force, [config])
     path = build_world(cfg.world, out)
     console.print(f"world: {path}")
 
@@ -344,17 +364,34 @@ def data_curate(
     config: Path = typer.Argument(..., help="Curation job YAML: sources + curation."),
     overrides: list[str] = OVERRIDES,
     out: Path = typer.Option(..., "--out", help="Output directory (written atomically)."),
+    force: bool = FORCE,
 ) -> None:
     """Filter and deduplicate the sources; write the kept documents, scores and statistics."""
     from transferlab.curation import print_report
+    from transferlab.curation.pipeline import CURATION_KIND
 
     job = _load_job(config, overrides)
+    _check_output(out, CURATION_KIND, force, [config, *_source_paths(job.to_dict())])
     try:
         result = job.curation.run(job.documents(), out)
     except ValueError as exc:
         _fail(str(exc))
     print_report(result.report, console, samples=False)
     console.print(f"curated: {result.documents_path}", highlight=False, soft_wrap=True)
+
+
+def _source_paths(node: object) -> list[Path]:
+    """The local files and folders a job's sources read (a pattern's matches), at any nesting."""
+    import glob
+
+    if isinstance(node, list):
+        return [p for item in node for p in _source_paths(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [p for value in node.values() for p in _source_paths(value)]
+    if isinstance(node.get("path"), str):
+        found += [Path(p) for p in glob.glob(node["path"], recursive=True)] or [Path(node["path"])]
+    return found
 
 
 @data_app.command("inspect")

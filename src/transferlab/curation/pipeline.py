@@ -68,6 +68,7 @@ from transferlab.curation.selection import ScoreFilter
 from transferlab.data.sources import TextDocument
 
 DOCUMENTS_FILE = "documents.jsonl.gz"
+CURATION_KIND = "curation"  # what the COMPLETE marker of `curate` output names
 SCORES_DIR = "scores"
 CLEANED_FILE = ".cleaned.jsonl.gz"  # survivors of filters and dedup, before the model filters
 SCORE_BATCH = 64  # documents per scoring call
@@ -140,7 +141,7 @@ def curate(
     """Run ``cfg`` over ``documents`` and write the output directory atomically (replacing an
     older one only once the new one is complete)."""
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=CURATION_KIND) as tmp:
         report = write_curation(cfg, documents, tmp, scores_dir)
     return CurationResult(out_dir, out_dir / DOCUMENTS_FILE, report)
 

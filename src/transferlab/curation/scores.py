@@ -10,7 +10,6 @@ gets a copy under ``scores/``.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transferlab.artifacts import cache_root
+from transferlab.artifacts import cache_root, temp_path
 
 ROW_GROUP = 8192  # rows buffered before they are written: bounded memory on any corpus
 SCORE_SCHEMA = pa.schema([("source", pa.string()), ("id", pa.string()), ("score", pa.float64())])
@@ -67,7 +66,7 @@ def ensure_score_file(path: Path, compute: Callable[[], Iterable[tuple[str, str,
     if path.is_file():
         return True
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = temp_path(path)
     try:
         with ParquetRows(tmp, SCORE_SCHEMA) as rows:
             for source, doc_id, score in compute():

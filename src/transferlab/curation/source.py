@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from transferlab.artifacts import atomic_dir, cache_root, content_key, is_complete
+from transferlab.artifacts import cache_root, cached_dir, content_key
 from transferlab.config.registry import SOURCES
 from transferlab.curation.corpus import SourceField
 from transferlab.curation.documents import read_documents
@@ -51,11 +51,8 @@ class CuratedSourceConfig(SourceConfig):
         files), curated first if it is not there yet."""
         key = content_key(self.source.to_dict(), self.curation.to_dict(), FORMAT_VERSION)
         out = cache_root() / "curation" / "sources" / key
-        if not is_complete(out):
-            # Another process curating the same key at once wins or loses the rename whole.
-            with atomic_dir(out, replace=False) as tmp:
-                write_curation(self.curation, self.source.iter_documents(), tmp)
-        return out
+        # One process curates a key at a time; the others wait and reuse its output.
+        return cached_dir(out, lambda tmp: _curate_into(self, tmp))
 
     def provenance(self) -> dict[str, Any]:
         """The curation folder (for ``transferlab data inspect``) and its document counts."""
@@ -76,3 +73,7 @@ class CuratedSourceConfig(SourceConfig):
     def _renamed(self, documents: Iterator[TextDocument]) -> Iterator[TextDocument]:
         for doc in documents:
             yield doc if doc.source == self.source_name else replace(doc, source=self.source_name)
+
+
+def _curate_into(source: CuratedSourceConfig, out: Path) -> None:
+    write_curation(source.curation, source.source.iter_documents(), out)

@@ -101,9 +101,22 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
     if cfg.data.path is not None:
         return _external(cfg)
     key = data_key(cfg)
-    root = cached_dir(data_dir(cfg), lambda tmp: _build(cfg, tmp, key))
+    root = cached_dir(data_dir(cfg), lambda tmp: _build(cfg, tmp, key), verify=_open_cached)
+    data = _cached(root, key)
+    _warn_unknown(cfg, json.loads((root / "info.json").read_text()))
+    return data
+
+
+def _open_cached(root: Path) -> None:
+    """Open a cached data stage's shards, which checks them against their recorded checksums
+    (a corrupt stage is then rebuilt)."""
+    data = _cached(root, root.name)
+    data.train_folder()
+    data.val_folder()
+
+
+def _cached(root: Path, key: str) -> PreparedData:
     info = json.loads((root / "info.json").read_text())
-    _warn_unknown(cfg, info)
     tokenizer = TextTokenizer.from_file(root / "tokenizer.json")
     return PreparedData(
         root=root,

@@ -15,10 +15,16 @@ Matched against datatrove 0.10 (``pipeline/tokens/tokenizer.py`` ``TokenizedFile
 
 Datatrove's folder reader takes every ``*.ds`` file in sorted order; so does ``TokenizedFolder``
 (top level only, so a ``val/`` subfolder stays separate). Loss masks (``.ds.loss``) are not used.
+
+transferlab adds ``<name>.ds.checksum`` (JSON: the BLAKE2b digests of the ``.ds`` and its
+``.index`` as they were written), which datatrove ignores; a folder opened with it is checked once
+per process and file version, and a mismatch raises ``CorruptArtifact`` naming the file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -26,10 +32,14 @@ from typing import BinaryIO
 
 import numpy as np
 
+from transferlab.artifacts import CorruptArtifact
+
 INDEX_DTYPE = np.dtype("<u8")
 TOKEN_DTYPES = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
 UINT16_VOCAB = 1 << 16
 SI_PREFIXES = ("", "k", "M", "G", "T", "P", "E")
+CHECKSUM_SUFFIX = ".checksum"
+_VERIFIED: set[tuple[str, int, int, int]] = set()  # (path, inode, size, mtime) checked here
 
 
 def token_size_for(vocab_size: int) -> int:
@@ -57,18 +67,32 @@ class _ShardWriter:
         self.path = path
         self.dtype = dtype
         self.n_tokens = 0
+        self.digests = {"ds": _digest(), "index": _digest()}
         # Both stay open while documents stream in; close() closes them.
         self._tokens: BinaryIO = path.open("wb")  # noqa: SIM115
         self._index: BinaryIO = Path(f"{path}.index").open("wb")  # noqa: SIM115
 
     def write(self, doc: np.ndarray) -> None:
-        self._tokens.write(doc.astype(self.dtype).tobytes())
+        tokens = doc.astype(self.dtype).tobytes()
+        self._tokens.write(tokens)
+        self.digests["ds"].update(tokens)
         self.n_tokens += len(doc)
-        self._index.write(np.array([self.n_tokens], dtype=INDEX_DTYPE).tobytes())
+        end = np.array([self.n_tokens], dtype=INDEX_DTYPE).tobytes()
+        self._index.write(end)
+        self.digests["index"].update(end)
 
     def close(self) -> None:
         self._tokens.close()
         self._index.close()
+
+    def write_checksum(self) -> None:
+        digests = {name: d.hexdigest() for name, d in self.digests.items()}
+        record = {"algorithm": "blake2b-128", **digests}
+        Path(f"{self.path}{CHECKSUM_SUFFIX}").write_text(json.dumps(record, sort_keys=True))
+
+
+def _digest() -> hashlib.blake2b:
+    return hashlib.blake2b(digest_size=16)
 
 
 class _FolderWriter:
@@ -95,6 +119,7 @@ class _FolderWriter:
     def _finish_shard(self) -> None:
         if self._shard is not None:
             self._shard.close()
+            self._shard.write_checksum()
             meta = Path(f"{self._shard.path}.metadata")
             write_metadata(meta, self.tokenizer, self.token_size, self._shard.n_tokens)
 
@@ -164,6 +189,40 @@ def read_metadata_token_size(path: Path) -> int | None:
     return int(size)
 
 
+def verify_checksum(path: Path) -> None:
+    """Check ``path`` (a ``.ds``) and its index against the digests recorded when they were
+    written, if any; each file version is read once per process, so reopening costs nothing."""
+    record = Path(f"{path}{CHECKSUM_SUFFIX}")
+    if not record.is_file():
+        return  # written by datatrove or before transferlab recorded checksums
+    try:
+        expected = json.loads(record.read_text())
+    except ValueError:
+        raise CorruptArtifact(f"{record} is not the JSON transferlab wrote") from None
+    for name, file in (("ds", path), ("index", Path(f"{path}.index"))):
+        if name in expected and not _matches(file, expected[name]):
+            raise CorruptArtifact(
+                f"{file} does not match the checksum recorded when it was written"
+            )
+
+
+def _matches(file: Path, hexdigest: str) -> bool:
+    if not file.is_file():
+        return False
+    stat = file.stat()
+    version = (str(file.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if version in _VERIFIED:
+        return True
+    digest = _digest()
+    with file.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    if digest.hexdigest() != hexdigest:
+        return False
+    _VERIFIED.add(version)
+    return True
+
+
 class _Shard:
     """One memory-mapped ``.ds`` file and its document ends."""
 
@@ -171,7 +230,7 @@ class _Shard:
         self.path = path
         size = path.stat().st_size
         if size % token_size:
-            raise ValueError(
+            raise CorruptArtifact(
                 f"{path}: {size} bytes is not a multiple of the token size {token_size}; "
                 "the file is truncated or was written with another token size"
             )
@@ -180,6 +239,7 @@ class _Shard:
         # np.memmap cannot map an empty file.
         self.tokens = np.memmap(path, dtype=dtype, mode="r") if size else np.empty(0, dtype=dtype)
         self.doc_ends = self._read_index(Path(f"{path}.index"))
+        verify_checksum(path)  # after the structural checks, whose messages say more
 
     def _read_index(self, index: Path) -> np.ndarray:
         if not index.is_file():
@@ -191,7 +251,7 @@ class _Shard:
         ends = np.frombuffer(raw, dtype=INDEX_DTYPE).astype(np.int64)
         last = int(ends[-1]) if len(ends) else 0
         if last != self.n_tokens:
-            raise ValueError(
+            raise CorruptArtifact(
                 f"{index}: last document end {last} != {self.n_tokens} tokens in {self.path.name}; "
                 "the index and the token file do not belong together"
             )

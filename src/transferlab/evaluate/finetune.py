@@ -28,7 +28,7 @@ from transferlab.objectives.answer_lm import AnswerLM, Pair
 from transferlab.optim import AdamWConfig, CosineConfig
 from transferlab.train.batching import BatchPlan
 from transferlab.train.callbacks import CheckpointCallback, MetricsLogCallback, ProgressCallback
-from transferlab.train.checkpoint import latest_checkpoint
+from transferlab.train.checkpoint import latest_checkpoint, list_checkpoints
 from transferlab.train.distributed import DistContext
 from transferlab.train.engine import Engine, LoopSettings
 
@@ -195,7 +195,7 @@ def _resume_if_same(
                 f"{run_dir} holds checkpoints of another fine-tuning (other settings, seed or "
                 "pairs); give another run_dir or delete that one"
             )
-        engine.restore(latest)
+        engine.restore_newest(list_checkpoints(run_dir))
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(marker, identity)

@@ -1,10 +1,15 @@
 """Execute a plan: train every unfinished run, evaluate it on every task, and keep going after an
 interruption from where it stopped. Jobs (one run with its evaluations) run in this process, in a
 pool of local processes, or as Ray tasks on a cluster; a job starts only once the job of its
-parent run (the previous stage) has finished, since it starts from that run's checkpoint."""
+parent run (the previous stage) has finished, since it starts from that run's checkpoint.
+
+Processes may share one cache (two `transferlab run` at once, or a pool beside another run):
+each run's training and each evaluation holds its stage's lock, and looks again whether it is
+still to do once it has it, so every stage is computed once and the others wait for it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable, Hashable
@@ -16,13 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from transferlab.artifacts import atomic_dir
+from transferlab.artifacts import CorruptArtifact, atomic_dir, stage_lock
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.results import check_rows
 from transferlab.experiment.planner import Plan, PlannedEval, PlannedRun
-from transferlab.train import load_run, train
+from transferlab.train import LoadedRun, load_run, train
 
 Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,29 +59,47 @@ def run_job(job: Job) -> str:
     if job.threads:
         torch.set_num_threads(job.threads)
     run = job.run
-    status = run.status()
-    if status != "done":
-        cfg = run.config
-        if not job.progress:
-            cfg = cfg.model_copy(
-                update={"trainer": cfg.trainer.model_copy(update={"progress": False})}
-            )
-        result = train(cfg, resume=status == "partial")
-        if result.interrupted:
-            raise KeyboardInterrupt(f"run {run.key} interrupted at step {result.steps}")
+    with stage_lock(run.run_dir):
+        status = run.status()  # again under the lock: another process may have trained it
+        if status != "done":
+            _train(job, resume=status == "partial")
     if job.evals:
-        loaded = load_run(run.run_dir)
+        loaded = _final_model(job)
         tokenizer = TextTokenizer.from_file(loaded.tokenizer_path)
         uses_world = any(planned.task.uses_world for planned in job.evals)
         world = loaded.config.world.build() if uses_world else None
         for planned in job.evals:
-            task = planned.task.build()
-            task.work_dir = planned.work_dir
-            reading = loaded.config.objective.attention  # read as its objective trained it
-            rows = task.run(loaded.model, tokenizer, world, run.key, run.seed, reading)
-            check_rows(planned.task, rows)  # before caching: a bad row must not be reused
-            _write_eval(planned, rows)
+            with stage_lock(planned.out_dir):
+                if planned.status() == "done":
+                    continue
+                task = planned.task.build()
+                task.work_dir = planned.work_dir
+                reading = loaded.config.objective.attention  # read as its objective trained it
+                rows = task.run(loaded.model, tokenizer, world, run.key, run.seed, reading)
+                check_rows(planned.task, rows)  # before caching: a bad row must not be reused
+                _write_eval(planned, rows)
     return run.key
+
+
+def _train(job: Job, resume: bool) -> None:
+    cfg = job.run.config
+    if not job.progress:
+        cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"progress": False})})
+    result = train(cfg, resume=resume)
+    if result.interrupted:
+        raise KeyboardInterrupt(f"run {job.run.key} interrupted at step {result.steps}")
+
+
+def _final_model(job: Job) -> LoadedRun:
+    """The run's final model; a final checkpoint that does not load is trained again from the
+    newest earlier one that does (resuming sets the corrupt one aside)."""
+    try:
+        return load_run(job.run.run_dir)
+    except CorruptArtifact as exc:
+        log.warning("%s; training the run again from the checkpoint before it", exc)
+    with stage_lock(job.run.run_dir):
+        _train(job, resume=True)
+    return load_run(job.run.run_dir)
 
 
 def _write_eval(planned: PlannedEval, rows: list[dict]) -> None:

@@ -24,6 +24,7 @@ from transferlab.models.transformer import Transformer
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>"}
 MASK_TOKEN = "<mask>"
+EXPORT_KIND = "hf-export"  # what the COMPLETE marker of an export names
 
 
 def check_exportable(cfg: ModelConfig) -> None:
@@ -137,7 +138,7 @@ def export_llama(model: Transformer, tokenizer_file: Path, out_dir: Path) -> Pat
         hf_model = _model_class(model.config)(config)
     hf_model.load_state_dict(hf_state_dict(model), strict=True)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=EXPORT_KIND) as tmp:
         hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out_dir

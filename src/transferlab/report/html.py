@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pyarrow.compute as pc
 import yaml
 
+from transferlab.artifacts import remove_stale_temps, temp_path
 from transferlab.report import formatting as fmt
 from transferlab.report import plots
 from transferlab.report.inputs import (
@@ -531,7 +531,8 @@ def _cell(value: Any) -> Any:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_stale_temps(path.parent)  # a killed writer's copy
+    tmp = temp_path(path)
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)

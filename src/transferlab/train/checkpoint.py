@@ -9,6 +9,9 @@ A checkpoint directory holds
 - ``COMPLETE``: written last by ``artifacts.atomic_dir`` before the directory is renamed into
   place. A directory without it (or a leftover temporary one) is never loaded.
 
+A checkpoint whose files fail to load raises ``CorruptArtifact`` naming its folder, in one line
+(never torch's own advice to unpickle with ``weights_only=False``).
+
 ``load_run`` rebuilds a run's model from a checkpoint with the run's ``config.yaml`` (the resolved
 config, ``model.vocab_size`` filled in) for evaluation and export.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from transferlab.artifacts import atomic_dir, is_complete
+from transferlab.artifacts import CorruptArtifact, atomic_dir, is_complete
 from transferlab.config import ConfigError, RunConfig, validate
 from transferlab.models import build_model
 
@@ -88,27 +92,44 @@ def save_checkpoint(
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Keep the newest ``keep`` complete checkpoints; also remove leftovers of interrupted writes.
-
-    Only the process that writes checkpoints calls this, so no leftover belongs to a live writer.
-    """
-    root = Path(run_dir) / CHECKPOINTS_DIR
+    """Keep the newest ``keep`` complete checkpoints. Leftovers of interrupted writes are removed
+    by the next write (``atomic_dir``), and only once their writer is dead."""
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old)
-    for leftover in root.iterdir():
-        if leftover.is_dir() and not is_complete(leftover):
-            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def load_weights(path: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
     """Load ``model.safetensors`` of checkpoint ``path`` into ``model`` (strict)."""
-    state = load_file(str(Path(path) / WEIGHTS_FILE), device=str(device))
+    try:
+        state = load_file(str(Path(path) / WEIGHTS_FILE), device=str(device))
+    except Exception as exc:  # truncated, garbage, missing: safetensors' errors vary
+        raise _corrupt(path, WEIGHTS_FILE, exc) from None
     model.load_state_dict(state, strict=True)
 
 
 def load_train_state(path: Path) -> dict[str, Any]:
     """The optimizer/RNG/loader state of checkpoint ``path``; never unpickles arbitrary objects."""
-    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's message advises weights_only=False: never shown
+        raise _corrupt(path, STATE_FILE, exc) from None
+    if not isinstance(state, dict):
+        raise _corrupt(path, STATE_FILE, TypeError(type(state).__name__))
+    return state
+
+
+def _corrupt(path: Path, file: str, exc: Exception) -> CorruptArtifact:
+    return CorruptArtifact(
+        f"checkpoint {path} is corrupt: its {file} does not load ({type(exc).__name__})"
+    )
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a corrupt checkpoint so that it is no longer listed (nor pruned in place of a good
+    one); it is kept for inspection."""
+    aside = Path(path).with_name(f"{Path(path).name}.corrupt-{uuid.uuid4().hex[:8]}")
+    Path(path).rename(aside)
+    return aside
 
 
 def read_meta(path: Path) -> dict[str, Any]:

@@ -29,9 +29,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from transferlab.artifacts import CorruptArtifact
 from transferlab.objectives import Batch, LossOutput, Objective
 from transferlab.train.batching import BatchPlan, local_micro_batches
-from transferlab.train.checkpoint import load_train_state, load_weights
+from transferlab.train.checkpoint import load_train_state, load_weights, set_aside
 from transferlab.train.device import autocast, autocast_dtype
 from transferlab.train.distributed import DistContext
 from transferlab.train.rng import capture_rng_state, restore_rng_state, seeded_generator
@@ -191,6 +192,22 @@ class Engine:
         for callback in self.callbacks:
             callback.load_state_dict(saved.get(callback.name, _legacy_state(state, callback)))
         log.info("resuming %s from step %d", checkpoint.parent.parent, self.step)
+
+    def restore_newest(self, checkpoints: Sequence[Path]) -> Path:
+        """Restore the newest of ``checkpoints`` (oldest first) that loads. The main process sets
+        each newer, corrupt one aside, saying so; none loading is a one-line ``CorruptArtifact``.
+        A failed restore leaves nothing behind: the next one overwrites every tensor and state."""
+        for checkpoint in reversed(checkpoints):
+            try:
+                self.restore(checkpoint)
+                return checkpoint
+            except CorruptArtifact as exc:
+                aside = set_aside(checkpoint) if self.dist.is_main else checkpoint
+                log.warning("%s; moved it to %s and trying the checkpoint before it", exc, aside)
+        root = checkpoints[-1].parent if checkpoints else self.run_dir
+        raise CorruptArtifact(
+            f"no checkpoint in {root} loads; delete that folder to train from step 0"
+        )
 
     # ------------------------------------------------------------------------------ loop
     def run(self, stop_after: int | None = None) -> EngineResult:

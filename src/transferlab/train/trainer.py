@@ -29,6 +29,7 @@ from transferlab.train.callbacks import (
     ProgressCallback,
     ValidationCallback,
 )
+from transferlab.train.checkpoint import list_checkpoints
 from transferlab.train.distributed import DistContext, init_distributed
 from transferlab.train.engine import Callback, Engine, LoopSettings, TrainingDiverged
 from transferlab.train.init import data_config, initialize_from_parent
@@ -120,7 +121,7 @@ class Pretraining:
             self.run_dir.root,
         )
         if resume_from is not None:
-            self.engine.restore(resume_from)
+            self.engine.restore_newest(list_checkpoints(self.run_dir.root))
         self.info = self._run_info(data)
         if dist.is_main:
             self._write_run_files(data)

@@ -8,6 +8,8 @@ from pathlib import Path
 from transferlab.artifacts import atomic_dir
 from transferlab.config.schemas import WorldConfig
 
+WORLD_KIND = "world"  # what the COMPLETE marker of a built world names
+
 
 class World(ABC):
     """A seeded generator of a pretraining corpus together with the ground truth behind it."""
@@ -47,6 +49,6 @@ def build_world(cfg: WorldConfig, out_dir: Path) -> Path:
     """
     world = cfg.build()
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=WORLD_KIND) as tmp:
         world.write(tmp)
     return out_dir
