@@ -192,11 +192,10 @@ def test_an_interrupted_two_stage_experiment_gives_the_same_tables(tmp_path, mon
     stops = {"pretrain": 1, "continue": 2}  # each stage is interrupted once, part way
     calls = []
 
-    def interrupting_train(cfg, resume=False, allow_changes=False):
+    def interrupting_train(cfg, resume=False, **options):
         stage = "continue" if cfg.init is not None else "pretrain"
         calls.append((stage, resume))
-        stop = stops.pop(stage, None)
-        return real(cfg, resume=resume, allow_changes=allow_changes, stop_after=stop)
+        return real(cfg, resume=resume, stop_after=stops.pop(stage, None), **options)
 
     monkeypatch.setattr(executor_module, "train", interrupting_train)
     for _ in range(2):
