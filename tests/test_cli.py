@@ -60,7 +60,9 @@ def test_train_then_resume_then_export(run_yaml, tmp_path):
     assert again.exit_code == 2
     assert "already has checkpoints" in again.output and "--resume" in again.output
 
-    longer = runner.invoke(app, ["train", str(run_yaml), "trainer.max_steps=8", "--resume"])
+    longer = runner.invoke(
+        app, ["train", str(run_yaml), "trainer.max_steps=8", "--resume", "--allow-changes"]
+    )
     assert longer.exit_code == 0, longer.output
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 8

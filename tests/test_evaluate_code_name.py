@@ -223,3 +223,13 @@ def test_too_few_functions_is_a_one_line_error(tmp_path: Path) -> None:
     tokenizer = train_tokenizer(TokenizerConfig(kind="bpe", vocab_size=300), ["def only(x)"])
     with pytest.raises(ValueError, match=r"1 eligible held-out function\(s\) for n_choices=4"):
         cfg.build().run(_model(tokenizer, seed=0), tokenizer, None, "r", seed=0)
+
+
+def test_distractors_are_drawn_from_the_same_names_as_the_answers(real_cfg, tokenizer) -> None:
+    """No familiarity bias: every distractor is some example's real name (each name is the
+    answer once), and with BPE nothing scored is unknown (there is no <unk> to score)."""
+    examples = build_name_examples(real_cfg, tokenizer, 64)
+    golds = [ex.choices[ex.gold] for ex in examples]
+    distractors = {c for ex in examples for i, c in enumerate(ex.choices) if i != ex.gold}
+    assert len(set(golds)) == len(golds) and distractors <= set(golds)
+    assert tokenizer.token_to_id("<unk>") is None

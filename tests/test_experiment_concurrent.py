@@ -47,9 +47,9 @@ def test_two_executors_at_once_train_and_evaluate_each_stage_once(tmp_path, monk
     trained, written = [], []
     real_train, real_write = executor_module.train, executor_module._write_eval
 
-    def train(cfg, resume=False):
+    def train(cfg, resume=False, **options):
         trained.append(cfg.name)
-        return real_train(cfg, resume=resume)
+        return real_train(cfg, resume=resume, **options)
 
     def write_eval(planned, rows):
         written.append(planned.key)
@@ -88,10 +88,10 @@ def test_two_processes_on_one_cache_train_each_stage_once(tmp_path):
         "import sys\n"
         "from transferlab.experiment import executor\n"
         "real = executor.train\n"
-        "def train(cfg, resume=False):\n"
+        "def train(cfg, resume=False, **options):\n"
         f"    with open({str(tmp_path / 'trained.log')!r}, 'a') as log:\n"
         "        log.write(cfg.name + '\\n')\n"
-        "    return real(cfg, resume=resume)\n"
+        "    return real(cfg, resume=resume, **options)\n"
         "executor.train = train\n"
         "from transferlab.cli import main\n"
         "sys.argv = ['transferlab', *sys.argv[1:]]\n"

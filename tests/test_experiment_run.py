@@ -48,9 +48,9 @@ def counted_train(monkeypatch, tmp_path):
     calls = []
     real = executor_module.train
 
-    def train(cfg, resume=False):
+    def train(cfg, resume=False, **options):
         calls.append((cfg.name, resume))
-        return real(cfg, resume=resume)
+        return real(cfg, resume=resume, **options)
 
     monkeypatch.setattr(executor_module, "train", train)
     return calls

@@ -9,17 +9,22 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from transferlab.artifacts import content_key
-from transferlab.config import ConfigError
+from transferlab.config import TASKS as TASKS_REGISTRY
+from transferlab.config import ConfigError, MetricSpec, TaskConfig
 from transferlab.data.prepare import UnknownTokensWarning, data_dir
+from transferlab.evaluate import ExampleResult, Task
 from transferlab.experiment import ExperimentSpec, plan_experiment, run_experiment
 from transferlab.experiment import executor as executor_module
 from transferlab.experiment.estimate import estimate_seconds, run_seconds
 from transferlab.experiment.executor import Job, _run_graph, pending_jobs
+from transferlab.experiment.planner import EVAL_FORMAT_VERSION
 from transferlab.train.init import data_config
 from transferlab.worlds import BiosConfig
 
@@ -59,7 +64,7 @@ def _spec(**fields) -> ExperimentSpec:
 def test_without_stages_run_and_eval_keys_are_those_of_before_stages(tmp_path):
     """Caches and results of experiments without stages stay valid: the run key was computed
     before stages existed (same spec, same store layout); the evaluation key is that of before
-    stages at the current row format (declared metrics changed the rows, format 2)."""
+    stages at the current row format (declared metrics and unk-free distractors changed the rows)."""
     spec = ExperimentSpec.model_validate(
         {
             "name": "exp",
@@ -75,7 +80,9 @@ def test_without_stages_run_and_eval_keys_are_those_of_before_stages(tmp_path):
     plan = plan_experiment(spec, store=tmp_path)
     assert [r.key for r in plan.runs] == ["c8cbd5116d5095f8"]
     task = {k: v for k, v in spec.tasks[0].to_dict().items() if k != "stage"}
-    assert [e.key for e in plan.evals] == [content_key("c8cbd5116d5095f8", task, 2)]
+    assert [e.key for e in plan.evals] == [
+        content_key("c8cbd5116d5095f8", task, EVAL_FORMAT_VERSION)
+    ]
     assert [(r.stage, r.parent, r.config.init) for r in plan.runs] == [("pretrain", None, None)]
 
 
@@ -198,10 +205,10 @@ def test_an_interrupted_two_stage_experiment_gives_the_same_tables(tmp_path, mon
     stops = {"pretrain": 1, "continue": 2}  # each stage is interrupted once, part way
     calls = []
 
-    def interrupting_train(cfg, resume=False):
+    def interrupting_train(cfg, resume=False, **options):
         stage = "continue" if cfg.init is not None else "pretrain"
         calls.append((stage, resume))
-        return real(cfg, resume=resume, stop_after=stops.pop(stage, None))
+        return real(cfg, resume=resume, stop_after=stops.pop(stage, None), **options)
 
     monkeypatch.setattr(executor_module, "train", interrupting_train)
     for _ in range(2):
@@ -313,6 +320,35 @@ def _write_jsonl(path: Path, texts: list[str]) -> Path:
     return path
 
 
+class _MeanLogit(Task[Any]):
+    """A task on no world (the runs pretrain on files): the mean output logit of each special
+    token, one example each."""
+
+    def read(self, model, tokenizer, world, run_id, seed, reader) -> list[dict[str, Any]]:
+        rows = []
+        for token in tokenizer.special.all:
+            with torch.no_grad():
+                value = float(model(torch.tensor([[token]])).mean())
+            metrics = {"logit": value}
+            row = ExampleResult(
+                run_id, self.cfg.task_name, str(token), "g", "test", "", "", metrics
+            )
+            rows.append(row.to_dict())
+        return rows
+
+
+@TASKS_REGISTRY.register("test_mean_logit")
+class MeanLogitConfig(TaskConfig):
+    name: Literal["test_mean_logit"] = "test_mean_logit"
+    uses_world: ClassVar[bool] = False
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("logit", True, (None, None), "mean logit"),
+    )
+
+    def build(self) -> _MeanLogit:
+        return _MeanLogit(self)
+
+
 def test_continued_pretraining_on_new_data_with_replay_runs_end_to_end(tmp_path, monkeypatch):
     """Pretrain on one corpus, then continue on a mixture of new data (80%) and replay of the
     first corpus (20%) with a re-warmed schedule: the child reads both with its parent's
@@ -341,7 +377,7 @@ def test_continued_pretraining_on_new_data_with_replay_runs_end_to_end(tmp_path,
             },
         },
     ]
-    spec = _spec(base=base, stages=stages, axes={}, tasks=[{"name": "qa_score", "n_choices": 4}])
+    spec = _spec(base=base, stages=stages, axes={}, tasks=[{"name": "test_mean_logit"}])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnknownTokensWarning)  # byte-level BPE knows every text
         run_experiment(spec, tmp_path / "exp", log=lambda _: None)

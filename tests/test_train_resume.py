@@ -107,7 +107,8 @@ def test_resume_refuses_a_config_that_changes_the_result(tiny_config):
 
 def test_resume_may_extend_max_steps_and_change_logging(tiny_config):
     train(tiny_config())
-    longer = train(tiny_config("trainer.max_steps=12", "trainer.log_interval=3"), resume=True)
+    extended = tiny_config("trainer.max_steps=12", "trainer.log_interval=3")
+    longer = train(extended, resume=True, allow_changes=True)
     assert longer.steps == 12
     steps = [r["step"] for r in read_metrics(longer.run_dir / "metrics.jsonl")]
     assert steps == [1, 2, 3, 4, 5, 6, 7, 8, 9, 12]

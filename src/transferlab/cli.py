@@ -81,6 +81,12 @@ def train(
     config: Path = typer.Argument(..., help="Run config YAML (see configs/)."),
     overrides: list[str] = OVERRIDES,
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    allow_changes: bool = typer.Option(
+        False,
+        "--allow-changes",
+        help="With --resume: accept overrides of trainer fields that leave the result alone "
+        "(max_steps, intervals, micro_batch_size, device ...); config.yaml is rewritten.",
+    ),
     from_run: Path | None = typer.Option(
         None, "--from", help="Start from this run directory's checkpoint (sets init.from_run)."
     ),
@@ -97,6 +103,8 @@ def train(
     from transferlab.train import train as run_training
     from transferlab.train.init import check_init
 
+    if allow_changes and not resume:
+        _fail("--allow-changes only applies with --resume")
     if from_run is None and (from_step is not None or with_optimizer):
         _fail("--from-step and --with-optimizer need --from RUN_DIR")
     if from_run is not None:
@@ -107,7 +115,7 @@ def train(
     cfg = _load_run_config(config, overrides)
     try:
         check_init(cfg)  # a bad parent fails before any data is prepared
-        result = run_training(cfg, resume=resume)
+        result = run_training(cfg, resume=resume, allow_changes=allow_changes)
     except TrainingDiverged as exc:
         _fail(str(exc), code=1)
     except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as exc:
@@ -191,10 +199,12 @@ def _load_experiment(path: Path, preset: str | None, overrides: list[str] | None
 
 def _run_experiment(spec, out: Path | None, jobs: int, executor: str, dry_run: bool) -> None:
     from transferlab.experiment import plan_experiment, run_experiment, write_plan
+    from transferlab.experiment.executor import check_execution
     from transferlab.report import print_summary
 
     exp_dir = out or Path("experiments") / spec.name
     try:
+        check_execution(executor, jobs)
         if dry_run:
             plan = plan_experiment(spec)
             _print_plan(write_plan(plan, exp_dir, shlex.join(["transferlab", *sys.argv[1:]])))

@@ -5,9 +5,10 @@ subclasses of the base classes here; see ``transferlab.config.registry``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import re
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from transferlab.config.base import BaseConfig, ComponentConfig
 from transferlab.config.metrics import MetricSpec
@@ -26,13 +27,27 @@ from transferlab.config.registry import (
 )
 
 PositiveInt = Field(gt=0)
+# numpy's and the loaders' generators take no negative seed: refused here, naming the field
+Seed = Annotated[int, Field(ge=0)]
+_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_folder_name(name: str, used_as: str) -> str:
+    """``name`` if it is one plain path component (so ``../x`` or ``a/b`` cannot write outside
+    the folder it is joined to); else a ValueError saying what it names and how to fix it."""
+    if not _FOLDER_NAME.fullmatch(name):
+        raise ValueError(
+            f"got {name!r}; expected a plain folder name for {used_as}: letters, digits, '.', "
+            "'_' or '-', starting with a letter or digit"
+        )
+    return name
 
 
 # ----------------------------------------------------------------------------- component bases
 class WorldConfig(ComponentConfig):
     """A synthetic world: a seeded generator of a pretraining corpus and downstream tasks."""
 
-    seed: int = 0
+    seed: Seed = 0
 
     def build(self) -> Any:
         raise NotImplementedError
@@ -162,7 +177,7 @@ class MixtureConfig(BaseConfig):
 
     weights: dict[str, float] = Field(default_factory=dict)
     tokens: int | None = Field(default=None, gt=0)
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _weights_are_positive(self) -> MixtureConfig:
@@ -300,7 +315,7 @@ class RunConfig(BaseConfig):
     """One pretraining run: everything that determines its result (plus where to write it)."""
 
     name: str = "run"
-    seed: int = 0
+    seed: Seed = 0
     world: WORLDS.field(WorldConfig, default="bios")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -310,6 +325,11 @@ class RunConfig(BaseConfig):
     schedule: SCHEDULES.field(ScheduleConfig, default="cosine")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     init: InitConfig | None = None  # None: a fresh (random) initialization
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:
+        return check_folder_name(name, "the run directory (trainer.out_dir/NAME)")
 
     @model_validator(mode="after")
     def _sections_agree(self) -> RunConfig:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from transferlab.data.tokenizer import TextTokenizer
+from transferlab.data.tokenizer import UNK_TOKEN, TextTokenizer
 from transferlab.worlds.bios import BiosWorld, QAItem
 
 
@@ -50,35 +50,30 @@ def draw_choices(
     world: BiosWorld, item: QAItem, n_choices: int, rng: random.Random
 ) -> tuple[list[str], int]:
     """(choices, index of the gold answer): the answer plus ``n_choices - 1`` distinct
-    distractors drawn from the attribute's values, in a random order."""
-    pool = world.attribute_values(item.attribute)
-    if n_choices > len(pool):
+    distractors drawn from the attribute's values the corpus shows, in a random order. Values
+    the corpus never shows are left out: the answer always is one the model saw, so an unseen
+    distractor (an ``<unk>`` for a word-level tokenizer) would be an easy giveaway."""
+    others = [value for value in world.corpus_values(item.attribute) if value != item.answer]
+    if n_choices - 1 > len(others):
         raise ValueError(
-            f"n_choices={n_choices} exceeds the {len(pool)} values of {item.attribute!r}; "
-            "lower n_choices"
+            f"n_choices={n_choices} exceeds the {len(others) + 1} values of {item.attribute!r} "
+            "the world's corpus shows; lower n_choices or use a bigger world"
         )
-    distractors: list[str] = []
-    seen = {item.answer}
-    while len(distractors) < n_choices - 1:  # pools are large: rejection is cheap
-        value = pool[rng.randrange(len(pool))]
-        if value not in seen:
-            seen.add(value)
-            distractors.append(value)
-    choices = [item.answer, *distractors]
+    choices = [item.answer, *rng.sample(others, n_choices - 1)]
     rng.shuffle(choices)
     return choices, choices.index(item.answer)
 
 
-def few_shot_prefix(
+def draw_shots(
     item: QAItem, shot_pool: Sequence[QAItem], n_shots: int, rng: random.Random
-) -> str:
-    """``n_shots`` lines ``"question answer\\n"`` about the same attribute, from other people.
+) -> list[QAItem]:
+    """``n_shots`` items about the same attribute, from other people.
 
     Same-attribute shots show the answer's format (a date, a city ...) without giving away the
     answer: the item's own person is never among them.
     """
     if n_shots == 0:
-        return ""
+        return []
     candidates = [
         shot
         for shot in shot_pool
@@ -89,5 +84,42 @@ def few_shot_prefix(
             f"n_shots={n_shots} but only {len(candidates)} QA-train people can be shown for "
             f"{item.attribute!r}; lower n_shots or use a bigger world"
         )
-    shots = rng.sample(candidates, n_shots)
-    return "".join(f"{shot.question}{answer_text(shot.answer)}\n" for shot in shots)
+    return rng.sample(candidates, n_shots)
+
+
+def shot_separator(tokenizer: TextTokenizer) -> list[int]:
+    """What ends a shot: a newline where the tokenizer knows it, else the document boundary the
+    corpus was packed with (``<eos><bos>``), which every tokenizer knows. A word-level
+    tokenizer trained on a corpus without newlines would read ``"\n"`` as ``<unk>``."""
+    newline = tokenizer.encode("\n")
+    if newline and unknown_id(tokenizer) not in newline:
+        return newline
+    return [tokenizer.special.eos, tokenizer.special.bos]
+
+
+def encode_context(tokenizer: TextTokenizer, shots: Sequence[QAItem], question: str) -> list[int]:
+    """``<bos>``, each shot as ``question answer`` and a separator, then the question. Each
+    piece is encoded on its own; both tokenizers split before and after a newline anyway, so
+    with a newline separator this is how the joined text tokenizes."""
+    ids = [tokenizer.special.bos]
+    separator = shot_separator(tokenizer) if shots else []
+    for shot in shots:
+        ids += [*tokenizer.encode(shot.question + answer_text(shot.answer)), *separator]
+    return [*ids, *tokenizer.encode(question)]
+
+
+def unknown_id(tokenizer: TextTokenizer) -> int | None:
+    """The id of ``<unk>`` (word-level tokenizers), or None when the tokenizer has none."""
+    return tokenizer.token_to_id(UNK_TOKEN)
+
+
+def check_known(tokenizer: TextTokenizer, ids: Sequence[int], task: str, what: str) -> None:
+    """A one-line ValueError when ``ids`` (what a task scores) hold ``<unk>``: its score would
+    say how the model reads "some unknown word", not the text."""
+    unk = unknown_id(tokenizer)
+    if unk is not None and unk in ids:
+        raise ValueError(
+            f"{task}: {what} holds a token the tokenizer does not know ({UNK_TOKEN}), so its "
+            "score would be biased; train the tokenizer on text that shows it (a larger "
+            "tokenizer.vocab_size, or tokenizer.kind=bpe)"
+        )

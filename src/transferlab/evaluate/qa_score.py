@@ -2,9 +2,11 @@
 pseudo-log-likelihood for a bidirectional model: see ``readers``).
 
 Each question gets ``n_choices`` choices: the gold answer and distractors drawn (seeded per
-example) from the attribute's value set. The context is ``<bos>``, then ``n_shots`` lines
-``"question answer\\n"`` about the same attribute from other QA-train people, then the question;
-a choice is scored as its continuation ``" " + value``. Declared metrics: the scores of
+example) from the attribute's values the world's corpus shows. The context is ``<bos>``, then
+``n_shots`` shots ``"question answer"`` about the same attribute from other QA-train people, each
+ended by a newline (or, where the tokenizer has no newline, the ``<eos><bos>`` document
+boundary), then the question; a choice is scored as its continuation ``" " + value``. No context
+or choice holds ``<unk>``: one that would is refused in one line, naming the example. Declared metrics: the scores of
 ``transferlab.evaluate.metrics`` (``CHOICE_METRICS``: ``correct`` = acc, ``acc_norm``,
 ``p_correct``, ``margin``, ``norm_p_correct``); ``prediction`` is the chosen value.
 
@@ -29,11 +31,12 @@ from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
 from transferlab.evaluate.metrics import CHOICE_METRICS, choice_scores
 from transferlab.evaluate.qa import (
     answer_text,
+    check_known,
     draw_choices,
+    draw_shots,
     encode_answer,
-    encode_prompt,
+    encode_context,
     example_rng,
-    few_shot_prefix,
     select_items,
 )
 from transferlab.evaluate.readers import READINGS, Reader
@@ -77,9 +80,13 @@ def build_requests(
         choices, gold = draw_choices(
             world, item, cfg.n_choices, example_rng(seed, "choices", item.id)
         )
-        prefix = few_shot_prefix(item, shot_pool, cfg.n_shots, example_rng(seed, "shots", item.id))
-        context = encode_prompt(tokenizer, prefix + item.question)
-        request = (context, [encode_answer(tokenizer, choice) for choice in choices])
+        shots = draw_shots(item, shot_pool, cfg.n_shots, example_rng(seed, "shots", item.id))
+        context = encode_context(tokenizer, shots, item.question)
+        check_known(tokenizer, context, cfg.task_name, f"the context of example {item.id}")
+        encoded = [encode_answer(tokenizer, choice) for choice in choices]
+        for choice, ids in zip(choices, encoded, strict=True):
+            check_known(tokenizer, ids, cfg.task_name, f"choice {choice!r} of example {item.id}")
+        request = (context, encoded)
         examples.append(ChoiceExample(item, choices, gold, request))
     return examples
 

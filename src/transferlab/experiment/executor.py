@@ -30,6 +30,16 @@ from transferlab.train import LoadedRun, load_run, train
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)
 
+EXECUTORS = ("local", "ray")
+
+
+def check_execution(executor: str, jobs: int) -> None:
+    """A one-line ValueError for an executor or job count that cannot run (before any work)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"--executor {executor!r} is unknown; use one of {', '.join(EXECUTORS)}")
+    if jobs < 1:
+        raise ValueError(f"--jobs {jobs}: expected at least 1 (runs trained in parallel)")
+
 
 @dataclass(frozen=True)
 class Job:
@@ -85,7 +95,9 @@ def _train(job: Job, resume: bool) -> None:
     cfg = job.run.config
     if not job.progress:
         cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"progress": False})})
-    result = train(cfg, resume=resume)
+    # The plan keys runs without the resumable trainer fields: a longer max_steps (or a quiet
+    # worker) continues the cached run, which is the point of keying them so.
+    result = train(cfg, resume=resume, allow_changes=True)
     if result.interrupted:
         raise KeyboardInterrupt(f"run {job.run.key} interrupted at step {result.steps}")
 
@@ -116,6 +128,7 @@ def _write_eval(planned: PlannedEval, rows: list[dict]) -> None:
 def execute(plan: Plan, jobs: int = 1, executor: str = "local", log: Log = print) -> None:
     """Run every pending job. ``jobs`` > 1 runs that many in parallel local processes, each with
     an equal share of the CPU cores; ``executor="ray"`` submits each job as a Ray task."""
+    check_execution(executor, jobs)
     todo = pending_jobs(plan)
     if not todo:
         log("every stage is finished; nothing to run")

@@ -17,7 +17,9 @@ from transferlab.experiment.spec import IMPLICIT_STAGE, ExperimentSpec, StageSpe
 from transferlab.train.checkpoint import checkpoint_step, latest_checkpoint
 from transferlab.train.run_dir import config_key
 
-EVAL_FORMAT_VERSION = 2  # 2: rows hold their task's declared metrics only
+EVAL_FORMAT_VERSION = (
+    3  # 3: qa_score draws no <unk> distractors  # 2: rows hold their task's declared metrics only
+)
 Status = Literal["done", "partial", "todo"]
 
 
@@ -102,6 +104,7 @@ def plan_experiment(spec: ExperimentSpec, store: Path | None = None) -> Plan:
             for task in spec.tasks:
                 run = chain[spec.task_stage(task)]
                 _check_readings([task], variant, run.config)
+                _check_world(task, variant, _lineage(chain, spec.task_stage(task)))
                 # The run key already says which stage is read; the task's ``stage`` does not
                 # enter the key, so evaluations of specs without stages keep their keys.
                 task_key = {k: v for k, v in task.to_dict().items() if k != "stage"}
@@ -119,6 +122,30 @@ def _check_readings(tasks: list[TaskConfig], variant: str, cfg: RunConfig) -> No
         problem = reading_error(task, objective.attention, subject)
         if problem:
             raise ConfigError(problem)
+
+
+def trains_on_world(cfg: RunConfig) -> bool:
+    """Whether ``cfg`` pretrains on its world's corpus (not on data.sources or data.path)."""
+    return not cfg.data.sources and cfg.data.path is None
+
+
+def _lineage(chain: dict[str, PlannedRun], stage: str) -> list[PlannedRun]:
+    """The runs of ``chain`` up to and including ``stage``'s (its ancestors and itself)."""
+    runs = list(chain.values())
+    return runs[: list(chain).index(stage) + 1]
+
+
+def _check_world(task: TaskConfig, variant: str, lineage: list[PlannedRun]) -> None:
+    """Refuse a task that asks about a world when no run it reads learned that world: it would
+    score the run on a world (the config's default one) it never saw."""
+    if not task.uses_world or any(trains_on_world(run.config) for run in lineage):
+        return
+    world = lineage[-1].config.world.name
+    raise ConfigError(
+        f"task {task.task_name!r} asks about the {world!r} world, but run variant {variant!r} "
+        f"(stage {lineage[-1].stage}) pretrains on data.sources/data.path, not on that world; "
+        "drop the task or pretrain a stage on the world (no data.sources)"
+    )
 
 
 def _plan_chain(

@@ -16,7 +16,7 @@ import yaml
 from transferlab.artifacts import write_json_atomic
 from transferlab.experiment.analyze import analyze
 from transferlab.experiment.estimate import estimate_seconds, run_seconds
-from transferlab.experiment.executor import execute
+from transferlab.experiment.executor import check_execution, execute
 from transferlab.experiment.planner import Plan, plan_experiment
 from transferlab.experiment.results import collect_results
 from transferlab.experiment.spec import ExperimentSpec
@@ -76,6 +76,7 @@ def run_experiment(
     )
 
     start = time.perf_counter()
+    check_execution(executor, jobs)  # before the plan writes anything
     plan = plan_experiment(spec)
     write_plan(plan, exp_dir, command or shlex.join(["transferlab", *sys.argv[1:]]))
     execute(plan, jobs=jobs, executor=executor, log=log)

@@ -44,9 +44,10 @@ import itertools
 import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from transferlab.config import TASKS, BaseConfig, RunConfig, TaskConfig
+from transferlab.config import TASKS, BaseConfig, RunConfig, Seed, TaskConfig
+from transferlab.config.schemas import check_folder_name
 
 Overrides = dict[str, Any]
 IMPLICIT_STAGE = "pretrain"  # the one stage of a spec without ``stages``
@@ -118,12 +119,17 @@ class ExperimentSpec(BaseConfig):
     description: str = ""
     base: dict[str, Any] = Field(default_factory=dict)
     axes: dict[str, dict[str, Overrides]] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     tasks: list[TASKS.type(TaskConfig, default="qa_finetune")] = Field(default_factory=list)
     compare: CompareSpec = Field(default_factory=CompareSpec)
     expect: ExpectSpec | None = None
     stages: list[StageSpec] = Field(default_factory=list)
     curves: CurvesSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:
+        return check_folder_name(name, "the experiment's folder (experiments/NAME)")
 
     @model_validator(mode="after")
     def _stages_are_consistent(self) -> ExperimentSpec:

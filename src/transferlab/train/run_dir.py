@@ -75,6 +75,11 @@ def result_config(config: dict[str, Any]) -> dict[str, Any]:
 _MISSING = object()
 
 
+def _shown(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without ``trainer.progress``, which only says how a run shows its progress."""
+    return {**config, "trainer": {k: v for k, v in config["trainer"].items() if k != "progress"}}
+
+
 def config_key(cfg: RunConfig, parent_key: str | None = None) -> str:
     """Content key of what determines ``cfg``'s result. A run initialized from another is keyed
     by its own config, its parent's key and the checkpoint step, never the parent's path, so a
@@ -167,16 +172,25 @@ class RunDir:
                 "or choose another name or trainer.out_dir"
             )
 
-    def check_resumable(self, cfg: RunConfig) -> None:
-        """The stored config must equal ``cfg`` except in ``RESUMABLE_TRAINER_FIELDS``."""
-        stored = result_config(read_run_config(self.root).to_dict())
-        current = result_config(cfg.to_dict())
-        field = first_difference(stored, current)
+    def check_resumable(self, cfg: RunConfig, allow_changes: bool = False) -> None:
+        """The stored config must equal ``cfg``: except in ``RESUMABLE_TRAINER_FIELDS`` when
+        ``allow_changes`` (the resume then rewrites ``config.yaml``), and always except in
+        ``trainer.progress`` (how progress is shown changes nothing of the run)."""
+        stored = read_run_config(self.root).to_dict()
+        current = cfg.to_dict()
+        field = first_difference(result_config(stored), result_config(current))
         if field is not None:
             raise ConfigError(
                 f"cannot resume {self.root}: {field} is {_lookup(current, field)!r} but the run "
                 f"was started with {_lookup(stored, field)!r}; resume with the stored config or "
                 "start a new run (another name or trainer.out_dir)"
+            )
+        field = None if allow_changes else first_difference(_shown(stored), _shown(current))
+        if field is not None:
+            raise ConfigError(
+                f"resuming {self.root} would change {field} from {_lookup(stored, field)!r} to "
+                f"{_lookup(current, field)!r}; pass --allow-changes to resume with the change "
+                "(trainer fields that leave the result alone only), or drop the override"
             )
 
     def write_config(self, cfg: RunConfig) -> None:

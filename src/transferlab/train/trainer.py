@@ -33,6 +33,7 @@ from transferlab.train.checkpoint import list_checkpoints
 from transferlab.train.distributed import DistContext, init_distributed
 from transferlab.train.engine import Callback, Engine, LoopSettings, TrainingDiverged
 from transferlab.train.init import data_config, initialize_from_parent
+from transferlab.train.memory import check_memory
 from transferlab.train.rng import seeded_generator
 from transferlab.train.run_dir import RunDir, config_key, run_dir_of
 
@@ -55,8 +56,15 @@ class TrainResult:
     checkpoint: Path | None = None  # the newest complete checkpoint
 
 
-def train(cfg: RunConfig, resume: bool = False, *, stop_after: int | None = None) -> TrainResult:
-    """Train ``cfg`` in ``trainer.out_dir/name`` (or continue it from its latest checkpoint).
+def train(
+    cfg: RunConfig,
+    resume: bool = False,
+    *,
+    allow_changes: bool = False,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train ``cfg`` in ``trainer.out_dir/name`` (or continue it from its latest checkpoint;
+    ``allow_changes`` lets the resumed config differ in ``RESUMABLE_TRAINER_FIELDS``).
 
     ``stop_after`` ends this call after that many steps as an interruption would (checkpoint,
     ``interrupted=True``); the learning-rate schedule still spans ``trainer.max_steps``.
@@ -64,7 +72,7 @@ def train(cfg: RunConfig, resume: bool = False, *, stop_after: int | None = None
     """
     dist = init_distributed(cfg.trainer.device)
     try:
-        return Pretraining(cfg, dist, resume).run(stop_after)
+        return Pretraining(cfg, dist, resume, allow_changes).run(stop_after)
     finally:
         dist.close()
 
@@ -84,13 +92,16 @@ def resolve_model_vocab(cfg: RunConfig, vocab_size: int) -> RunConfig:
 class Pretraining:
     """One process's pretraining stage: builds the engine's parts; ``run()`` trains."""
 
-    def __init__(self, cfg: RunConfig, dist: DistContext, resume: bool) -> None:
+    def __init__(
+        self, cfg: RunConfig, dist: DistContext, resume: bool, allow_changes: bool = False
+    ) -> None:
         self.dist = dist
         data = dist.main_first(lambda: prepare_data(data_config(cfg)))
         self.cfg = cfg = resolve_model_vocab(cfg, data.vocab_size)
         self.plan = plan_batches(cfg.trainer, dist.world_size)
+        check_memory(cfg, self.plan.micro_batch_size, dist.device)  # before any allocation
         self.run_dir = RunDir(run_dir_of(cfg))
-        resume_from = self._checkpoint_to_resume(resume)
+        resume_from = self._checkpoint_to_resume(resume, allow_changes)
         dist.barrier()  # every rank has read the run dir before rank 0 rewrites its files
 
         torch.manual_seed(cfg.seed)
@@ -153,7 +164,7 @@ class Pretraining:
             ProgressCallback(t.progress),
         ]
 
-    def _checkpoint_to_resume(self, resume: bool) -> Path | None:
+    def _checkpoint_to_resume(self, resume: bool, allow_changes: bool) -> Path | None:
         if not resume:
             self.run_dir.check_fresh()
             return None
@@ -161,7 +172,7 @@ class Pretraining:
         if latest is None:
             log.info("%s has no checkpoint to resume from; starting from step 0", self.run_dir.root)
             return None
-        self.run_dir.check_resumable(self.cfg)
+        self.run_dir.check_resumable(self.cfg, allow_changes)
         return latest
 
     def _run_info(self, data: PreparedData) -> dict[str, Any]:

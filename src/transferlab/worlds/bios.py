@@ -187,8 +187,16 @@ class BiosWorld(World):
         return {name: [p.person_id for p in self.people if p.split == name] for name in SPLITS}
 
     def attribute_values(self, attribute: str) -> list[str]:
-        """Every value ``attribute`` can take (e.g. to draw multiple-choice distractors from)."""
+        """Every value ``attribute`` can take, shown in the corpus or not."""
         return list(_value_pool(attribute))
+
+    def corpus_values(self, attribute: str) -> list[str]:
+        """The distinct values of ``attribute`` the corpus shows (every person's biography states
+        each attribute), in order of first appearance among the people: what multiple-choice
+        distractors are drawn from, so a distractor is never a value no text ever showed (a
+        word-level tokenizer would read it as ``<unk>``) while the answer always is one."""
+        _value_pool(attribute)  # an unknown attribute fails here, naming the valid ones
+        return list(dict.fromkeys(getattr(person, attribute) for person in self.people))
 
     def write(self, out_dir: Path) -> None:
         # Imported here: pyarrow is slow to import and only writing needs it.
