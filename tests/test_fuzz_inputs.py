@@ -247,7 +247,12 @@ def test_fuzz_tokenized_shards(tmp_path_factory, docs, vocab_size, damage, cut):
     if written is None or not folder.is_dir():
         return
     for path in sorted(folder.iterdir()):
-        if damage == "truncate_ds" and path.suffix == ".ds" or damage == "truncate_index" and path.name.endswith(".index"):
+        if (
+            damage == "truncate_ds"
+            and path.suffix == ".ds"
+            or damage == "truncate_index"
+            and path.name.endswith(".index")
+        ):
             path.write_bytes(path.read_bytes()[:cut])
         elif damage == "garbage_metadata" and path.name.endswith(".metadata"):
             path.write_bytes(bytes(range(cut)))
