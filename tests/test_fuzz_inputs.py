@@ -218,7 +218,10 @@ def test_fuzz_text_data_files(tmp_path_factory, kind, lines, options):
 @FUZZ
 @given(
     st.lists(
-        st.one_of(st.text(max_size=20), st.none(), st.integers(), st.binary(max_size=8)), max_size=6
+        st.one_of(
+            st.text(max_size=20), st.none(), st.integers(-(2**63), 2**63 - 1), st.binary(max_size=8)
+        ),
+        max_size=6,
     ),
     st.sampled_from(["text", "body", "0"]),
     st.dictionaries(st.sampled_from(["text_field", "id_field", "batch_size"]), scalars, max_size=2),
