@@ -79,7 +79,9 @@ def test_tokenizer_round_trips_through_transformers(tmp_path, tokenizer_file):
     text = "the cat sat on a mat . the dog"
     expected = Tokenizer.from_file(str(tokenizer_file)).encode(text).ids
     assert expected[-1] == WORDS.index("<unk>")
-    assert hf_tok(text)["input_ids"] == expected
+    # <bos> first by default, as every document was in training; nothing appended
+    assert hf_tok(text)["input_ids"] == [WORDS.index("<bos>"), *expected]
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == expected
     named = (hf_tok.pad_token_id, hf_tok.bos_token_id, hf_tok.eos_token_id, hf_tok.mask_token_id)
     assert named == (0, 1, 2, 3)
     assert hf_tok.unk_token == "<unk>"
@@ -107,3 +109,73 @@ def test_export_rejects_a_mismatched_tokenizer(tmp_path, tokenizer_file):
     with pytest.raises(ValueError, match=r"special tokens \['<pad>', '<bos>', '<eos>', '<mask>'\]"):
         export_llama(make_model(), tmp_path / "bare.json", tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_export_files_carry_the_fields_transformers_4_reads(tmp_path, tokenizer_file):
+    out = export_llama(make_model(), tokenizer_file, tmp_path / "hf")
+    config = json.loads((out / "config.json").read_text())
+    # 4.x reads only the top-level base; without it RoPE silently uses 10000
+    assert config["rope_theta"] == 500.0
+    assert config["torch_dtype"] == "float32"
+    tok_config = json.loads((out / "tokenizer_config.json").read_text())
+    # "TokenizersBackend" (what transformers 5 writes) is a class 4.x does not have
+    assert tok_config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert (tok_config["add_bos_token"], tok_config["add_eos_token"]) == (True, False)
+
+
+def test_scores_with_default_tokenization_equal_ours(tmp_path, tokenizer_file):
+    """What lm-evaluation-harness does with default settings: encode context and
+    context + continuation with the tokenizer's defaults, sum the continuation's log-probs."""
+    from transferlab.data.tokenizer import TextTokenizer
+    from transferlab.evaluate.score import score_choices
+
+    model = make_model()
+    out = export_llama(model, tokenizer_file, tmp_path / "hf")
+    ours_tok = TextTokenizer.from_file(tokenizer_file)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    context, choices = "the cat sat on", [" a mat", " the cat .", " mat"]
+    bos = ours_tok.special.bos
+    ours = score_choices(
+        model, [([bos, *ours_tok.encode(context)], [ours_tok.encode(c) for c in choices])]
+    )
+    theirs = []
+    with torch.no_grad():
+        for choice in choices:
+            n_context = len(hf_tok(context)["input_ids"])
+            ids = torch.tensor([hf_tok(context + choice)["input_ids"]])
+            logprobs = hf(ids).logits.log_softmax(-1)[0, :-1]
+            targets = ids[0, 1:]
+            picked = logprobs.gather(1, targets[:, None])[:, 0]
+            theirs.append(picked[n_context - 1 :].sum().item())
+    assert theirs == pytest.approx(ours[0], abs=1e-4)
+
+
+def test_peft_lora_trains_and_reloads_on_the_export(tmp_path, tokenizer_file):
+    peft = pytest.importorskip("peft")
+    model = make_model()
+    out = export_llama(model, tokenizer_file, tmp_path / "hf")
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets, task_type="CAUSAL_LM")
+    base = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    tuned = peft.get_peft_model(base, lora)
+    ids = torch.randint(5, 12, (2, 10), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ours = model(ids)
+        # LoRA starts as the identity: the wrapped export is still our model
+        assert (tuned(ids).logits - ours).abs().max().item() <= 1e-4
+    trainable = [n for n, p in tuned.named_parameters() if p.requires_grad]
+    # one A and one B per target module per layer, nothing of the base model
+    assert len(trainable) == 2 * len(targets) * model.config.n_layers
+    assert all("lora_" in n for n in trainable)
+    opt = torch.optim.SGD([p for p in tuned.parameters() if p.requires_grad], lr=0.5)
+    tuned(ids, labels=ids).loss.backward()
+    opt.step()
+    with torch.no_grad():
+        after = tuned(ids).logits
+    assert (after - ours).abs().max().item() > 1e-3
+    tuned.save_pretrained(tmp_path / "adapter")
+    fresh = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    reloaded = peft.PeftModel.from_pretrained(fresh, tmp_path / "adapter")
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, after, atol=1e-6)

@@ -214,9 +214,8 @@ def _run_experiment(spec, out: Path | None, jobs: int, executor: str, dry_run: b
         _fail("interrupted; run the same command again to resume where it stopped", code=130)
     except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as exc:
         _fail(str(exc))
-    print_summary(exp_dir, console)
     console.print(f"report: {result.report}", highlight=False, soft_wrap=True)
-    console.print(f"verdict: {result.verdict}", highlight=False, soft_wrap=True)
+    print_summary(exp_dir, console)  # its last line is the verdict, printed once
 
 
 def _print_plan(info: dict) -> None:
@@ -246,8 +245,8 @@ def _print_plan(info: dict) -> None:
     console.print(table)
     minutes = info["estimated_seconds"] / 60
     console.print(
-        f"estimated time: {minutes:.1f} min on this machine (rough: FLOP count / "
-        "measured matmul speed)"
+        f"estimated time: {minutes:.1f} min on this machine (a few training steps of each "
+        "model timed here, plus validation and evaluation)"
     )
 
 

@@ -54,7 +54,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
-        pairs[key] = _parse_value(raw)
+        try:
+            pairs[key] = _parse_value(raw)
+        except yaml.YAMLError as exc:  # the first line of YAML's own message, not its traceback
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]}); "
+                "quote it, e.g. key='value'"
+            ) from None
     return set_dotted(data, pairs)
 
 

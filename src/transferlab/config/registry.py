@@ -53,6 +53,10 @@ class Registry:
 
     def get(self, name: str) -> Any:
         self._load()
+        if not isinstance(name, str):  # from YAML a name may be anything; `in` needs a hashable
+            raise ValueError(
+                f"{self.kind} name {name!r} is not a string; expected one of {self.names()}"
+            )
         if name not in self._entries:
             raise ValueError(f"unknown {self.kind} {name!r}; expected one of {self.names()}")
         return self._entries[name]

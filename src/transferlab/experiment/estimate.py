@@ -1,5 +1,12 @@
-"""A rough wall-time estimate of a plan, for ``--dry-run``: training FLOPs over the FLOP/s this
-machine reaches on matrix products, discounted by the efficiency small models reach in practice.
+"""A wall-time estimate of a plan, for ``--dry-run``, from a short measurement of this machine:
+a few optimizer steps of each distinct planned training shape (model, vocabulary, batch, sequence
+length, objective, optimizer), timed on random tokens and cached per machine in
+``cache_root()/machine/<CPU model, threads, torch version>/steps.json``, so a second dry run, and
+the real run's own plan, measure nothing.
+
+A run costs its steps, its validations (forward only: about a third of a step per batch) and a
+fixed setup (data loading, checkpoints); evaluation adds ``EVAL_OVERHEAD`` of the training time,
+a rule of thumb the step measurement does not cover (tasks are not run to estimate them).
 
 The vocabulary size (and so the output layer's cost) is known only once the tokenizer exists. For
 a world the estimate builds the data stage (seconds, and cached for the real run); for real
@@ -9,34 +16,24 @@ reads its first stage's tokenizer, so it has that stage's vocabulary."""
 
 from __future__ import annotations
 
+import json
+import platform
+import statistics
 import time
-from functools import lru_cache
+from pathlib import Path
 
 import torch
 
-from transferlab.artifacts import is_complete
+from transferlab.artifacts import cache_root, content_key, is_complete, write_json_atomic
 from transferlab.config import RunConfig
 from transferlab.data.prepare import data_dir, prepare_data
 from transferlab.experiment.planner import Plan, PlannedRun
-from transferlab.models.flops import flops_per_token
+from transferlab.models import build_model
 
-# Fraction of the matmul peak a small transformer's training step reaches on CPU (0.53-0.75 for
-# the micro to medium presets in benchmarks/train_throughput.py, rounded down); evaluation adds
-# about EVAL_OVERHEAD of the training time.
-TRAIN_EFFICIENCY = 0.5
 EVAL_OVERHEAD = 0.25
-
-
-@lru_cache(maxsize=1)
-def matmul_flops_per_second(size: int = 1024, reps: int = 4) -> float:
-    """Best fp32 FLOP/s of one ``size`` x ``size`` product (the first run warms the threads up)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = float("inf")
-    for _ in range(reps + 1):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+VALIDATION_STEP_FRACTION = 1 / 3  # a forward pass of a training step's forward + backward
+SETUP_SECONDS = 1.0  # per run: data, model and optimizer set up, final checkpoint
+WARMUP_STEPS, TIMED_STEPS = 2, 5
 
 
 def estimate_seconds(plan: Plan) -> float:
@@ -47,14 +44,97 @@ def estimate_seconds(plan: Plan) -> float:
 
 
 def run_seconds(run: PlannedRun, plan: Plan) -> float:
-    """Seconds to train ``run`` (a run of ``plan``) from scratch and evaluate it."""
+    """Seconds to train ``run`` (a run of ``plan``) from scratch and evaluate it; the
+    vocabulary is that of the chain's first stage, whose tokenizer every stage reads."""
     cfg = run.config
-    model = cfg.model
-    if model.vocab_size is None:
-        model = model.model_copy(update={"vocab_size": _vocab_size(_first_stage(run, plan))})
-    tokens = cfg.trainer.max_steps * cfg.trainer.batch_size * cfg.data.seq_len
-    flops = tokens * flops_per_token(model, cfg.data.seq_len)
-    return flops / (matmul_flops_per_second() * TRAIN_EFFICIENCY) * (1 + EVAL_OVERHEAD)
+    if cfg.model.vocab_size is None:
+        vocab = _vocab_size(_first_stage(run, plan))
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"vocab_size": vocab})})
+    return SETUP_SECONDS + training_seconds(cfg) * (1 + EVAL_OVERHEAD)
+
+
+def training_seconds(cfg: RunConfig) -> float:
+    """Seconds of ``cfg``'s optimizer steps and validations (setup and evaluation aside)."""
+    trainer = cfg.trainer
+    step = step_seconds(cfg)
+    validations = trainer.max_steps // trainer.eval_interval if trainer.eval_interval else 0
+    validation = validations * trainer.eval_batches * step * VALIDATION_STEP_FRACTION
+    return trainer.max_steps * step + validation
+
+
+def machine_dir() -> Path:
+    """This machine's measurements: a CPU model, thread count and torch version of their own."""
+    machine = {
+        "cpu": _cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    return cache_root() / "machine" / content_key(machine)
+
+
+def step_seconds(cfg: RunConfig) -> float:
+    """Seconds per optimizer step of ``cfg``'s training shape on this machine (measured once)."""
+    model_cfg = cfg.model
+    if model_cfg.vocab_size is None:
+        model_cfg = model_cfg.model_copy(update={"vocab_size": _vocab_size(cfg)})
+    shape = {
+        "model": model_cfg.to_dict(),
+        "batch_size": cfg.trainer.batch_size,
+        "micro_batch_size": cfg.trainer.micro_batch_size,
+        "seq_len": cfg.data.seq_len,
+        "objective": cfg.objective.to_dict(),
+        "optimizer": cfg.optimizer.name,
+    }
+    path = machine_dir() / "steps.json"
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    key = content_key(shape)
+    if key not in table:
+        table[key] = _measure_steps(cfg.model_copy(update={"model": model_cfg}))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # merged afresh: another process may have added its shapes meanwhile
+        latest = json.loads(path.read_text()) if path.is_file() else {}
+        write_json_atomic(path, latest | table)
+    return table[key]
+
+
+def _measure_steps(cfg: RunConfig) -> float:
+    """The median of a few timed optimizer steps on random tokens (after warm-up steps): on a
+    shared machine the fastest step is a lucky one, which the real run does not repeat."""
+    from transferlab.data.tokenizer import SpecialTokenIds
+
+    vocab = cfg.model.vocab_size
+    with torch.random.fork_rng(devices=[]):  # the measurement must not move the caller's RNG
+        torch.manual_seed(0)
+        model = build_model(cfg.model)
+        optimizer = cfg.optimizer.build(model)
+        objective = cfg.objective.build(SpecialTokenIds(), vocab)
+        generator = torch.Generator().manual_seed(0)
+        batch_size, micro = (
+            cfg.trainer.batch_size,
+            cfg.trainer.micro_batch_size or cfg.trainer.batch_size,
+        )
+        window = torch.randint(4, vocab, (batch_size, cfg.data.seq_len + 1), generator=generator)
+        times = []
+        for i in range(WARMUP_STEPS + TIMED_STEPS):
+            start = time.perf_counter()
+            batch = objective.make_batch(window, generator)
+            for lo in range(0, batch_size, micro):
+                part = {name: t[lo : lo + micro] for name, t in batch.items()}
+                objective.loss(model, part).total.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if i >= WARMUP_STEPS:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def _first_stage(run: PlannedRun, plan: Plan) -> RunConfig:

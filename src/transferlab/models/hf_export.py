@@ -7,6 +7,11 @@ RMSNorm, SwiGLU, no biases), so their export only renames weights and splits the
 projections. A model with QK-norm is exported as ``Qwen3ForCausalLM``, which is Llama plus a
 per-head RMSNorm on q and k before RoPE.
 Any transformers >= 4.51 (Qwen3) works; ``save_pretrained`` writes safetensors by default there.
+
+The files written load under transformers 4.x and 5.x alike, whichever wrote them
+(``_compatible_files``), and the tokenizer prepends ``<bos>`` by default, as every training
+document and every scored context starts with it, so scores computed elsewhere with default
+settings (lm-evaluation-harness, a plain ``tokenizer(text)``) equal ours.
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ def hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
 
 def hf_tokenizer(tokenizer_file: Path, max_length: int) -> Any:
     """A ``PreTrainedTokenizerFast`` over our ``tokenizer.json`` with the special tokens named."""
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer, processors
     from transformers import PreTrainedTokenizerFast
 
     tokenizer_file = Path(tokenizer_file)
@@ -111,8 +116,18 @@ def hf_tokenizer(tokenizer_file: Path, max_length: int) -> Any:
     unk = json.loads(tokenizer_file.read_text())["model"].get("unk_token")
     if unk is not None:
         special["unk_token"] = unk
+    bos = SPECIAL_TOKENS["bos_token"]
+    raw.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A",
+        pair=f"{bos} $A {bos} $B:1",
+        special_tokens=[(bos, raw.token_to_id(bos))],
+    )
     return PreTrainedTokenizerFast(
-        tokenizer_file=str(tokenizer_file), model_max_length=max_length, **special
+        tokenizer_object=raw,
+        model_max_length=max_length,
+        add_bos_token=True,
+        add_eos_token=False,
+        **special,
     )
 
 
@@ -141,7 +156,32 @@ def export_llama(model: Transformer, tokenizer_file: Path, out_dir: Path) -> Pat
     with atomic_dir(out_dir, kind=EXPORT_KIND) as tmp:
         hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        _compatible_files(tmp, model.config)
     return out_dir
+
+
+def _compatible_files(folder: Path, cfg: ModelConfig) -> None:
+    """Make what this transformers version saved readable by the other major version too.
+
+    transformers 5 names the tokenizer class ``TokenizersBackend`` (unknown to 4.x, which then
+    refuses to load it) where 4.x wrote ``PreTrainedTokenizerFast`` (5.x's alias of the same
+    class), and moves ``rope_theta`` into ``rope_parameters`` (4.x reads only the top-level
+    field and would silently fall back to its default base of 10000) and ``torch_dtype`` to
+    ``dtype``. Writing both spellings is read the same by either version.
+    """
+    tok_path = folder / "tokenizer_config.json"
+    tok_cfg = json.loads(tok_path.read_text())
+    # add_bos_token is what lm-evaluation-harness and PEFT users look for; tokenizer.json's
+    # post-processor is what does it in either version.
+    tok_cfg |= {"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": True}
+    tok_cfg["add_eos_token"] = False
+    tok_path.write_text(json.dumps(tok_cfg, indent=2) + "\n")
+    cfg_path = folder / "config.json"
+    model_cfg = json.loads(cfg_path.read_text())
+    model_cfg["rope_theta"] = cfg.rope_theta
+    model_cfg["rope_scaling"] = None
+    model_cfg.setdefault("torch_dtype", model_cfg.get("dtype", "float32"))
+    cfg_path.write_text(json.dumps(model_cfg, indent=2, sort_keys=True) + "\n")
 
 
 def _model_class(cfg: ModelConfig) -> type:

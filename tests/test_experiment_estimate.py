@@ -1,0 +1,62 @@
+"""The --dry-run estimate: training steps of the planned shape timed on this machine, cached per
+machine, and close to the measured wall time of the run it estimates."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from transferlab.experiment import estimate
+from transferlab.train import train
+
+
+def run_config(tiny_config, **trainer):
+    cfg = tiny_config()
+    return cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update=trainer)})
+
+
+def test_step_time_is_measured_once_per_machine_and_shape(tiny_config, tmp_path, monkeypatch):
+    calls = []
+    measure = estimate._measure_steps
+    monkeypatch.setattr(estimate, "_measure_steps", lambda cfg: calls.append(cfg) or measure(cfg))
+    cfg = run_config(tiny_config)
+    first = estimate.step_seconds(cfg)
+    assert first > 0 and estimate.step_seconds(cfg) == first and len(calls) == 1
+    table = json.loads((estimate.machine_dir() / "steps.json").read_text())
+    assert list(table.values()) == [first]
+    wider = cfg.model_copy(update={"model": cfg.model.model_copy(update={"d_model": 64})})
+    estimate.step_seconds(wider)  # another shape: measured and added
+    assert (
+        len(calls) == 2
+        and len(json.loads((estimate.machine_dir() / "steps.json").read_text())) == 2
+    )
+    threads = torch.get_num_threads()
+    other = estimate.machine_dir()
+    try:
+        torch.set_num_threads(threads + 1)  # another machine, as far as speed goes
+        assert estimate.machine_dir() != other
+    finally:
+        torch.set_num_threads(threads)
+    assert estimate.machine_dir().parent == estimate.cache_root() / "machine"
+
+
+def test_measuring_leaves_the_rng_alone(tiny_config, tmp_path):
+    cfg = run_config(tiny_config)
+    state = torch.get_rng_state()
+    estimate.step_seconds(cfg)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps", [60, 150])
+def test_estimate_is_within_30_percent_of_the_measured_run(tiny_config, tmp_path, steps):
+    cfg = run_config(tiny_config, max_steps=steps, eval_interval=50, checkpoint_interval=50)
+    predicted = estimate.SETUP_SECONDS + estimate.training_seconds(cfg)
+    start = time.perf_counter()
+    train(cfg)
+    measured = time.perf_counter() - start
+    print(f"{steps} steps: estimated {predicted:.2f} s, measured {measured:.2f} s")
+    assert 0.7 * measured <= predicted <= 1.3 * measured
