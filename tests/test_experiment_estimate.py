@@ -21,7 +21,9 @@ def run_config(tiny_config, **trainer):
 def test_step_time_is_measured_once_per_machine_and_shape(tiny_config, tmp_path, monkeypatch):
     calls = []
     measure = estimate._measure_steps
-    monkeypatch.setattr(estimate, "_measure_steps", lambda cfg: calls.append(cfg) or measure(cfg))
+    monkeypatch.setattr(
+        estimate, "_measure_steps", lambda cfg, threads: calls.append(cfg) or measure(cfg, threads)
+    )
     cfg = run_config(tiny_config)
     first = estimate.step_seconds(cfg)
     assert first > 0 and estimate.step_seconds(cfg) == first and len(calls) == 1
@@ -41,6 +43,27 @@ def test_step_time_is_measured_once_per_machine_and_shape(tiny_config, tmp_path,
     finally:
         torch.set_num_threads(threads)
     assert estimate.machine_dir().parent == estimate.cache_root() / "machine"
+    assert estimate.machine_dir(threads + 1) != other  # a pool worker's threads: measured apart
+
+
+def test_the_wall_time_spreads_runs_over_the_jobs_but_not_a_chain(monkeypatch):
+    """Two independent runs of 10 s take 10 s on two jobs; a parent and child of 10 s each take
+    20 s however many jobs there are."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(estimate, "run_seconds", lambda run, plan, threads: 10.0)
+
+    def plan(*parents):
+        runs = [
+            SimpleNamespace(key=f"r{i}", parent=parent, status=lambda: "todo")
+            for i, parent in enumerate(parents)
+        ]
+        return SimpleNamespace(runs=runs)
+
+    assert estimate.estimate_seconds(plan(None, None), jobs=2) == 10.0
+    assert estimate.estimate_seconds(plan(None, None), jobs=1) == 20.0
+    assert estimate.estimate_seconds(plan(None, "r0"), jobs=2) == 20.0
+    assert estimate.estimate_seconds(plan(None, "r0", None, None), jobs=2) == 20.0
 
 
 def test_measuring_leaves_the_rng_alone(tiny_config, tmp_path):

@@ -207,7 +207,8 @@ def _run_experiment(spec, out: Path | None, jobs: int, executor: str, dry_run: b
         check_execution(executor, jobs)
         if dry_run:
             plan = plan_experiment(spec)
-            _print_plan(write_plan(plan, exp_dir, shlex.join(["transferlab", *sys.argv[1:]])))
+            command = shlex.join(["transferlab", *sys.argv[1:]])
+            _print_plan(write_plan(plan, exp_dir, command, jobs))
             return
         result = run_experiment(spec, exp_dir, jobs=jobs, executor=executor)
     except KeyboardInterrupt:
@@ -245,8 +246,8 @@ def _print_plan(info: dict) -> None:
     console.print(table)
     minutes = info["estimated_seconds"] / 60
     console.print(
-        f"estimated time: {minutes:.1f} min on this machine (a few training steps of each "
-        "model timed here, plus validation and evaluation)"
+        f"estimated time: {minutes:.1f} min on this machine with {info['jobs']} job(s) (a few "
+        "training steps of each model timed here, plus validation and evaluation)"
     )
 
 

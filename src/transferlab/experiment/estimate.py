@@ -17,6 +17,7 @@ reads its first stage's tokenizer, so it has that stage's vocabulary."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -36,44 +37,70 @@ SETUP_SECONDS = 1.0  # per run: data, model and optimizer set up, final checkpoi
 WARMUP_STEPS, TIMED_STEPS = 2, 5
 
 
-def estimate_seconds(plan: Plan) -> float:
-    """Seconds to finish the unfinished runs of ``plan`` (done runs cost nothing; a stage that
-    several variants share is trained once and counted once)."""
-    unique = {run.key: run for run in plan.runs}
-    return sum(run_seconds(run, plan) for run in unique.values() if run.status() != "done")
+def estimate_seconds(plan: Plan, jobs: int = 1) -> float:
+    """Seconds to finish the unfinished runs of ``plan`` with ``jobs`` parallel processes (done
+    runs cost nothing; a stage that several variants share is trained once and counted once).
+
+    Each run is timed at the threads a pool worker gets (the cores shared among the jobs); the
+    wall time is the larger of the total spread over the jobs and the longest chain of stages,
+    which must run one after another."""
+    threads = worker_threads(jobs)
+    unique = {run.key: run for run in plan.runs if run.status() != "done"}
+    seconds = {key: run_seconds(run, plan, threads) for key, run in unique.items()}
+    return max(sum(seconds.values()) / jobs, _longest_chain(unique, seconds), 0.0)
 
 
-def run_seconds(run: PlannedRun, plan: Plan) -> float:
-    """Seconds to train ``run`` (a run of ``plan``) from scratch and evaluate it; the
-    vocabulary is that of the chain's first stage, whose tokenizer every stage reads."""
+def worker_threads(jobs: int) -> int:
+    """The torch threads of each of ``jobs`` local worker processes (as the executor sets)."""
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else torch.get_num_threads()
+
+
+def run_seconds(run: PlannedRun, plan: Plan, threads: int | None = None) -> float:
+    """Seconds to train ``run`` (a run of ``plan``) from scratch and evaluate it, on
+    ``threads`` torch threads (default: this process's); the vocabulary is that of the chain's
+    first stage, whose tokenizer every stage reads."""
     cfg = run.config
     if cfg.model.vocab_size is None:
         vocab = _vocab_size(_first_stage(run, plan))
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"vocab_size": vocab})})
-    return SETUP_SECONDS + training_seconds(cfg) * (1 + EVAL_OVERHEAD)
+    return SETUP_SECONDS + training_seconds(cfg, threads) * (1 + EVAL_OVERHEAD)
 
 
-def training_seconds(cfg: RunConfig) -> float:
+def _longest_chain(runs: dict[str, PlannedRun], seconds: dict[str, float]) -> float:
+    """The most seconds along one chain of unfinished stages (parent before child)."""
+    total: dict[str, float] = {}
+
+    def chain(key: str) -> float:
+        if key not in total:
+            parent = runs[key].parent
+            total[key] = seconds[key] + (chain(parent) if parent in runs else 0.0)
+        return total[key]
+
+    return max((chain(key) for key in runs), default=0.0)
+
+
+def training_seconds(cfg: RunConfig, threads: int | None = None) -> float:
     """Seconds of ``cfg``'s optimizer steps and validations (setup and evaluation aside)."""
     trainer = cfg.trainer
-    step = step_seconds(cfg)
+    step = step_seconds(cfg, threads)
     validations = trainer.max_steps // trainer.eval_interval if trainer.eval_interval else 0
     validation = validations * trainer.eval_batches * step * VALIDATION_STEP_FRACTION
     return trainer.max_steps * step + validation
 
 
-def machine_dir() -> Path:
+def machine_dir(threads: int | None = None) -> Path:
     """This machine's measurements: a CPU model, thread count and torch version of their own."""
     machine = {
         "cpu": _cpu_model(),
-        "threads": torch.get_num_threads(),
+        "threads": threads or torch.get_num_threads(),
         "torch": torch.__version__,
     }
     return cache_root() / "machine" / content_key(machine)
 
 
-def step_seconds(cfg: RunConfig) -> float:
-    """Seconds per optimizer step of ``cfg``'s training shape on this machine (measured once)."""
+def step_seconds(cfg: RunConfig, threads: int | None = None) -> float:
+    """Seconds per optimizer step of ``cfg``'s training shape on this machine with ``threads``
+    torch threads (default: this process's), measured once."""
     model_cfg = cfg.model
     if model_cfg.vocab_size is None:
         model_cfg = model_cfg.model_copy(update={"vocab_size": _vocab_size(cfg)})
@@ -85,11 +112,11 @@ def step_seconds(cfg: RunConfig) -> float:
         "objective": cfg.objective.to_dict(),
         "optimizer": cfg.optimizer.name,
     }
-    path = machine_dir() / "steps.json"
+    path = machine_dir(threads) / "steps.json"
     table = json.loads(path.read_text()) if path.is_file() else {}
     key = content_key(shape)
     if key not in table:
-        table[key] = _measure_steps(cfg.model_copy(update={"model": model_cfg}))
+        table[key] = _measure_steps(cfg.model_copy(update={"model": model_cfg}), threads)
         path.parent.mkdir(parents=True, exist_ok=True)
         # merged afresh: another process may have added its shapes meanwhile
         latest = json.loads(path.read_text()) if path.is_file() else {}
@@ -97,35 +124,57 @@ def step_seconds(cfg: RunConfig) -> float:
     return table[key]
 
 
-def _measure_steps(cfg: RunConfig) -> float:
-    """The median of a few timed optimizer steps on random tokens (after warm-up steps): on a
-    shared machine the fastest step is a lucky one, which the real run does not repeat."""
+def _measure_steps(cfg: RunConfig, threads: int | None = None) -> float:
+    """The median of a few timed engine steps on random tokens (after warm-up steps) with
+    ``threads`` torch threads: on a shared machine the fastest step is a lucky one, which the
+    real run does not repeat."""
     from transferlab.data.tokenizer import SpecialTokenIds
+    from transferlab.train.batching import plan_batches
+    from transferlab.train.distributed import DistContext
+    from transferlab.train.engine import Engine, LoopSettings
 
-    vocab = cfg.model.vocab_size
+    vocab, before = cfg.model.vocab_size, torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):  # the measurement must not move the caller's RNG
+        torch.set_num_threads(threads or before)
         torch.manual_seed(0)
         model = build_model(cfg.model)
-        optimizer = cfg.optimizer.build(model)
-        objective = cfg.objective.build(SpecialTokenIds(), vocab)
-        generator = torch.Generator().manual_seed(0)
-        batch_size, micro = (
-            cfg.trainer.batch_size,
-            cfg.trainer.micro_batch_size or cfg.trainer.batch_size,
+        window = torch.randint(4, vocab, (cfg.trainer.batch_size, cfg.data.seq_len + 1))
+        engine = Engine(
+            model,
+            cfg.objective.build(SpecialTokenIds(), vocab),
+            _SameWindows(window),
+            cfg.optimizer.build(model),
+            cfg.schedule.build(cfg.trainer.max_steps),
+            plan_batches(cfg.trainer, 1),
+            LoopSettings(max_steps=cfg.trainer.max_steps, seed=0, precision="fp32"),
+            DistContext(0, 1, 0, torch.device("cpu")),
         )
-        window = torch.randint(4, vocab, (batch_size, cfg.data.seq_len + 1), generator=generator)
         times = []
-        for i in range(WARMUP_STEPS + TIMED_STEPS):
-            start = time.perf_counter()
-            batch = objective.make_batch(window, generator)
-            for lo in range(0, batch_size, micro):
-                part = {name: t[lo : lo + micro] for name, t in batch.items()}
-                objective.loss(model, part).total.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if i >= WARMUP_STEPS:
-                times.append(time.perf_counter() - start)
+        try:
+            for i in range(WARMUP_STEPS + TIMED_STEPS):
+                start = time.perf_counter()
+                engine.train_step()
+                if i >= WARMUP_STEPS:
+                    times.append(time.perf_counter() - start)
+        finally:
+            torch.set_num_threads(before)
     return statistics.median(times)
+
+
+class _SameWindows:
+    """A batch source that yields one fixed batch of windows (timing needs no real data)."""
+
+    def __init__(self, window: torch.Tensor) -> None:
+        self.window = window
+
+    def global_batch(self) -> torch.Tensor:
+        return self.window
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore."""
 
 
 def _cpu_model() -> str:

@@ -15,7 +15,7 @@ import yaml
 
 from transferlab.artifacts import write_json_atomic
 from transferlab.experiment.analyze import analyze
-from transferlab.experiment.estimate import estimate_seconds, run_seconds
+from transferlab.experiment.estimate import estimate_seconds, run_seconds, worker_threads
 from transferlab.experiment.executor import check_execution, execute
 from transferlab.experiment.planner import Plan, plan_experiment
 from transferlab.experiment.results import collect_results
@@ -34,8 +34,9 @@ class ExperimentResult:
         return self.summary["verdict"]["text"]
 
 
-def write_plan(plan: Plan, exp_dir: Path, command: str) -> dict[str, Any]:
-    """``experiment.yaml`` and ``plan.json``: what will run, what is already done, how long."""
+def write_plan(plan: Plan, exp_dir: Path, command: str, jobs: int = 1) -> dict[str, Any]:
+    """``experiment.yaml`` and ``plan.json``: what will run, what is already done, how long
+    (with ``jobs`` parallel processes)."""
     exp_dir.mkdir(parents=True, exist_ok=True)
     (exp_dir / "experiment.yaml").write_text(yaml.safe_dump(plan.spec.to_dict(), sort_keys=False))
     info = {
@@ -49,7 +50,9 @@ def write_plan(plan: Plan, exp_dir: Path, command: str) -> dict[str, Any]:
                 "parent": r.parent,  # run_id of the run it starts from (None: from scratch)
                 "run_dir": str(r.run_dir),
                 "status": r.status(),
-                "estimated_seconds": 0.0 if r.status() == "done" else run_seconds(r, plan),
+                "estimated_seconds": 0.0
+                if r.status() == "done"
+                else run_seconds(r, plan, worker_threads(jobs)),
             }
             for r in plan.runs
         ],
@@ -57,7 +60,8 @@ def write_plan(plan: Plan, exp_dir: Path, command: str) -> dict[str, Any]:
             {"run_id": e.run.key, "task": e.task.task_name, "key": e.key, "status": e.status()}
             for e in plan.evals
         ],
-        "estimated_seconds": estimate_seconds(plan),
+        "estimated_seconds": estimate_seconds(plan, jobs),
+        "jobs": jobs,
     }
     write_json_atomic(exp_dir / "plan.json", info)
     return info
@@ -78,11 +82,11 @@ def run_experiment(
     start = time.perf_counter()
     check_execution(executor, jobs)  # before the plan writes anything
     plan = plan_experiment(spec)
-    write_plan(plan, exp_dir, command or shlex.join(["transferlab", *sys.argv[1:]]))
+    write_plan(plan, exp_dir, command or shlex.join(["transferlab", *sys.argv[1:]]), jobs)
     execute(plan, jobs=jobs, executor=executor, log=log)
     tables = collect_results(plan, exp_dir)
     summary = analyze(spec, tables)
     write_json_atomic(exp_dir / "summary.json", summary)
-    write_plan(plan, exp_dir, json.loads((exp_dir / "plan.json").read_text())["command"])
+    write_plan(plan, exp_dir, json.loads((exp_dir / "plan.json").read_text())["command"], jobs)
     report = write_report(exp_dir)
     return ExperimentResult(exp_dir, report, summary, time.perf_counter() - start)
