@@ -27,7 +27,8 @@ def _size(model: Any) -> int:
 class _Synthetic(Task[Any]):
     """Rows whose metric falls with the model's size: the wide variant has fewer errors."""
 
-    def read(self, model, tokenizer, world, run_id, seed, reader) -> list[dict[str, Any]]:
+    def read(self, subject) -> list[dict[str, Any]]:
+        model, run_id, seed = subject.model, subject.run_id, subject.seed
         size, cfg = _size(model), self.cfg
         rows = []
         for i in range(N_EXAMPLES):

@@ -324,7 +324,8 @@ class _MeanLogit(Task[Any]):
     """A task on no world (the runs pretrain on files): the mean output logit of each special
     token, one example each."""
 
-    def read(self, model, tokenizer, world, run_id, seed, reader) -> list[dict[str, Any]]:
+    def read(self, subject) -> list[dict[str, Any]]:
+        model, tokenizer, run_id = subject.model, subject.tokenizer, subject.run_id
         rows = []
         for token in tokenizer.special.all:
             with torch.no_grad():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
@@ -20,6 +21,18 @@ Split = Literal["train", "test"]
 
 
 C = TypeVar("C", bound=TaskConfig)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The model a task evaluates and what the task reads it with."""
+
+    model: nn.Module  # left unchanged by the task
+    tokenizer: TextTokenizer
+    world: Any  # None for tasks on real data (``TaskConfig.uses_world = False``)
+    run_id: str  # names the rows, so they pair across variants and seeds
+    seed: int  # the run's seed: draws choices and shots the same way for every variant
+    reader: Reader  # how the model is read (its objective's attention)
 
 
 class Task(ABC, Generic[C]):
@@ -49,19 +62,12 @@ class Task(ABC, Generic[C]):
         problem = reading_error(self.cfg, reader.attention)
         if problem:
             raise ValueError(problem)
-        return self.read(model, tokenizer, world, run_id, seed, reader)
+        return self.read(Subject(model, tokenizer, world, run_id, seed, reader))
 
     @abstractmethod
-    def read(
-        self,
-        model: nn.Module,
-        tokenizer: TextTokenizer,
-        world: Any,
-        run_id: str,
-        seed: int,
-        reader: Reader,
-    ) -> list[dict[str, Any]]:
-        """``run`` once the task knows it can read the model: scores and features via ``reader``."""
+    def read(self, subject: Subject) -> list[dict[str, Any]]:
+        """``run`` once the task knows it can read the model: scores and features through
+        ``subject.reader``."""
 
 
 class QaTaskConfig(TaskConfig):

@@ -20,12 +20,10 @@ import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
-from torch import nn
 
 from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
-from transferlab.data.tokenizer import TextTokenizer
-from transferlab.evaluate.base import Task
+from transferlab.evaluate.base import Subject, Task
 from transferlab.evaluate.code_tasks import (
     CodeTaskConfig,
     describe_corpus,
@@ -34,7 +32,6 @@ from transferlab.evaluate.code_tasks import (
     token_budget,
     top_module,
 )
-from transferlab.evaluate.readers import Reader
 from transferlab.evaluate.results import ExampleResult
 
 
@@ -57,16 +54,8 @@ class CodeLikelihoodConfig(CodeTaskConfig):
 
 
 class CodeLikelihoodTask(Task[CodeLikelihoodConfig]):
-    def read(
-        self,
-        model: nn.Module,
-        tokenizer: TextTokenizer,
-        world: Any,
-        run_id: str,
-        seed: int,
-        reader: Reader,
-    ) -> list[dict[str, Any]]:
-        """Rows for ``cfg``'s held-out functions; ``world`` and ``seed`` are unused."""
+    def read(self, subject: Subject) -> list[dict[str, Any]]:
+        """Rows for ``cfg``'s held-out functions; the subject's world and seed are unused."""
         cfg = self.cfg
         docs = sample(list(split_functions(cfg).heldout), cfg.max_examples, cfg.seed, "examples")
         if not docs:
@@ -74,16 +63,18 @@ class CodeLikelihoodTask(Task[CodeLikelihoodConfig]):
                 f"code_likelihood: no held-out function ({describe_corpus(cfg)}); add modules "
                 "or raise heldout_fraction"
             )
-        room = token_budget(model, cfg.max_tokens) - 1  # one position for <bos>
-        scored = [tokenizer.encode(doc.text)[:room] for doc in docs]
-        requests = [([tokenizer.special.bos], [ids]) for ids in scored]
-        logprobs = reader.score_choices(model, requests, tokenizer.special, cfg.batch_size)
+        room = token_budget(subject.model, cfg.max_tokens) - 1  # one position for <bos>
+        scored = [subject.tokenizer.encode(doc.text)[:room] for doc in docs]
+        requests = [([subject.tokenizer.special.bos], [ids]) for ids in scored]
+        logprobs = subject.reader.score_choices(
+            subject.model, requests, subject.tokenizer.special, cfg.batch_size
+        )
         rows = []
         for doc, ids, (logprob,) in zip(docs, scored, logprobs, strict=True):
-            bits = bits_per_byte(logprob, tokenizer.decode(ids))
+            bits = bits_per_byte(logprob, subject.tokenizer.decode(ids))
             rows.append(
                 ExampleResult(
-                    run_id=run_id,
+                    run_id=subject.run_id,
                     task=cfg.task_name,
                     example_id=doc.id,
                     group=top_module(doc),

@@ -35,7 +35,7 @@ from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.sources import TextDocument
 from transferlab.data.tokenizer import TextTokenizer
-from transferlab.evaluate.base import Task
+from transferlab.evaluate.base import Subject, Task
 from transferlab.evaluate.code_tasks import (
     CodeSplit,
     CodeTaskConfig,
@@ -97,28 +97,22 @@ def probe_examples(
 
 
 class CodeModuleTask(Task[CodeModuleConfig]):
-    def read(
-        self,
-        model: nn.Module,
-        tokenizer: TextTokenizer,
-        world: Any,
-        run_id: str,
-        seed: int,
-        reader: Reader,
-    ) -> list[dict[str, Any]]:
-        """Rows for ``cfg``'s held-out functions; ``world`` and ``seed`` are unused (the fit has
-        no randomness, the examples are fixed by ``cfg``)."""
+    def read(self, subject: Subject) -> list[dict[str, Any]]:
+        """Rows for ``cfg``'s held-out functions; the subject's world and seed are unused (the
+        fit has no randomness, the examples are fixed by ``cfg``)."""
         cfg = self.cfg
-        self._check_layer(model)
+        self._check_layer(subject.model)
         _, train, test = probe_examples(cfg)
-        budget = token_budget(model, cfg.max_tokens)
-        features = self._features(model, tokenizer, [*train, *test], budget, reader)
+        budget = token_budget(subject.model, cfg.max_tokens)
+        features = self._features(
+            subject.model, subject.tokenizer, [*train, *test], budget, subject.reader
+        )
         probe = fit_linear_probe(
             features[: len(train)], [top_module(doc) for doc in train], cfg.l2, cfg.max_iter
         )
         probs = probe.probabilities(features[len(train) :])
         return [
-            _row(doc, probe, p, run_id, cfg.task_name).to_dict()
+            _row(doc, probe, p, subject.run_id, cfg.task_name).to_dict()
             for doc, p in zip(test, probs, strict=True)
         ]
 

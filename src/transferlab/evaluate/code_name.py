@@ -41,13 +41,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
-from torch import nn
 
 from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.sources import TextDocument
 from transferlab.data.tokenizer import TextTokenizer
-from transferlab.evaluate.base import Task
+from transferlab.evaluate.base import Subject, Task
 from transferlab.evaluate.code_tasks import (
     CodeTaskConfig,
     describe_corpus,
@@ -57,7 +56,7 @@ from transferlab.evaluate.code_tasks import (
     top_module,
 )
 from transferlab.evaluate.metrics import CHOICE_METRICS, choice_scores
-from transferlab.evaluate.readers import READINGS, Reader
+from transferlab.evaluate.readers import READINGS
 from transferlab.evaluate.results import ExampleResult
 from transferlab.evaluate.score import Request
 
@@ -178,22 +177,19 @@ def build_name_examples(
 
 
 class CodeFunctionNameTask(Task[CodeFunctionNameConfig]):
-    def read(
-        self,
-        model: nn.Module,
-        tokenizer: TextTokenizer,
-        world: Any,
-        run_id: str,
-        seed: int,
-        reader: Reader,
-    ) -> list[dict[str, Any]]:
-        """Rows for ``cfg``'s examples; ``world`` and ``seed`` are unused (see ``code_tasks``)."""
+    def read(self, subject: Subject) -> list[dict[str, Any]]:
+        """Rows for ``cfg``'s examples; the subject's world and seed are unused (see
+        ``code_tasks``)."""
         cfg = self.cfg
-        examples = build_name_examples(cfg, tokenizer, token_budget(model, cfg.max_tokens))
+        examples = build_name_examples(
+            cfg, subject.tokenizer, token_budget(subject.model, cfg.max_tokens)
+        )
         requests = [ex.request for ex in examples]
-        logprobs = reader.score_choices(model, requests, tokenizer.special, cfg.batch_size)
+        logprobs = subject.reader.score_choices(
+            subject.model, requests, subject.tokenizer.special, cfg.batch_size
+        )
         return [
-            _row(example, scores, run_id, cfg.task_name).to_dict()
+            _row(example, scores, subject.run_id, cfg.task_name).to_dict()
             for example, scores in zip(examples, logprobs, strict=True)
         ]
 

@@ -24,13 +24,12 @@ from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import OPTIMIZERS, SCHEDULES, TASKS
 from transferlab.config.schemas import OptimizerConfig, ScheduleConfig
 from transferlab.data.tokenizer import TextTokenizer
-from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
+from transferlab.evaluate.base import QaTaskConfig, Subject, Task, require_bios
 from transferlab.evaluate.finetune import FinetuneSettings, finetune, steps_for_epochs
 from transferlab.evaluate.generate import greedy_generate
 from transferlab.evaluate.lora import LORA_TARGETS
 from transferlab.evaluate.metrics import ACCURACY, P_CORRECT, exact_match
 from transferlab.evaluate.qa import encode_answer, encode_prompt, select_items
-from transferlab.evaluate.readers import Reader
 from transferlab.evaluate.results import ExampleResult
 from transferlab.evaluate.score import score_choices
 
@@ -95,31 +94,25 @@ class QaFinetuneConfig(QaTaskConfig):
 
 
 class QaFinetuneTask(Task[QaFinetuneConfig]):
-    def read(
-        self,
-        model: nn.Module,
-        tokenizer: TextTokenizer,
-        world: Any,
-        run_id: str,
-        seed: int,
-        reader: Reader,
-    ) -> list[dict[str, Any]]:
+    def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
-        world = require_bios(world, cfg.task_name)
+        world = require_bios(subject.world, cfg.task_name)
         train_items = select_items(world, ["train"], cfg.attribute_names)
         pairs = [
             (
-                encode_prompt(tokenizer, item.question),
-                encode_answer(tokenizer, item.answer, eos=True),
+                encode_prompt(subject.tokenizer, item.question),
+                encode_answer(subject.tokenizer, item.answer, eos=True),
             )
             for item in train_items
         ]
         run_dir = None if self.work_dir is None else self.work_dir / "finetune"
         settings = cfg.settings(len(pairs))
-        tuned = finetune(model, pairs, settings, seed, tokenizer.special.pad, run_dir).model
+        tuned = finetune(
+            subject.model, pairs, settings, subject.seed, subject.tokenizer.special.pad, run_dir
+        ).model
         if cfg.method == "lora":  # fold the adapters in: a plain model generates faster
             tuned = tuned.merge_and_unload()
-        return self.evaluate(tuned, tokenizer, world, run_id)
+        return self.evaluate(tuned, subject.tokenizer, world, subject.run_id)
 
     def evaluate(
         self, model: nn.Module, tokenizer: TextTokenizer, world: Any, run_id: str

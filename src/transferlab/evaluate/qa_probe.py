@@ -32,7 +32,7 @@ from torch import nn
 from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.tokenizer import TextTokenizer
-from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
+from transferlab.evaluate.base import QaTaskConfig, Subject, Task, require_bios
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
 from transferlab.evaluate.qa import encode_prompt, select_items
@@ -71,28 +71,22 @@ def join_parts(attribute: str, parts: tuple[str, ...]) -> str:
 
 
 class QaProbeTask(Task[QaProbeConfig]):
-    def read(
-        self,
-        model: nn.Module,
-        tokenizer: TextTokenizer,
-        world: Any,
-        run_id: str,
-        seed: int,
-        reader: Reader,
-    ) -> list[dict[str, Any]]:
+    def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
-        world = require_bios(world, cfg.task_name)
+        world = require_bios(subject.world, cfg.task_name)
         splits = sorted({"train", *cfg.eval_splits})
         items = select_items(world, splits, cfg.attribute_names)
-        layers = self._layers(model)
-        features = self._features(model, tokenizer, world, items, layers, reader)
+        layers = self._layers(subject.model)
+        features = self._features(
+            subject.model, subject.tokenizer, world, items, layers, subject.reader
+        )
         rows = []
         for layer_slot, layer in enumerate(layers):
             task = cfg.task_name if cfg.layer != "all" else f"{cfg.task_name}@L{layer}"
             by_item: dict[int, dict[str, Any]] = {}
             for attribute in cfg.attribute_names:
                 by_item |= self._attribute_rows(
-                    features[layer_slot], items, attribute, run_id, task
+                    features[layer_slot], items, attribute, subject.run_id, task
                 )
             rows += [by_item[i] for i in sorted(by_item)]  # in the world's item order
         return rows

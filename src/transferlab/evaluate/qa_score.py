@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
-from torch import nn
 
 from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.tokenizer import TextTokenizer
-from transferlab.evaluate.base import QaTaskConfig, Task, require_bios
+from transferlab.evaluate.base import QaTaskConfig, Subject, Task, require_bios
 from transferlab.evaluate.metrics import CHOICE_METRICS, choice_scores
 from transferlab.evaluate.qa import (
     answer_text,
@@ -39,7 +38,7 @@ from transferlab.evaluate.qa import (
     example_rng,
     select_items,
 )
-from transferlab.evaluate.readers import READINGS, Reader
+from transferlab.evaluate.readers import READINGS
 from transferlab.evaluate.results import ExampleResult
 from transferlab.evaluate.score import Request
 from transferlab.worlds.bios import BiosWorld, QAItem
@@ -96,26 +95,22 @@ class QaScoreTask(Task[QaScoreConfig]):
         super().__init__(cfg)
         self.examples_per_s: float | None = None  # throughput of the last run's scoring
 
-    def read(
-        self,
-        model: nn.Module,
-        tokenizer: TextTokenizer,
-        world: Any,
-        run_id: str,
-        seed: int,
-        reader: Reader,
-    ) -> list[dict[str, Any]]:
+    def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
-        examples = build_requests(cfg, require_bios(world, cfg.task_name), tokenizer, seed)
+        examples = build_requests(
+            cfg, require_bios(subject.world, cfg.task_name), subject.tokenizer, subject.seed
+        )
         start = time.perf_counter()
         requests = [ex.request for ex in examples]
-        logprobs = reader.score_choices(model, requests, tokenizer.special, cfg.batch_size)
+        logprobs = subject.reader.score_choices(
+            subject.model, requests, subject.tokenizer.special, cfg.batch_size
+        )
         self.examples_per_s = len(examples) / max(time.perf_counter() - start, 1e-9)
         log.info(
             "%s: %d examples at %.1f examples/s", cfg.task_name, len(examples), self.examples_per_s
         )
         return [
-            _row(example, scores, run_id, cfg.task_name).to_dict()
+            _row(example, scores, subject.run_id, cfg.task_name).to_dict()
             for example, scores in zip(examples, logprobs, strict=True)
         ]
 
