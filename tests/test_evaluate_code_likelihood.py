@@ -95,3 +95,12 @@ def test_bits_per_byte_and_empty_corpus_error() -> None:
     cfg = TASKS.parse({**CFG, "modules": ["json"], "heldout_fraction": 0.01})
     with pytest.raises(ValueError, match="code_likelihood: no held-out function"):
         cfg.build().run(Uniform(300, 64), None, None, "r", seed=0)
+
+
+def test_code_a_tokenizer_reads_as_unknown_words_is_refused() -> None:
+    """Bits per byte of <unk> tokens would measure nothing about the code: refused in one line."""
+    cfg = TASKS.parse({**CFG, "max_examples": 5})
+    words = train_tokenizer(TokenizerConfig(kind="word"), ["Ada was born in Paris.\n"])
+    model = Uniform(words.vocab_size, max_seq_len=64)
+    with pytest.raises(ValueError, match=r"^code_likelihood: function .* \(<unk>\), so its score"):
+        cfg.build().run(model, words, None, "run0", seed=7)

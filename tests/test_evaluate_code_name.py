@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -207,14 +206,17 @@ def test_long_heads_keep_their_end_within_the_model_length(tmp_path: Path) -> No
     assert all(len(context) + len(choice) <= 32 for choice in choices)
 
 
-def test_word_level_tokenizer_mostly_unknown_still_runs(tmp_path: Path) -> None:
+def test_a_tokenizer_that_reads_code_as_unknown_words_is_refused(tmp_path: Path) -> None:
+    """A word-level tokenizer trained on prose maps code to <unk>: scoring it would measure how
+    the model reads "some unknown word", so the task refuses in one line, naming the fix."""
     _write_corpus(tmp_path, n_files=4)
     cfg = CodeFunctionNameConfig(root=str(tmp_path), modules=None, heldout_fraction=0.5)
     words = train_tokenizer(TokenizerConfig(kind="word"), ["Ada was born in Paris.\n"])
-    rows = cfg.build().run(_model(words, seed=0), words, None, "r", seed=0)
-    assert rows and all(
-        tuple(row) == row_columns(cfg) and not math.isnan(row["p_correct"]) for row in rows
-    )
+    with pytest.raises(
+        ValueError,
+        match=r"^code_function_name: example .* \(<unk>\), so its score would be biased; .*tokenizer.kind=bpe\)$",
+    ):
+        cfg.build().run(_model(words, seed=0), words, None, "r", seed=0)
 
 
 def test_too_few_functions_is_a_one_line_error(tmp_path: Path) -> None:

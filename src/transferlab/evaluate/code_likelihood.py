@@ -32,6 +32,7 @@ from transferlab.evaluate.code_tasks import (
     token_budget,
     top_module,
 )
+from transferlab.evaluate.qa import check_known
 from transferlab.evaluate.results import ExampleResult
 
 
@@ -65,6 +66,8 @@ class CodeLikelihoodTask(Task[CodeLikelihoodConfig]):
             )
         room = token_budget(subject.model, cfg.max_tokens) - 1  # one position for <bos>
         scored = [subject.tokenizer.encode(doc.text)[:room] for doc in docs]
+        for doc, ids in zip(docs, scored, strict=True):
+            check_known(subject.tokenizer, ids, cfg.task_name, f"function {doc.id}")
         requests = [([subject.tokenizer.special.bos], [ids]) for ids in scored]
         logprobs = subject.reader.score_choices(
             subject.model, requests, subject.tokenizer.special, cfg.batch_size

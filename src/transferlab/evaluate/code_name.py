@@ -56,6 +56,7 @@ from transferlab.evaluate.code_tasks import (
     top_module,
 )
 from transferlab.evaluate.metrics import CHOICE_METRICS, choice_scores
+from transferlab.evaluate.qa import check_known
 from transferlab.evaluate.readers import READINGS
 from transferlab.evaluate.results import ExampleResult
 from transferlab.evaluate.score import Request
@@ -185,6 +186,11 @@ class CodeFunctionNameTask(Task[CodeFunctionNameConfig]):
             cfg, subject.tokenizer, token_budget(subject.model, cfg.max_tokens)
         )
         requests = [ex.request for ex in examples]
+        for example, (context, choices) in zip(examples, requests, strict=True):
+            scored = [*context, *(token for choice in choices for token in choice)]
+            check_known(
+                subject.tokenizer, scored, cfg.task_name, f"example {example.function.doc.id}"
+            )
         logprobs = subject.reader.score_choices(
             subject.model, requests, subject.tokenizer.special, cfg.batch_size
         )
