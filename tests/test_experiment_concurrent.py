@@ -12,27 +12,13 @@ import threading
 import pytest
 import yaml
 
+from tiny_experiment import tiny_base
 from transferlab.experiment import ExperimentSpec, load_results, plan_experiment
 from transferlab.experiment import executor as executor_module
 
 SPEC = {
     "name": "both",
-    "base": {
-        "world": {"name": "bios", "num_people": 16},
-        "tokenizer": {"kind": "word"},
-        "data": {"seq_len": 32, "val_fraction": 0.1},
-        "model": {"d_model": 32, "n_layers": 1, "n_heads": 2},
-        "schedule": {"name": "constant"},
-        "trainer": {
-            "max_steps": 6,
-            "batch_size": 4,
-            "eval_interval": 3,
-            "eval_batches": 1,
-            "log_interval": 1,
-            "checkpoint_interval": 2,
-            "progress": False,
-        },
-    },
+    "base": tiny_base(6, eval_interval=3, checkpoint_interval=2, log_interval=1),
     "axes": {"lr": {"low": {"optimizer.lr": 1e-4}, "high": {"optimizer.lr": 1e-2}}},
     "seeds": [0],
     "tasks": [{"name": "qa_probe", "max_iter": 20}, {"name": "qa_score", "n_choices": 4}],

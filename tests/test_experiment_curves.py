@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console
 from scipy import stats
 
+from tiny_experiment import tiny_base
 from transferlab.config import ConfigError, RunConfig, validate
 from transferlab.evaluate.downstream import DOWNSTREAM_DIR, DownstreamConfig
 from transferlab.experiment import ExperimentSpec, collect_results, plan_experiment, run_experiment
@@ -26,21 +27,7 @@ from transferlab.report.markup import esc
 from transferlab.train.run_dir import config_key
 
 QA_SCORE = {"name": "qa_score", "n_choices": 4}
-BASE = {
-    "world": {"name": "bios", "num_people": 16},
-    "tokenizer": {"kind": "word"},
-    "data": {"seq_len": 32, "val_fraction": 0.1},
-    "model": {"d_model": 32, "n_layers": 1, "n_heads": 2},
-    "schedule": {"name": "constant"},
-    "trainer": {
-        "max_steps": 5,
-        "batch_size": 4,
-        "eval_interval": 5,
-        "eval_batches": 1,
-        "checkpoint_interval": 5,
-        "progress": False,
-    },
-}
+BASE = tiny_base(5)
 N_ITEMS = 8 * 6  # 16 people, half QA-test, six attributes
 
 

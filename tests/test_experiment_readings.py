@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from tiny_experiment import tiny_base
 from transferlab.config import ConfigError
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate import QaScoreConfig, build_requests
@@ -25,21 +26,7 @@ def _spec(tasks: list[dict[str, Any]]) -> ExperimentSpec:
     return ExperimentSpec.model_validate(
         {
             "name": "readings",
-            "base": {
-                "world": {"name": "bios", "num_people": 16},
-                "tokenizer": {"kind": "word"},
-                "data": {"seq_len": 32, "val_fraction": 0.1},
-                "model": {"d_model": 32, "n_layers": 1, "n_heads": 2},
-                "schedule": {"name": "constant"},
-                "trainer": {
-                    "max_steps": 2,
-                    "batch_size": 4,
-                    "eval_interval": 2,
-                    "eval_batches": 1,
-                    "checkpoint_interval": 2,
-                    "progress": False,
-                },
-            },
+            "base": tiny_base(2),
             "axes": {
                 "objective": {"clm": {"objective.name": "clm"}, "mlm": {"objective.name": "mlm"}}
             },

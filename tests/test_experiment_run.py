@@ -7,6 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from tiny_experiment import tiny_base
 from transferlab.experiment import ExperimentSpec, load_results, plan_experiment, run_experiment
 from transferlab.experiment import executor as executor_module
 
@@ -17,21 +18,7 @@ def _spec() -> ExperimentSpec:
     return ExperimentSpec.model_validate(
         {
             "name": "tiny",
-            "base": {
-                "world": {"name": "bios", "num_people": 16},
-                "tokenizer": {"kind": "word"},
-                "data": {"seq_len": 32, "val_fraction": 0.1},
-                "model": {"d_model": 32, "n_layers": 1, "n_heads": 2},
-                "schedule": {"name": "constant"},
-                "trainer": {
-                    "max_steps": 3,
-                    "batch_size": 4,
-                    "eval_interval": 3,
-                    "eval_batches": 1,
-                    "checkpoint_interval": 3,
-                    "progress": False,
-                },
-            },
+            "base": tiny_base(3),
             "axes": {"lr": {"low": {"optimizer.lr": 1e-4}, "high": {"optimizer.lr": 1e-2}}},
             "seeds": [0, 1],
             "tasks": TASKS,

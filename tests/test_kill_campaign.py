@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tiny_experiment import tiny_base
+
 pytestmark = pytest.mark.slow
 KILLS = 12
 SEED = 20240909
@@ -23,21 +25,7 @@ WALL_CLOCK = {"train_seconds", "elapsed_s", "seconds"}
 
 SPEC = {
     "name": "kills",
-    "base": {
-        "world": {"name": "bios", "num_people": 16},
-        "tokenizer": {"kind": "word"},
-        "data": {"seq_len": 32, "val_fraction": 0.1},
-        "model": {"d_model": 32, "n_layers": 1, "n_heads": 2},
-        "schedule": {"name": "constant"},
-        "trainer": {
-            "max_steps": 40,
-            "batch_size": 4,
-            "eval_interval": 10,
-            "eval_batches": 1,
-            "checkpoint_interval": 5,
-            "progress": False,
-        },
-    },
+    "base": tiny_base(40, eval_interval=10, checkpoint_interval=5),
     "stages": [
         {"name": "pretrain"},
         {"name": "more", "overrides": {"trainer.max_steps": 20, "optimizer.lr": 1e-3}},
