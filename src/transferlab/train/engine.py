@@ -32,7 +32,12 @@ from torch import nn
 from transferlab.artifacts import CorruptArtifact
 from transferlab.objectives import Batch, LossOutput, Objective
 from transferlab.train.batching import BatchPlan, local_micro_batches
-from transferlab.train.checkpoint import load_train_state, load_weights, set_aside
+from transferlab.train.checkpoint import (
+    latest_checkpoint,
+    load_train_state,
+    load_weights,
+    set_aside,
+)
 from transferlab.train.device import autocast, autocast_dtype
 from transferlab.train.distributed import DistContext
 from transferlab.train.rng import capture_rng_state, restore_rng_state, seeded_generator
@@ -321,8 +326,6 @@ class Engine:
         )
 
     def _latest_checkpoint(self) -> Path | None:
-        from transferlab.train.checkpoint import latest_checkpoint
-
         return latest_checkpoint(self.run_dir) if self.run_dir is not None else None
 
 
