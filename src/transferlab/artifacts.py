@@ -217,3 +217,12 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = temp_path(path)
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
+
+
+def write_parquet_atomic(table: Any, path: Path) -> None:
+    """Write the pyarrow ``table`` to ``path`` by rename, so a file there is complete."""
+    import pyarrow.parquet as pq  # not every user of artifacts needs pyarrow loaded
+
+    tmp = temp_path(path)
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)

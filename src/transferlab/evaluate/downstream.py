@@ -11,7 +11,6 @@ It lives with the tasks (not in ``train``) because a trainer never imports an ev
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
+from transferlab.artifacts import write_parquet_atomic
 from transferlab.config.registry import CALLBACKS, TASKS
 from transferlab.config.schemas import CallbackConfig, RunConfig, TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
@@ -106,9 +106,10 @@ class DownstreamCallback(Callback):
             rows = task.run(
                 engine.model, tokenizer, world, cfg.name, cfg.seed, cfg.objective.attention
             )
-            _write_rows(
-                downstream_path(engine.run_dir, engine.step, task_cfg.task_name), rows, engine.step
-            )
+            path = downstream_path(engine.run_dir, engine.step, task_cfg.task_name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table = pa.Table.from_pylist([{**row, "step": engine.step} for row in rows])
+            write_parquet_atomic(table, path)  # a file there is complete
 
     def _load_context(self, run_dir: Path) -> tuple[TextTokenizer, Any, Any]:
         """The run's tokenizer, config and world (built once per training call)."""
@@ -118,12 +119,3 @@ class DownstreamCallback(Callback):
             world = cfg.world.build() if uses_world else None
             self._context = (TextTokenizer.from_file(Path(run_dir) / "tokenizer.json"), cfg, world)
         return self._context
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]], step: int) -> None:
-    """Write ``rows`` with their ``step`` to ``path`` by rename, so a file there is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([{**row, "step": step} for row in rows])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)

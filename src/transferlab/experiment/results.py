@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transferlab.artifacts import write_parquet_atomic
 from transferlab.data.prepare import data_dir
 from transferlab.evaluate.downstream import DownstreamConfig, read_downstream
 from transferlab.experiment.planner import Plan, PlannedRun
@@ -62,14 +63,14 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
     )
     out = results_dir(exp_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_parquet(tables.examples, out / "examples.parquet")
-    _write_parquet(tables.runs, out / "runs.parquet")
-    _write_parquet(tables.curves, out / "curves.parquet")
+    write_parquet_atomic(tables.examples, out / "examples.parquet")
+    write_parquet_atomic(tables.runs, out / "runs.parquet")
+    write_parquet_atomic(tables.curves, out / "curves.parquet")
     first_runs: dict[str, PlannedRun] = {}
     for run in plan.runs:
         first_runs.setdefault(run.variant, run)  # the seeds of a variant share its data stage
     domains = [row for run in first_runs.values() for row in data_rows(run)]
-    _write_parquet(pa.Table.from_pylist(domains, schema=DATA_SCHEMA), out / "data.parquet")
+    write_parquet_atomic(pa.Table.from_pylist(domains, schema=DATA_SCHEMA), out / "data.parquet")
     return tables
 
 
@@ -216,9 +217,3 @@ def load_results(exp_dir: Path) -> ResultTables:
         pq.read_table(out / "runs.parquet"),
         *([pq.read_table(curves)] if curves.is_file() else []),
     )
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
