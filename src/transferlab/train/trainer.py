@@ -98,6 +98,8 @@ class Pretraining:
         self.dist = dist
         data = dist.main_first(lambda: prepare_data(data_config(cfg)))
         self.cfg = cfg = resolve_model_vocab(cfg, data.vocab_size)
+        # Once: for a child it reads the parent's run_info.json (and maybe its checkpoints).
+        self.key = config_key(cfg)
         self.plan = plan_batches(cfg.trainer, dist.world_size)
         check_memory(cfg, self.plan.micro_batch_size, dist.device)  # before any allocation
         self.run_dir = RunDir(run_dir_of(cfg))
@@ -158,9 +160,7 @@ class Pretraining:
             self.validation,
             *extras,
             MetricsLogCallback(self.run_dir.metrics, t.log_interval, enabled=self.dist.is_main),
-            CheckpointCallback(
-                t.checkpoint_interval, t.keep_checkpoints, {"config_key": config_key(self.cfg)}
-            ),
+            CheckpointCallback(t.checkpoint_interval, t.keep_checkpoints, {"config_key": self.key}),
             ProgressCallback(t.progress),
         ]
 
@@ -189,7 +189,7 @@ class Pretraining:
             "device": str(self.dist.device),
             "autocast": str(self.engine.amp_dtype) if self.engine.amp_dtype else None,
             "data_key": data.key,
-            "config_key": config_key(self.cfg),
+            "config_key": self.key,
         }
 
     def _write_run_files(self, data: PreparedData) -> None:
