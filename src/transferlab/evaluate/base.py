@@ -12,7 +12,6 @@ from torch import nn
 
 from transferlab.config.schemas import TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
-from transferlab.evaluate.inference import model_device  # noqa: F401 (the tasks' import of it)
 from transferlab.evaluate.readers import Reader, as_reader, reading_error
 from transferlab.objectives.base import Attention
 from transferlab.worlds.bios import ATTRIBUTES, BiosWorld

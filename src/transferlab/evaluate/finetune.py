@@ -22,7 +22,7 @@ from torch import nn
 
 from transferlab.artifacts import content_key, write_json_atomic
 from transferlab.config import OptimizerConfig, ScheduleConfig
-from transferlab.evaluate.base import model_device
+from transferlab.evaluate.inference import model_device
 from transferlab.evaluate.lora import LORA_TARGETS, add_lora
 from transferlab.objectives.answer_lm import AnswerLM, Pair
 from transferlab.optim import AdamWConfig, CosineConfig
