@@ -7,12 +7,12 @@ import torch
 
 from transferlab.config import TASKS, ModelConfig, TokenizerConfig
 from transferlab.data.tokenizer import TextTokenizer, train_tokenizer
-from transferlab.evaluate.finetune import IGNORE, FinetuneSettings, finetune
+from transferlab.evaluate.finetune import FinetuneSettings, finetune
 from transferlab.models import build_model
-from transferlab.objectives import answer_loss_batch
+from transferlab.objectives import IGNORE_INDEX, answer_loss_batch
 from transferlab.worlds import BiosConfig, BiosWorld
 
-X = IGNORE
+X = IGNORE_INDEX
 
 
 def test_loss_is_taken_on_answer_and_eos_positions_only() -> None:

@@ -32,7 +32,6 @@ from transferlab.train.checkpoint import latest_checkpoint, list_checkpoints
 from transferlab.train.distributed import DistContext
 from transferlab.train.engine import Engine, LoopSettings
 
-IGNORE = -100
 SETTINGS_FILE = "finetune.json"
 
 
