@@ -39,7 +39,8 @@ def make_model(**fields):
     model = build_model(ModelConfig(**{**cfg, **fields}))
     with torch.no_grad():  # norm scales away from 1, so a missed norm weight shows up
         for name, param in model.named_parameters():
-            if "norm" in name:
+            # sparse_low_rank's B starts at 0: moved too, so the export must carry B A
+            if "norm" in name or name.endswith(".b"):
                 param.add_(0.5 * torch.randn_like(param))
     return model
 
@@ -50,6 +51,7 @@ def make_model(**fields):
         ({}, "LlamaForCausalLM"),
         ({"tie_embeddings": False, "d_ff": 48}, "LlamaForCausalLM"),
         ({"qk_norm": True}, "Qwen3ForCausalLM"),
+        ({"linear": {"name": "sparse_low_rank", "rank": 4}}, "LlamaForCausalLM"),
     ],
 )
 def test_transformers_reproduces_our_logits(tmp_path, tokenizer_file, fields, architecture):

@@ -39,18 +39,24 @@ class LowRankLinear(nn.Module):
         return F.linear(F.linear(x, self.v), self.u)
 
 
+def check_low_rank(rank: int, model: ModelConfig) -> None:
+    """Refuse a rank that is not below every projection's smaller side (then B A, or u @ v, is
+    no cheaper than the dense weight)."""
+    smallest = min(model.d_model, model.ffn_dim)
+    if rank >= smallest:
+        raise ValueError(
+            f"model.linear.rank={rank} is not below min(d_model, ffn_dim)={smallest}, "
+            "so some factorized weight would not be low-rank; lower the rank"
+        )
+
+
 @LINEARS.register("low_rank")
 class LowRankConfig(LinearPart):
     name: Literal["low_rank"] = "low_rank"
     rank: int = Field(gt=0)
 
     def check(self, model: ModelConfig) -> None:
-        smallest = min(model.d_model, model.ffn_dim)
-        if self.rank >= smallest:
-            raise ValueError(
-                f"model.linear.rank={self.rank} is not below min(d_model, ffn_dim)={smallest}, "
-                "so some factorized weight would not be low-rank; lower the rank"
-            )
+        check_low_rank(self.rank, model)
 
     def build(self, in_features: int, out_features: int) -> nn.Module:
         return LowRankLinear(in_features, out_features, self.rank)
