@@ -12,10 +12,10 @@ same support, and each layer (a later draw of the stream) its own. It is a persi
 flat positions ``row * in + col``, sorted, so checkpoints hold it: a resumed run, a child stage
 or a loaded model reads the support it trained with, whatever the generator's state.
 
-The forward composes W densely and applies it as one matmul (``ComposedLinear``); measured at our
-shapes (2 CPU threads, 1024-4096 tokens, in/out 128-1376, rank 16, density 0.03) forward plus
-backward takes 0.99-1.07x the time of a dense ``nn.Linear``, where ``torch.sparse`` for S (CSR)
-takes 1.7-2.6x and COO 3-11x.
+The forward composes W densely and applies it as one matmul (``ComposedLinear``): at the tiny
+and small presets' shapes its forward plus backward takes a dense ``nn.Linear``'s time (median
+1.03x), where ``torch.sparse`` for S takes 2.1x (CSR) and 3.7x (COO); see
+``benchmarks/sparse_linear.py``.
 
 Initialization is the paper's, not ``model.init_std``: A ~ U(+-1/sqrt(in)) (nn.Linear's
 Kaiming-uniform), B = 0, the values ~ U(+-1/sqrt(in)); the training starts from W = S.
@@ -134,7 +134,8 @@ class SparseLowRankConfig(LinearPart):
     name: Literal["sparse_low_rank"] = "sparse_low_rank"
     rank: int = Field(gt=0)
     density: float = 0.03  # the paper's delta: the fraction of W's entries that S holds
-    alpha: float = Field(default=32.0, gt=0)  # B A is scaled by alpha / rank, as LoRA's is
+    # B A is scaled by alpha / rank, as LoRA's product is; 32 is the paper's LLaMA-60M setting.
+    alpha: float = Field(default=32.0, gt=0)
 
     def check(self, model: ModelConfig) -> None:
         check_low_rank(self.rank, model)
