@@ -112,6 +112,30 @@ def test_forward_and_gradients_equal_a_dense_masked_reference(projection):
     assert layer.support.grad is None
 
 
+def test_hessian_vector_products_equal_the_dense_reference():
+    """The backward is made of differentiable ops, so second derivatives (a Hutchinson flatness
+    estimate's Hessian-vector products) go through it."""
+    layer = layers(seeded_model())["blocks.0.attn.out"]
+    with torch.no_grad():
+        layer.b.normal_()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(6, D, generator=gen)
+    params = [layer.b, layer.a, layer.values]
+    vectors = [torch.randn(p.shape, generator=gen) for p in params]
+    grads = torch.autograd.grad(layer(x).tanh().square().sum(), params, create_graph=True)
+    product = sum((g * v).sum() for g, v in zip(grads, vectors, strict=True))
+    ours = torch.autograd.grad(product, params)
+
+    def loss(b: torch.Tensor, a: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        dense = torch.zeros(D * D).index_add(0, layer.support, values).view(D, D)
+        return F.linear(x, ALPHA / RANK * b @ a + dense).tanh().square().sum()
+
+    inputs = tuple(p.detach() for p in params)
+    _, expected = torch.autograd.functional.hvp(loss, inputs, tuple(vectors))
+    for got, want in zip(ours, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
 def test_backward_keeps_no_dense_matrix_of_the_layer():
     """What the forward saves for backward is the input and the factors, never an [out, in]
     matrix: the memory SLTrain saves (a dense W per layer alive until its backward)."""
