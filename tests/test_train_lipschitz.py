@@ -198,6 +198,18 @@ def test_training_keeps_every_matrix_inside_and_logs_the_bound_of_its_weights(
     assert rows[-1]["spectral_norm_max"] == pytest.approx(CAP, abs=1e-4)
 
 
+def test_the_head_is_constrained_only_when_asked(tiny_config):
+    def head_norm(result) -> float:
+        return float(
+            torch.linalg.matrix_norm(load_run(result.run_dir).model.output_weight.detach(), 2)
+        )
+
+    blocks_only = train(tiny_config(_callback("spectral_cap")))
+    with_head = train(tiny_config("name=head", _callback("spectral_cap", head="true")))
+    assert head_norm(blocks_only) > CAP + 0.05
+    assert head_norm(with_head) <= CAP + 1e-4
+
+
 class NormProbe(Callback):
     """Logs the largest spectral norm of the blocks' matrices as its on_step_end sees them."""
 

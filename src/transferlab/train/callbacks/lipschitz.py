@@ -249,11 +249,10 @@ class LipschitzCallback(Callback):
     def on_step_end(self, engine: Engine, out: StepOutput) -> None:
         if engine.step % self.cfg.every:
             return
-        norms = {
-            key: [spectral_norm(m) for m in found.values()] for key, found in self._branches.items()
-        }
-        engine.row["lipschitz_bound"] = lipschitz_bound(norms)
-        engine.row["spectral_norm_max"] = max(spectral_norm(m) for m in self._matrices.values())
+        norms = {name: spectral_norm(matrix) for name, matrix in self._matrices.items()}
+        branches = {key: [norms[name] for name in found] for key, found in self._branches.items()}
+        engine.row["lipschitz_bound"] = lipschitz_bound(branches)
+        engine.row["spectral_norm_max"] = max(norms.values())
 
     def state_dict(self) -> dict[str, Any]:
         return {"vectors": dict(self.vectors)}
