@@ -196,7 +196,7 @@ def test_components_lists_every_registry():
         "mlps: gelu, swiglu",
         "norms: rmsnorm",
         "linears: dense, low_rank",
-        "callbacks: downstream, stability",
+        "callbacks: downstream, lipschitz, stability",
         "python_stdlib",
         "qa_finetune",
         "code_function_name",

@@ -92,7 +92,10 @@ class ScheduleConfig(ComponentConfig):
 class CallbackConfig(ComponentConfig):
     """An extra callback on the training engine's hooks (``trainer.callbacks``), e.g. downstream
     evaluation every N steps or stability signals. ``build()`` returns a
-    ``train.engine.Callback``; what it records does not change the weights."""
+    ``train.engine.Callback``. Most callbacks only record and never change the weights; a
+    constraint (``lipschitz``) does change them, in its ``on_optimizer_step`` hook right after
+    each optimizer step, and so changes the run's result (its config is in the run key like
+    every callback's)."""
 
     def build(self) -> Any:
         raise NotImplementedError

@@ -5,7 +5,7 @@ and stage of the run, so comparisons can pair examples across variants and seeds
 columns are the union of what the tasks declare; a task's rows are null in the metrics it does
 not declare (``summary.json``'s ``metrics`` says which columns belong to which task).
 ``EXP_DIR/results/runs.parquet``: one row per run (per stage of a chain): variant, seed, stage,
-the run it started from, final losses, size, cost.
+the run it started from, final losses, its base learning rate, size, cost.
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
 world, or each source with its training documents and tokens, the tokens the mixture sampled,
 epochs, and for a curated source the documents curation kept of those it read.
@@ -90,6 +90,7 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
         "tokens": rows[-1]["tokens"] if rows else 0,
         "final_val_loss": val[-1] if val else float("nan"),
         "final_train_loss": train[-1] if train else float("nan"),
+        "lr": run.config.optimizer.lr,  # the base learning rate (the schedule multiplies it)
         "params_non_embedding": info["params_non_embedding"],
         "params_total": info["params_total"],
         "flops_per_token": info["flops_per_token"],

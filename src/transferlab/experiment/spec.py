@@ -263,14 +263,11 @@ class ExperimentSpec(BaseConfig):
 
     def variants(self) -> dict[str, Overrides]:
         """Variant name -> the merged dotted overrides of its levels (grid over all axes)."""
-        if not self.axes:
-            return {"base": {}}
         out: dict[str, Overrides] = {}
-        for combo in itertools.product(*(levels.items() for levels in self.axes.values())):
-            name = "+".join(level for level, _ in combo)
+        for name, levels in variant_levels(self.axes).items():
             merged: Overrides = {}
-            for _, overrides in combo:
-                merged.update(overrides)
+            for axis, level in levels.items():
+                merged.update(self.axes[axis][level])
             out[name] = merged
         return out
 
@@ -307,3 +304,13 @@ class ExperimentSpec(BaseConfig):
         if self.compare.baseline:
             return [(n, self.compare.baseline) for n in names if n != self.compare.baseline]
         return list(itertools.combinations(names, 2))
+
+
+def variant_levels(axes: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Variant name -> its level on each axis, for every combination of levels (the grid), in
+    axis order; a variant is named by joining its levels with ``+``. Without axes, one variant
+    ``base``. (``axes``: axis -> level -> overrides, as in the experiment file.)"""
+    if not axes:
+        return {"base": {}}
+    combos = itertools.product(*(list(levels) for levels in axes.values()))
+    return {"+".join(combo): dict(zip(axes, combo, strict=True)) for combo in combos}

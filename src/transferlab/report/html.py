@@ -31,6 +31,8 @@ from transferlab.report.inputs import (
     unplanned_row,
 )
 from transferlab.report.markup import Markup, esc, figure, join, table, tag
+from transferlab.report.series import variant_bands
+from transferlab.report.stability import LOGIT_KEY, LrSweep, lr_sweep
 
 REPORT_NAME = "report.html"
 SAMPLE_PREDICTIONS = 5  # per variant, from its first seed
@@ -75,6 +77,7 @@ def render(record: ExperimentRecord) -> str:
         _plan(record),
         _data(record),
         _training(record, colors),
+        _stability(record, colors),
         _downstream(record, colors),
         _transfer_curves(record, colors),
         _differences(record),
@@ -240,6 +243,65 @@ def _training(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
     )
     uri = plots.data_uri(plots.training_curves(curves, colors))
     return join([tag("h2", "Training curves"), figure(uri, "training curves", caption)])
+
+
+def _stability(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    """Attention-logit growth and final loss vs learning rate, for the runs that recorded them
+    (nothing at all when none did)."""
+    growth = variant_bands(_curves_by_stage(record), LOGIT_KEY)
+    sweep = lr_sweep(record.spec.get("axes") or {}, record.runs, record.stages()[-1])
+    if not growth and sweep is None:
+        return Markup("")
+    parts = [tag("h2", "Stability")]
+    if growth:
+        caption = (
+            "The largest attention logit (q.k / sqrt(head_dim) over the layers, heads and "
+            "positions of the step's first micro batch, logged by the stability callback) "
+            "against the training step: per variant the mean over seeds (line) and the lowest to "
+            "the highest seed (band). Logits that keep growing precede attention-entropy "
+            "collapse; QK-norm bounds them."
+        )
+        uri = plots.data_uri(plots.attention_logit_growth(growth, colors))
+        parts.append(figure(uri, "max attention logit vs step", caption))
+    if sweep is not None:
+        parts += _lr_sweep(sweep)
+    return join(parts)
+
+
+def _curves_by_stage(record: ExperimentRecord) -> dict[str, list[list[dict[str, Any]]]]:
+    """Each variant's metrics lists (one per seed), per stage when the spec chains several."""
+    chained = len(record.stages()) > 1
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
+    for run in record.planned:
+        if record.curves.get(run.run_id):
+            name = f"{run.variant} ({run.stage})" if chained else run.variant
+            curves.setdefault(name, []).append(record.curves[run.run_id])
+    return curves
+
+
+def _lr_sweep(sweep: LrSweep) -> list[Markup]:
+    caption = (
+        f"Final validation loss against the learning rate that axis {sweep.axis} sets (log "
+        "scale), one line per level of the other axes: the mean over seeds (dots) and the "
+        "lowest to the highest seed (band). A flatter line is a variant less sensitive to the "
+        "learning rate."
+    )
+    if sweep.dropped:
+        caption += f" Left out: {sweep.dropped} runs without a final validation loss."
+    colors = plots.variant_colors(list(sweep.lines))
+    uri = plots.data_uri(plots.loss_vs_lr(sweep.lines, sweep.axis, colors))
+    rows = [
+        (line, f"{lr:.3g}", fmt.interval(mean, low, high), n)
+        for line, band in sweep.lines.items()
+        for lr, mean, low, high, n in zip(
+            band.x, band.mean, band.low, band.high, band.n, strict=True
+        )
+    ]
+    headers = ["line", "learning rate", "final val loss: mean [lowest, highest seed]", "seeds"]
+    return [
+        figure(uri, "final validation loss vs learning rate", caption),
+        table(headers, rows, {1, 2, 3}),
+    ]
 
 
 def _summary_rows(record: ExperimentRecord, key: str, task: str) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from transferlab.experiment.spec import IMPLICIT_STAGE
 from transferlab.train.metrics import read_metrics
 
 
@@ -28,6 +29,7 @@ class PlannedRunRow:
     run_id: str
     run_dir: Path
     status: str
+    stage: str = IMPLICIT_STAGE
 
 
 @dataclass
@@ -53,6 +55,11 @@ class ExperimentRecord:
         if self.summary:
             names += [str(e["task"]) for e in self.summary.get("estimates", [])]
         return list(dict.fromkeys(names))
+
+    def stages(self) -> list[str]:
+        """The spec's stage names in chain order (one implicit stage without ``stages``)."""
+        stages = [s for s in self.spec.get("stages") or [] if isinstance(s, dict)]
+        return [str(s.get("name")) for s in stages] or [IMPLICIT_STAGE]
 
     def primary_metric(self) -> str:
         if self.summary and self.summary.get("primary_metric"):
@@ -154,6 +161,7 @@ def _planned_row(exp_dir: Path, run: dict[str, Any]) -> PlannedRunRow:
         # A relative run_dir is relative to the experiment directory, so a moved one still works.
         run_dir=run_dir if run_dir.is_absolute() else exp_dir / run_dir,
         status=str(run.get("status", "unknown")),
+        stage=str(run.get("stage", IMPLICIT_STAGE)),
     )
 
 
@@ -165,6 +173,7 @@ def unplanned_row(run: dict[str, Any]) -> PlannedRunRow:
         run_id=str(run["run_id"]),
         run_dir=Path(),
         status="unknown",
+        stage=str(run.get("stage", IMPLICIT_STAGE)),
     )
 
 

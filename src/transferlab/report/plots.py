@@ -1,8 +1,8 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot, so no global state and no
 GUI backend) and embedded as inline PNG data URIs, so the page needs nothing outside itself.
 
-Every figure takes plain rows (dicts from ``summary.json``, metrics rows from ``metrics.jsonl``) and
-returns a ``Figure``; ``data_uri`` turns it into an ``<img>`` source.
+Every figure takes plain rows (dicts from ``summary.json``, metrics rows from ``metrics.jsonl``) or
+the bands of ``series.py`` and returns a ``Figure``; ``data_uri`` turns it into an ``<img>`` source.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from transferlab.report.formatting import is_number
+from transferlab.report.series import SeedBand, variant_bands
 
-Series = list[tuple[float, float]]  # (step, value) of one run
 VERDICT_COLORS = {"better": "#2e7d32", "worse": "#c62828", "inconclusive": "#757575"}
 _PALETTE = (
     "#1f77b4",
@@ -68,18 +68,43 @@ def training_curves(
 def _loss_axis(
     ax: Axes, curves: dict[str, list[list[dict[str, Any]]]], key: str, colors: dict[str, str]
 ) -> None:
-    drawn = False
-    for variant, runs in curves.items():
-        series = [s for s in (_series(rows, key) for rows in runs) if s]
-        if not series:
-            continue
-        steps, mean, low, high = _spread(series)
-        color = colors.get(variant)
-        ax.plot(steps, mean, color=color, label=plain(f"{variant} ({len(series)} seeds)"))
-        if len(series) > 1:
-            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
-        drawn = True
-    _finish(ax, drawn, xlabel="step", ylabel=key.replace("_", " "))
+    bands = variant_bands(curves, key)
+    _band_lines(ax, bands, colors)
+    _finish(ax, bool(bands), xlabel="step", ylabel=key.replace("_", " "))
+
+
+def attention_logit_growth(bands: dict[str, SeedBand], colors: dict[str, str]) -> Figure:
+    """The largest attention logit vs step: per variant the mean over its seeds, with a band
+    from the lowest to the highest seed (``series.variant_bands`` of ``attn_logit_max``)."""
+    fig = Figure(figsize=(7, 3.8), layout="constrained")
+    ax = fig.subplots()
+    _band_lines(ax, bands, colors)
+    _finish(ax, bool(bands), xlabel="step", ylabel="max attention logit")
+    return fig
+
+
+def loss_vs_lr(bands: dict[str, SeedBand], axis: str, colors: dict[str, str]) -> Figure:
+    """Final validation loss vs learning rate (log scale): a line per level of the other axes
+    through the means over seeds, the band from the lowest to the highest seed."""
+    fig = Figure(figsize=(7, 3.8), layout="constrained")
+    ax = fig.subplots()
+    _band_lines(ax, bands, colors, marker="o-")
+    ax.set_xscale("log")
+    _finish(ax, bool(bands), xlabel=plain(f"learning rate (axis {axis})"), ylabel="final val loss")
+    return fig
+
+
+def _band_lines(
+    ax: Axes, bands: dict[str, SeedBand], colors: dict[str, str], marker: str = "-"
+) -> None:
+    """A line through each band's means, labelled with its seeds, and the band shaded where it
+    spans more than one seed."""
+    for name, band in bands.items():
+        color = colors.get(name)
+        seeds = max(band.n)
+        ax.plot(band.x, band.mean, marker, color=color, label=plain(f"{name} ({seeds} seeds)"))
+        if seeds > 1:
+            ax.fill_between(band.x, band.low, band.high, color=color, alpha=0.2, linewidth=0)
 
 
 def transfer_curve(rows: list[dict[str, Any]], ylabel: str, colors: dict[str, str]) -> Figure:
@@ -152,32 +177,6 @@ def loss_scatter(
         ax.scatter(xs, ys, color=colors.get(variant), label=plain(variant), s=36)
     _finish(ax, bool(points), xlabel="final validation loss", ylabel=plain(f"mean {metric}"))
     return fig
-
-
-def _series(rows: list[dict[str, Any]], key: str) -> Series:
-    out = []
-    for row in rows:
-        value = row.get(key)
-        if is_number(value):
-            out.append((float(row["step"]), float(value)))
-    return out
-
-
-def _spread(series: list[Series]) -> tuple[np.ndarray, ...]:
-    """Steps, mean, min and max over the seeds that logged each step (a partial run just stops
-    contributing where it stopped)."""
-    by_step: dict[float, list[float]] = {}
-    for run in series:
-        for step, value in run:
-            by_step.setdefault(step, []).append(value)
-    steps = np.array(sorted(by_step))
-    values = [np.array(by_step[step]) for step in steps]
-    return (
-        steps,
-        np.array([v.mean() for v in values]),
-        np.array([v.min() for v in values]),
-        np.array([v.max() for v in values]),
-    )
 
 
 def _whisker(ax: Axes, y: float, mean: Any, low: Any, high: Any, color: str) -> None:

@@ -96,7 +96,9 @@ class Callback:
     """Work on the loop's named hooks; ``name`` keys the callback's state in a checkpoint.
 
     Hooks run in the order the callbacks were given. ``on_step_end`` may add fields to
-    ``engine.row``, which the metrics log writes out (so validation runs before it).
+    ``engine.row``, which the metrics log writes out (so validation runs before it). Most
+    callbacks only record; one that changes the weights (a weight constraint) does it in
+    ``on_optimizer_step``, so everything after it sees the weights the run really has.
     """
 
     name: str = "callback"
@@ -106,6 +108,11 @@ class Callback:
 
     def on_step_start(self, engine: Engine) -> None:
         """Before each optimizer step (``engine.step`` is the number of steps done so far)."""
+
+    def on_optimizer_step(self, engine: Engine) -> None:
+        """Right after ``optimizer.step()``, before the step's ``on_step_end`` hooks (so
+        before validation, the metrics log and checkpoints); ``engine.step`` does not count
+        the step yet. Every rank runs it on the same weights."""
 
     def on_step_end(self, engine: Engine, out: StepOutput) -> None:
         """After each optimizer step; ``engine.step`` counts it already."""
@@ -278,6 +285,8 @@ class Engine:
             raise self._diverged(loss, grad_norm, lr)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        for callback in self.callbacks:
+            callback.on_optimizer_step(self)
         tokens = self.settings.tokens_per_step or n_targets
         metrics = {name: value / n_targets for name, value in totals.items()}
         return StepOutput(loss, grad_norm, lr, n_targets, tokens, metrics)
