@@ -62,6 +62,12 @@ class StepStatistics:
     ``stop_recording`` returns the sums), adds the sums of all processes and hands them over
     (``set_step_statistics``); after the step it sets None again (``train.engine``)."""
 
+    @property
+    def needs_step_statistics(self) -> bool:
+        """Whether this module's training forward reads them (the engine skips the extra
+        forward when none does)."""
+        return True
+
     def start_recording(self) -> None:
         """Start summing over the forwards that follow."""
         raise NotImplementedError

@@ -127,6 +127,10 @@ class MixtureOfExperts(SublayerModule, StepStatistics):
         return self.n_experts * (fractions * routing.probs.mean(dim=0)).sum()
 
     # ---------------------------------------------------------------- step statistics: loads
+    @property
+    def needs_step_statistics(self) -> bool:
+        return self.global_balance and self.balance_coef > 0
+
     def start_recording(self) -> None:
         self._recorded = torch.zeros(self.n_experts, dtype=torch.float64)
 
