@@ -26,8 +26,9 @@ applied:
   times this one). ``balance: micro`` takes ``f`` from this forward (a micro batch of one
   process); ``balance: global`` from the optimizer step's whole batch, every micro batch of every
   process, which the engine hands over before the step (``parts.base.StepStatistics``). Weighted
-  by tokens over the step's micro batches the loss is then ``n_experts * sum_i f_i * p_i`` of the
-  global batch exactly, and accumulation or DDP cannot change it.
+  by tokens over the step's micro batches (as the objective weights them when every position is
+  a target, clm) the loss is then ``n_experts * sum_i f_i * p_i`` of the global batch exactly,
+  and accumulation or DDP cannot change it.
 - ``router_z`` = ``router_z_coef * mean_t logsumexp(logits_t)^2`` (ST-MoE's router z-loss).
 
 A coefficient of 0 leaves its loss out.
