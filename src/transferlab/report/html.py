@@ -1,6 +1,7 @@
 """The experiment report: one self-contained HTML page (inline CSS, figures as PNG data URIs, no
-scripts) with the verdict first, then the plan, training curves, downstream estimates, paired
-differences, loss-vs-downstream correlations, per-group tables and sample predictions.
+scripts) with the verdict first, then the plan, training curves, expert routing (for runs with
+the routing callback), downstream estimates, paired differences, loss-vs-downstream
+correlations, per-group tables and sample predictions.
 
 Every string that comes from data (names, descriptions, overrides, predictions) goes through the
 escaping helpers of ``markup.py``. A Content-Security-Policy forbids scripts and any load from
@@ -78,6 +79,7 @@ def render(record: ExperimentRecord) -> str:
         _data(record),
         _training(record, colors),
         _stability(record, colors),
+        _routing(record, colors),
         _downstream(record, colors),
         _transfer_curves(record, colors),
         _differences(record),
@@ -302,6 +304,75 @@ def _lr_sweep(sweep: LrSweep) -> list[Markup]:
         figure(uri, "final validation loss vs learning rate", caption),
         table(headers, rows, {1, 2, 3}),
     ]
+
+
+def _routing(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    """For runs with the routing callback: domain specialization over training per variant, and
+    each variant's final expert loads per domain."""
+    if not record.routing:
+        return Markup("")
+    note = (
+        "Measured on each data domain's held-out windows: the share of the domain's token-slots "
+        "each expert takes, per MoE layer. Specialization is the Jensen-Shannon divergence "
+        "between two domains' loads in bits (0: the same loads, 1: disjoint experts), averaged "
+        "over the pairs of domains and the layers."
+    )
+    return join(
+        [
+            tag("h2", "Expert routing"),
+            tag("p", note, cls="note"),
+            _specialization_curves(record, colors),
+            _expert_loads(record),
+        ]
+    )
+
+
+def _specialization_curves(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
+    for run in record.planned:
+        rows = [r for r in record.curves.get(run.run_id, []) if "routing_specialization" in r]
+        if rows:
+            curves.setdefault(run.variant, []).append(rows)
+    if not curves:
+        return Markup("")
+    label = "specialization (JS divergence, bits)"
+    uri = plots.data_uri(plots.metric_curves(curves, "routing_specialization", label, colors))
+    caption = (
+        "Specialization vs step per variant: the line is the mean over seeds, the band spans "
+        "the lowest to the highest seed."
+    )
+    return figure(uri, "routing specialization over training", caption)
+
+
+def _expert_loads(record: ExperimentRecord) -> Markup:
+    """A heatmap per variant, from its first seed that has one (experts are interchangeable
+    between seeds, so their loads do not average), and every run's final values in a table."""
+    parts, rows, drawn = [], [], set()
+    for run in record.planned:
+        routing = record.routing.get(run.run_id)
+        if routing is None:
+            continue
+        specialization = fmt.number(routing.get("specialization"))
+        rows.append(
+            (run.variant, run.seed, routing["step"], ", ".join(routing["domains"]), specialization)
+        )
+        if run.variant in drawn:
+            continue
+        drawn.add(run.variant)
+        uniform = 1 / len(routing["loads"][0][0])
+        caption = (
+            f"{run.variant}, seed {run.seed}: expert loads per domain and layer at step "
+            f"{routing['step']} (uniform routing: {uniform:.2f} per expert)."
+        )
+        parts.append(
+            figure(
+                plots.data_uri(plots.expert_loads(routing)),
+                f"expert loads of {run.variant}",
+                caption,
+            )
+        )
+    headers = ["variant", "seed", "step", "domains", "specialization"]
+    return join([*parts, table(headers, rows, {1, 2, 4})])
 
 
 def _summary_rows(record: ExperimentRecord, key: str, task: str) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """Read an experiment directory for the report: the spec, the plan, the results tables, each
-run's training curve and the analysis summary.
+run's training curve (and expert routing, for runs with the routing callback) and the analysis
+summary.
 
 Only ``experiment.yaml`` is required. Everything else may be missing (an experiment still running,
 or one whose analysis has not been written yet); the report then says what is missing instead of
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from transferlab.experiment.spec import IMPLICIT_STAGE
+from transferlab.train.callbacks.routing import read_routing
 from transferlab.train.metrics import read_metrics
 
 
@@ -43,6 +45,7 @@ class ExperimentRecord:
     planned: list[PlannedRunRow] = field(default_factory=list)
     data: list[dict[str, Any]] = field(default_factory=list)  # rows of results/data.parquet
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run_id -> metrics rows
+    routing: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> routing.json
 
     def variants(self) -> list[str]:
         """Variant names in plan order (then any that only the results know)."""
@@ -123,6 +126,9 @@ def load_experiment(exp_dir: Path) -> ExperimentRecord:
     )
     for row in record.planned:
         record.curves[row.run_id] = read_metrics(row.run_dir / "metrics.jsonl")
+        routing = read_routing(row.run_dir)
+        if routing is not None:
+            record.routing[row.run_id] = routing
     return record
 
 

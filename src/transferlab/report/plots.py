@@ -65,12 +65,48 @@ def training_curves(
     return fig
 
 
+def metric_curves(
+    curves: dict[str, list[list[dict[str, Any]]]], key: str, ylabel: str, colors: dict[str, str]
+) -> Figure:
+    """One logged metric vs step, as ``training_curves`` draws the losses: per variant the mean
+    over its seeds with a band from the lowest to the highest seed."""
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    _loss_axis(fig.subplots(), curves, key, colors, ylabel)
+    return fig
+
+
+def expert_loads(record: dict[str, Any]) -> Figure:
+    """A run's expert loads per data domain (``routing.json``): a row per domain and layer, a
+    column per expert, the colour (and the number) the fraction of the domain's token-slots
+    the expert took; a uniform router gives every cell 1 / n_experts."""
+    loads = np.asarray(record["loads"], dtype=float)  # [domain, layer, expert]
+    n_domains, n_layers, n_experts = loads.shape
+    matrix = loads.reshape(n_domains * n_layers, n_experts)
+    labels = [f"{d} / layer {i}" for d in record["domains"] for i in range(n_layers)]
+    fig = Figure(figsize=(3.5 + 0.6 * n_experts, 1.2 + 0.35 * len(labels)), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, aspect="auto")
+    if matrix.size <= 400:  # numbers stay legible
+        for (row, col), value in np.ndenumerate(matrix):
+            shade = "white" if value < 0.6 * matrix.max() else "black"
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color=shade)
+    ax.set_xticks(range(n_experts), [str(e) for e in range(n_experts)])
+    ax.set_yticks(range(len(labels)), [plain(label) for label in labels])
+    ax.set_xlabel("expert")
+    fig.colorbar(image, ax=ax, label="share of token-slots")
+    return fig
+
+
 def _loss_axis(
-    ax: Axes, curves: dict[str, list[list[dict[str, Any]]]], key: str, colors: dict[str, str]
+    ax: Axes,
+    curves: dict[str, list[list[dict[str, Any]]]],
+    key: str,
+    colors: dict[str, str],
+    ylabel: str | None = None,
 ) -> None:
     bands = variant_bands(curves, key)
     _band_lines(ax, bands, colors)
-    _finish(ax, bool(bands), xlabel="step", ylabel=key.replace("_", " "))
+    _finish(ax, bool(bands), xlabel="step", ylabel=ylabel or key.replace("_", " "))
 
 
 def attention_logit_growth(bands: dict[str, SeedBand], colors: dict[str, str]) -> Figure:

@@ -3,6 +3,6 @@
 Importing this package registers every part; the config registries import it on first lookup.
 """
 
-from transferlab.models.parts import attention, gelu_mlp, linear, low_rank, mlp, norm
+from transferlab.models.parts import attention, gelu_mlp, linear, low_rank, mlp, moe, norm
 
-__all__ = ["attention", "gelu_mlp", "linear", "low_rank", "mlp", "norm"]
+__all__ = ["attention", "gelu_mlp", "linear", "low_rank", "mlp", "moe", "norm"]
