@@ -197,6 +197,7 @@ def test_components_lists_every_registry():
         "norms: rmsnorm",
         "linears: dense, low_rank",
         "callbacks: downstream, stability",
+        "measures: final_val_loss, lr_sensitivity, metric, run_field, steps_to_loss",
         "python_stdlib",
         "qa_finetune",
         "code_function_name",

@@ -14,18 +14,24 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def number(value: Any, digits: int = 3, signed: bool = False) -> str:
+def number(value: Any, digits: int = 3, signed: bool = False, general: bool = False) -> str:
+    """``digits`` decimals; ``general``: ``digits + 1`` significant digits instead, for
+    quantities of any scale (steps, bytes, a loss)."""
     if not is_number(value):
         return "n/a"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    spec = f".{digits + 1}g" if general else f".{digits}f"
+    return f"{value:{'+' if signed else ''}{spec}}"
 
 
-def interval(mean: Any, low: Any, high: Any, digits: int = 3, signed: bool = False) -> str:
+def interval(
+    mean: Any, low: Any, high: Any, digits: int = 3, signed: bool = False, general: bool = False
+) -> str:
     """``0.512 [0.431, 0.598]``; the bracket is left out when the interval is undefined."""
-    head = number(mean, digits, signed)
+    head = number(mean, digits, signed, general)
     if not (is_number(low) and is_number(high)):
         return f"{head} [interval n/a]"
-    return f"{head} [{number(low, digits, signed)}, {number(high, digits, signed)}]"
+    bounds = (number(bound, digits, signed, general) for bound in (low, high))
+    return f"{head} [{', '.join(bounds)}]"
 
 
 def seeds_by_examples(row: dict[str, Any]) -> str:
