@@ -145,6 +145,10 @@ def test_pick_best_takes_each_variants_level_with_the_best_mean_final_loss():
     measures = [{"name": "steps_to_loss", "target": 3.8, "over": "lr", "pick": "best"}]
     expect = {"measure": "steps_to_loss", "variant": "plain", "direction": "worse"}
     (measure,) = _analyze(_spec(measures, expect=expect))["measures"]
+    assert measure["description"] == (
+        "the first step whose validation loss is at most 3.8 (a run that never reaches it "
+        "counts at its max_steps, censored)"
+    )
     assert measure["picks"]["plain"]["level"] == measure["picks"]["qknorm"]["level"] == "mid"
     assert measure["picks"]["plain"]["variant"] == "plain+mid"
     means = measure["picks"]["plain"]["mean_final_val_loss"]
@@ -393,3 +397,30 @@ def test_expect_keeps_its_shape_and_collapsing_the_only_axis_leaves_one_variant(
         {"name": "m", "axes": {"lr": {"a": {}, "b": {}}}, "measures": [LR]}
     )
     assert spec.measure_variants(spec.measures[0]) == {"all": ["a", "b"]}
+
+
+def test_one_seed_gives_a_mean_without_interval_and_an_inconclusive_verdict():
+    expect = {"measure": "final_val_loss", "variant": "plain+lo", "reference": "plain+mid"}
+    spec = _spec(
+        [{"name": "final_val_loss"}],
+        seeds=[0],
+        compare={"pairs": [["plain+lo", "plain+mid"]]},
+        expect=expect,
+    )
+    summary = _analyze(spec, [r for r in RECORDS if r.summary["seed"] == 0])
+    (measure,) = summary["measures"]
+    lo = measure["estimates"][0]
+    assert (lo["variant"], lo["mean"], lo["n_seeds"]) == ("plain+lo", 4.0, 1)
+    assert math.isnan(lo["low"]) and math.isnan(lo["high"])
+    (comparison,) = measure["comparisons"]
+    assert (comparison["diff"], comparison["n_seeds"], comparison["verdict"]) == (
+        pytest.approx(0.5),
+        1,
+        "inconclusive",
+    )
+    assert math.isnan(comparison["p_value"]) and math.isnan(comparison["p_holm"])
+    assert summary["verdict"]["status"] == "inconclusive"
+    assert summary["verdict"]["text"] == (
+        "inconclusive: plain+lo vs plain+mid on final_val_loss (lower is better): difference "
+        "+0.5 (no interval from n = 1 seed); expected better"
+    )

@@ -65,7 +65,7 @@ def _measure_summary(
     return {
         "measure": label,
         "name": measure.name,
-        "description": measure.description,
+        "description": measure.describe(),
         "higher_is_better": measure.higher_is_better,
         "stage": stage,
         "over": measure.over,

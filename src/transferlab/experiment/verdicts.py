@@ -5,6 +5,7 @@ difference is then turned round so it always reads variant minus the other side.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from transferlab.experiment.spec import ExpectSpec, ExperimentSpec
@@ -79,10 +80,14 @@ def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
     comp, sign, other = found
     status, diff, low, high = _judged(expect, comp, sign)
     better = "higher is better" if measure["higher_is_better"] else "lower is better"
+    n = f"{comp['n_seeds']} seed{'' if comp['n_seeds'] == 1 else 's'}"
+    if math.isfinite(low) and math.isfinite(high):
+        evidence = f"[{low:+.4g}, {high:+.4g}] ({comp['level']:.0%} interval; n = {n})"
+    else:
+        evidence = f"(no interval from n = {n})"
     text = (
-        f"{status}: {expect.variant} vs {other} on {label} ({better}): difference "
-        f"{diff:+.4g} [{low:+.4g}, {high:+.4g}] ({comp['level']:.0%} interval; n = "
-        f"{comp['n_seeds']} seeds){_qualifiers(measure, comp, [expect.variant, other])}; "
+        f"{status}: {expect.variant} vs {other} on {label} ({better}): difference {diff:+.4g} "
+        f"{evidence}{_qualifiers(measure, comp, [expect.variant, other])}; "
         f"expected {expect.direction}"
     )
     return {

@@ -14,24 +14,36 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def number(value: Any, digits: int = 3, signed: bool = False, general: bool = False) -> str:
-    """``digits`` decimals; ``general``: ``digits + 1`` significant digits instead, for
-    quantities of any scale (steps, bytes, a loss)."""
+def number(value: Any, digits: int = 3, signed: bool = False) -> str:
     if not is_number(value):
         return "n/a"
-    spec = f".{digits + 1}g" if general else f".{digits}f"
-    return f"{value:{'+' if signed else ''}{spec}}"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def interval(
-    mean: Any, low: Any, high: Any, digits: int = 3, signed: bool = False, general: bool = False
-) -> str:
+def interval(mean: Any, low: Any, high: Any, digits: int = 3, signed: bool = False) -> str:
     """``0.512 [0.431, 0.598]``; the bracket is left out when the interval is undefined."""
-    head = number(mean, digits, signed, general)
+    head = number(mean, digits, signed)
     if not (is_number(low) and is_number(high)):
         return f"{head} [interval n/a]"
-    bounds = (number(bound, digits, signed, general) for bound in (low, high))
-    return f"{head} [{', '.join(bounds)}]"
+    return f"{head} [{number(low, digits, signed)}, {number(high, digits, signed)}]"
+
+
+def quantity_interval(mean: Any, low: Any, high: Any, signed: bool = False) -> str:
+    """A measure's value with its interval, whatever its scale (a loss, steps, bytes): four
+    significant digits of the largest of the three and as many decimals for each, thousands
+    separated; integers (steps, counts) without decimals. ``1,024 [980, 1,068]``."""
+    shown = [v for v in (mean, low, high) if is_number(v)]
+    decimals = 0
+    if not all(float(v).is_integer() for v in shown):
+        scale = max(abs(v) for v in shown)
+        decimals = max(0, 3 - math.floor(math.log10(scale)))
+
+    def one(value: Any) -> str:
+        return f"{value:{'+' if signed else ''},.{decimals}f}" if is_number(value) else "n/a"
+
+    if not (is_number(low) and is_number(high)):
+        return f"{one(mean)} [interval n/a]"
+    return f"{one(mean)} [{one(low)}, {one(high)}]"
 
 
 def seeds_by_examples(row: dict[str, Any]) -> str:

@@ -278,7 +278,7 @@ def _measures(record: ExperimentRecord) -> Markup:
         estimates = [
             (
                 e["variant"],
-                fmt.interval(e["mean"], e["low"], e["high"], general=True),
+                fmt.quantity_interval(e["mean"], e["low"], e["high"]),
                 e["n_seeds"],
                 measure_note(e),
             )
@@ -287,7 +287,7 @@ def _measures(record: ExperimentRecord) -> Markup:
         comparisons = [
             (
                 f"{c['variant']} vs {c['reference']}",
-                fmt.interval(c["diff"], c["low"], c["high"], signed=True, general=True),
+                fmt.quantity_interval(c["diff"], c["low"], c["high"], signed=True),
                 fmt.p_value(c.get("p_value")),
                 fmt.p_value(c.get("p_holm")),
                 _verdict_cell(c["verdict"]),
@@ -302,7 +302,8 @@ def _measures(record: ExperimentRecord) -> Markup:
             table(["variant", f"mean [{level} interval]", "seeds", "note"], estimates, {1, 2}),
         ]
         if comparisons:
-            headers = ["comparison", "difference [interval]", "p", "p (Holm)", "verdict", "seeds"]
+            difference = f"difference [{level} interval]"
+            headers = ["comparison", difference, "p", "p (Holm)", "verdict", "seeds"]
             parts.append(table([*headers, "note"], comparisons, {1, 2, 3, 5}))
     return join(parts)
 

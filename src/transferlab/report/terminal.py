@@ -71,13 +71,12 @@ def verdict_lines(summary: dict[str, Any]) -> list[Text]:
 
 
 def measure_estimates_table(measure: dict[str, Any], level: str) -> Table:
-    title = Text(f"{measure_title(measure)}: mean [{level} interval over seeds], n = seeds")
-    table = Table(title=title, title_justify="left")
-    _columns(table, ["variant"], ["mean [interval]", "n", "note"])
+    table = Table(title=Text(measure_title(measure)), title_justify="left")
+    _columns(table, ["variant"], [f"mean [{level} interval]", "seeds", "note"])
     for row in measure["estimates"]:
         table.add_row(
             Text(str(row["variant"])),
-            fmt.interval(row["mean"], row["low"], row["high"], general=True),
+            fmt.quantity_interval(row["mean"], row["low"], row["high"]),
             str(row["n_seeds"]),
             Text(measure_note(row)),
         )
@@ -85,15 +84,15 @@ def measure_estimates_table(measure: dict[str, Any], level: str) -> Table:
 
 
 def measure_comparisons_table(measure: dict[str, Any], level: str) -> Table:
-    title = Text(f"{measure['measure']}: paired differences over seeds [{level} interval]")
+    title = Text(f"{measure['measure']}: paired differences by seed")
     table = Table(title=title, title_justify="left")
-    values = ["difference [interval]", "p", "p (Holm)", "verdict", "n", "note"]
+    values = [f"difference [{level} interval]", "p", "p (Holm)", "verdict", "seeds", "note"]
     _columns(table, ["comparison"], values)
     for row in measure["comparisons"]:
         verdict = str(row["verdict"])
         table.add_row(
             Text(f"{row['variant']} vs {row['reference']}"),
-            fmt.interval(row["diff"], row["low"], row["high"], signed=True, general=True),
+            fmt.quantity_interval(row["diff"], row["low"], row["high"], signed=True),
             fmt.p_value(row.get("p_value")),
             fmt.p_value(row.get("p_holm")),
             Text(verdict, style=_VERDICT_STYLE.get(verdict, "")),

@@ -77,8 +77,6 @@ class MeasureConfig(ComponentConfig):
     sweep: ClassVar[bool] = False
     # The fixed direction of the quantity (None: the config's ``higher_is_better`` says it).
     direction: ClassVar[bool | None] = None
-    # One line for the report: what the number is.
-    description: ClassVar[str] = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -122,6 +120,10 @@ class MeasureConfig(ComponentConfig):
     @property
     def measure_label(self) -> str:
         return self.label or self.name
+
+    def describe(self) -> str:
+        """One line for the report: what the number is."""
+        raise NotImplementedError
 
     def compute(self, run: RunRecord) -> RunValue:
         """The measure's value for one run."""

@@ -13,7 +13,9 @@ class FinalValLossConfig(MeasureConfig):
     name: Literal["final_val_loss"] = "final_val_loss"
 
     direction = False
-    description = "the last validation loss the run logged"
+
+    def describe(self) -> str:
+        return "the last validation loss the run logged"
 
     def compute(self, run: RunRecord) -> RunValue:
         return RunValue(float(run.validation_rows()[-1]["val_loss"]))

@@ -30,7 +30,9 @@ class LrSensitivityConfig(MeasureConfig):
 
     sweep = True
     direction = False
-    description = "mean over the sweep of min(final loss, ln V) minus the sweep's best"
+
+    def describe(self) -> str:
+        return f"mean over the levels of {self.over} of min(final val loss, ln V), minus their best"
 
     def compute(self, run: RunRecord) -> RunValue:
         """``min(L, L0)`` of one run of the sweep."""

@@ -27,7 +27,8 @@ class MetricConfig(MeasureConfig):
     field: str = Field(min_length=1)
     reduce: Literal["last", "max", "min", "mean"] = "last"
 
-    description = "a field of the run's metrics.jsonl, reduced over its logged rows"
+    def describe(self) -> str:
+        return f"{self.reduce} of {self.field} over the rows of metrics.jsonl that log it"
 
     def compute(self, run: RunRecord) -> RunValue:
         rows = run.logged(self.field)

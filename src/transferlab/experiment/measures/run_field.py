@@ -16,7 +16,8 @@ class RunFieldConfig(MeasureConfig):
     name: Literal["run_field"] = "run_field"
     field: str = Field(min_length=1)
 
-    description = "a column of results/runs.parquet"
+    def describe(self) -> str:
+        return f"{self.field} from results/runs.parquet"
 
     def compute(self, run: RunRecord) -> RunValue:
         if self.field not in run.summary:

@@ -24,7 +24,12 @@ class StepsToLossConfig(MeasureConfig):
     target: float = Field(gt=0, allow_inf_nan=False)  # a validation loss (nats per target)
 
     direction = False
-    description = "the first step whose validation loss is at most the target"
+
+    def describe(self) -> str:
+        return (
+            f"the first step whose validation loss is at most {self.target:g} (a run that "
+            "never reaches it counts at its max_steps, censored)"
+        )
 
     def compute(self, run: RunRecord) -> RunValue:
         # ``<=`` is False for NaN, so a diverged evaluation never counts as reaching the target.
