@@ -10,9 +10,10 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
+from tiny_experiment import tiny_base
 from transferlab.analysis import holm
 from transferlab.config import ConfigError, RunConfig, validate
-from transferlab.experiment import ExpectSpec, ExperimentSpec
+from transferlab.experiment import ExpectSpec, ExperimentSpec, plan_experiment
 from transferlab.experiment.analyze import analyze
 from transferlab.experiment.measures import RunRecord
 from transferlab.experiment.results import ResultTables, measure_table
@@ -424,3 +425,15 @@ def test_one_seed_gives_a_mean_without_interval_and_an_inconclusive_verdict():
         "inconclusive: plain+lo vs plain+mid on final_val_loss (lower is better): difference "
         "+0.5 (no interval from n = 1 seed); expected better"
     )
+
+
+def test_measures_and_expectations_leave_the_planned_runs_and_their_keys_unchanged(tmp_path):
+    base = {"name": "m", "base": tiny_base(3), "axes": {"lr": {"lo": {}, "hi": {}}}}
+    measured = {
+        **base,
+        "measures": [LR, {"name": "final_val_loss"}],
+        "expect": [{"measure": "final_val_loss", "variant": "lo", "reference": "hi"}],
+    }
+    plans = [plan_experiment(ExperimentSpec.model_validate(d), tmp_path) for d in (base, measured)]
+    assert [run.key for run in plans[0].runs] == [run.key for run in plans[1].runs]
+    assert plans[1].evals == []

@@ -52,11 +52,12 @@ def _measure_summary(
     groups = spec.measure_variants(measure)
     picks: dict[str, dict[str, Any]] = {}
     values: dict[str, SeedValues] = {}
+    losses = _final_losses(runs, stage) if measure.pick else {}
     for name, members in groups.items():
         if measure.sweep:
             values[name] = _swept(measure, members, per_run, spec.seeds)
         elif measure.over is not None:
-            picks[name] = _pick_best(spec, measure.over, members, _final_losses(runs, stage))
+            picks[name] = _pick_best(spec, measure.over, members, losses)
             values[name] = _values_of(picks[name]["variant"], per_run, spec.seeds)
         else:
             values[name] = _values_of(name, per_run, spec.seeds)
@@ -106,11 +107,13 @@ def _swept(
 
 
 def _final_losses(runs: pa.Table, stage: str) -> dict[tuple[str, int], float]:
-    return {
-        (row["variant"], row["seed"]): row["final_val_loss"]
-        for row in runs.to_pylist()
-        if row["stage"] == stage
-    }
+    """(variant, seed) -> final validation loss of the runs of ``stage`` (NaN: none logged)."""
+    out = {}
+    for row in runs.to_pylist():
+        if row["stage"] == stage:
+            loss = row["final_val_loss"]
+            out[(row["variant"], row["seed"])] = math.nan if loss is None else float(loss)
+    return out
 
 
 def _pick_best(
