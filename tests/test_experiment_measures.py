@@ -67,7 +67,7 @@ def _record(variant: str, seed: int, losses: tuple[float, ...], **logged) -> Run
         "final_val_loss": losses[-1],
         "params_total": 1000 + 10 * seed,
     }
-    return RunRecord(summary, metrics, CONFIG)
+    return RunRecord(summary, metrics, CONFIG, {"optimizer_state_bytes": 4096, "params_total": -1})
 
 
 RECORDS = [_record(variant, seed, losses) for (variant, seed), losses in LOSSES.items()]
@@ -237,14 +237,18 @@ def test_metric_reduces_a_logged_field_and_run_field_reads_a_runs_table_column()
         }  # fmt: skip
         for r in ("last", "max", "min", "mean")
     ]
-    measures.append({"name": "run_field", "field": "params_total", "higher_is_better": False})
+    measures += [
+        {"name": "run_field", "field": f, "higher_is_better": False, "label": f}
+        for f in ("params_total", "optimizer_state_bytes")  # runs.parquet, then run_info.json
+    ]
     table = measure_table(_spec(measures), records).to_pylist()
     assert [(row["measure"], row["value"]) for row in table] == [
         ("last", 5.0),
         ("max", 7.0),
         ("min", 2.0),
         ("mean", pytest.approx(14.0 / 3)),
-        ("run_field", 1000.0),
+        ("params_total", 1000.0),  # the runs table's column wins over run_info.json's
+        ("optimizer_state_bytes", 4096.0),
     ]
 
 
@@ -258,7 +262,9 @@ def test_metric_reduces_a_logged_field_and_run_field_reads_a_runs_table_column()
         ),
         (
             {"name": "run_field", "field": "nope", "higher_is_better": True},
-            r"results/runs.parquet has no column 'nope'; choose one of \['final_val_loss'",
+            r"measure 'run_field': run plain\+lo/0 \(plain\+lo, seed 0\) has no 'nope' in "
+            r"results/runs.parquet or run_info.json; choose one of \['final_val_loss', "
+            r"'optimizer_state_bytes'",
         ),
     ],
 )

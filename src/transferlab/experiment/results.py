@@ -33,6 +33,7 @@ from transferlab.experiment.planner import Plan, PlannedRun
 from transferlab.experiment.spec import ExperimentSpec
 from transferlab.train import read_metrics
 from transferlab.train.checkpoint import read_run_config
+from transferlab.train.run_dir import RUN_INFO_FILE
 
 
 @dataclass(frozen=True)
@@ -198,9 +199,11 @@ def measure_table(spec: ExperimentSpec, records: list[RunRecord]) -> pa.Table:
 
 
 def run_record(run: PlannedRun, summary: dict[str, object]) -> RunRecord:
-    """What the measures read of a finished run: its ``summary`` row, metrics and config."""
+    """What the measures read of a finished run: its ``summary`` row, metrics, config and
+    run_info.json."""
     metrics = read_metrics(run.run_dir / "metrics.jsonl")
-    return RunRecord(summary, metrics, read_run_config(run.run_dir))
+    info = json.loads((run.run_dir / RUN_INFO_FILE).read_text())
+    return RunRecord(summary, metrics, read_run_config(run.run_dir), info)
 
 
 DATA_SCHEMA = pa.schema(

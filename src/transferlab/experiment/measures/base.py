@@ -2,7 +2,8 @@
 
 A measure config (registered in ``config.MEASURES``, listed in an experiment's ``measures:``)
 computes one ``RunValue`` from what a finished run left behind (``RunRecord``: its row of
-``results/runs.parquet``, its ``metrics.jsonl`` rows and its stored config), for each run of
+``results/runs.parquet``, its ``metrics.jsonl`` rows, its stored config and its
+``run_info.json``), for each run of
 its ``stage``. With ``over: AXIS`` the values of the levels of that axis collapse into one per
 remaining variant and seed: a sweep measure (``sweep = True``, e.g. ``lr_sensitivity``) computes
 it from all levels (``collapse``), any other takes the value at the level that ``pick: best``
@@ -12,7 +13,7 @@ does the collapsing, estimates and paired comparisons.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
@@ -27,6 +28,7 @@ class RunRecord:
     summary: dict[str, Any]  # its row of results/runs.parquet (experiment.results.run_summary)
     metrics: list[dict[str, Any]]  # the rows of its metrics.jsonl, in step order
     config: RunConfig  # as its trainer stored it (model.vocab_size filled in)
+    info: dict[str, Any] = field(default_factory=dict)  # its run_info.json
 
     def logged(self, field: str) -> list[dict[str, Any]]:
         """The metrics rows that carry a value of ``field``."""

@@ -1,5 +1,6 @@
-"""``run_field``: a column of ``results/runs.parquet`` (``experiment.results.run_summary``:
-training seconds, parameter counts, anything a run's summary records)."""
+"""``run_field``: a number a run's summary records: a column of ``results/runs.parquet``
+(``experiment.results.run_summary``: training seconds, parameter counts, ...) or, for what only
+the trainer records, a key of its ``run_info.json``; the runs table's column wins a tie."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ class RunFieldConfig(MeasureConfig):
     field: str = Field(min_length=1)
 
     def describe(self) -> str:
-        return f"{self.field} from results/runs.parquet"
+        return f"{self.field} from results/runs.parquet or run_info.json"
 
     def compute(self, run: RunRecord) -> RunValue:
-        if self.field not in run.summary:
+        fields = {**run.info, **run.summary}
+        if self.field not in fields:
             raise ValueError(
-                f"measure {self.measure_label!r}: results/runs.parquet has no column "
-                f"{self.field!r}; choose one of {sorted(run.summary)}"
+                f"measure {self.measure_label!r}: {run.describe()} has no {self.field!r} in "
+                f"results/runs.parquet or run_info.json; choose one of {sorted(fields)}"
             )
-        value = run.summary[self.field]
+        value = fields[self.field]
         return RunValue(float("nan") if value is None else float(value))
