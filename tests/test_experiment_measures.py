@@ -266,9 +266,14 @@ def test_metric_reduces_a_logged_field_and_run_field_reads_a_runs_table_column()
             r"results/runs.parquet or run_info.json; choose one of \['final_val_loss', "
             r"'optimizer_state_bytes'",
         ),
+        (
+            {"name": "run_field", "field": "variant", "higher_is_better": True},
+            r"measure 'run_field': 'variant' of run plain\+lo/0 \(plain\+lo, seed 0\) is "
+            r"'plain\+lo', not a number; choose a numeric field",
+        ),
     ],
 )
-def test_a_field_no_run_has_is_a_one_line_error(measure, message):
+def test_a_field_no_run_has_or_not_a_number_is_a_one_line_error(measure, message):
     with pytest.raises(ValueError, match=message):
         measure_table(_spec([measure]), RECORDS[:1])
 

@@ -60,6 +60,16 @@ class RunValue:
     censored: bool = False
 
 
+def as_number(value: Any, what: str) -> float:
+    """``value`` as a float (None: NaN, a missing number); anything else that is not a number
+    is a one-line ValueError naming ``what`` it is."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} is {value!r}, not a number; choose a numeric field")
+    return float(value)
+
+
 class MeasureConfig(ComponentConfig):
     """A measure: ``label`` names it in the summary (default: its name), ``stage`` is the stage
     whose runs it reads (default: the last), ``over``/``pick`` collapse an axis.

@@ -10,7 +10,12 @@ import numpy as np
 from pydantic import Field
 
 from transferlab.config import MEASURES
-from transferlab.experiment.measures.base import MeasureConfig, RunRecord, RunValue
+from transferlab.experiment.measures.base import (
+    MeasureConfig,
+    RunRecord,
+    RunValue,
+    as_number,
+)
 
 # NaN propagates (a diverged value makes the run's value missing, not silently skipped).
 REDUCERS: dict[str, Callable[[list[float]], float]] = {
@@ -39,4 +44,6 @@ class MetricConfig(MeasureConfig):
                 f"metrics.jsonl (it logged {fields}); fix measures.field or add the callback "
                 "that logs it"
             )
-        return RunValue(REDUCERS[self.reduce]([float(row[self.field]) for row in rows]))
+        what = f"measure {self.measure_label!r}: {self.field!r} of {run.describe()}"
+        values = [as_number(row[self.field], what) for row in rows]
+        return RunValue(REDUCERS[self.reduce](values))

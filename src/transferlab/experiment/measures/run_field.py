@@ -9,7 +9,12 @@ from typing import Literal
 from pydantic import Field
 
 from transferlab.config import MEASURES
-from transferlab.experiment.measures.base import MeasureConfig, RunRecord, RunValue
+from transferlab.experiment.measures.base import (
+    MeasureConfig,
+    RunRecord,
+    RunValue,
+    as_number,
+)
 
 
 @MEASURES.register("run_field")
@@ -27,5 +32,5 @@ class RunFieldConfig(MeasureConfig):
                 f"measure {self.measure_label!r}: {run.describe()} has no {self.field!r} in "
                 f"results/runs.parquet or run_info.json; choose one of {sorted(fields)}"
             )
-        value = fields[self.field]
-        return RunValue(float("nan") if value is None else float(value))
+        what = f"measure {self.measure_label!r}: {self.field!r} of {run.describe()}"
+        return RunValue(as_number(fields[self.field], what))
