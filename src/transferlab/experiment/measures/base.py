@@ -3,8 +3,7 @@
 A measure config (registered in ``config.MEASURES``, listed in an experiment's ``measures:``)
 computes one ``RunValue`` from what a finished run left behind (``RunRecord``: its row of
 ``results/runs.parquet``, its ``metrics.jsonl`` rows, its stored config and its
-``run_info.json``), for each run of
-its ``stage``. With ``over: AXIS`` the values of the levels of that axis collapse into one per
+``run_info.json``), for each run of its ``stage``. With ``over: AXIS`` the values of the levels of that axis collapse into one per
 remaining variant and seed: a sweep measure (``sweep = True``, e.g. ``lr_sensitivity``) computes
 it from all levels (``collapse``), any other takes the value at the level that ``pick: best``
 chooses (the best mean final validation loss over seeds). ``experiment.measure_analysis``
@@ -54,7 +53,7 @@ class RunRecord:
 @dataclass(frozen=True)
 class RunValue:
     """A measure's value for one run. ``censored``: the true value lies beyond ``value`` (a run
-    that never reached its target counts as reaching it at its last step)."""
+    that never reached its target counts as reaching it at its budget, ``max_steps``)."""
 
     value: float
     censored: bool = False
