@@ -1,7 +1,8 @@
 """The experiment report: one self-contained HTML page (inline CSS, figures as PNG data URIs, no
-scripts) with the verdict first, then the plan, training curves, expert routing (for runs with
-the routing callback), downstream estimates, paired differences, loss-vs-downstream
-correlations, per-group tables and sample predictions.
+scripts) with the verdicts first, then the plan, training curves, the measures of the training
+runs, stability (attention logits, loss vs learning rate), expert routing (for runs with the
+routing callback), downstream estimates, paired differences, loss-vs-downstream correlations,
+per-group tables and sample predictions.
 
 Every string that comes from data (names, descriptions, overrides, predictions) goes through the
 escaping helpers of ``markup.py``. A Content-Security-Policy forbids scripts and any load from
@@ -27,9 +28,12 @@ from transferlab.report.inputs import (
     curve_label,
     declared_metrics,
     load_experiment,
+    measure_note,
+    measure_title,
     metric_label,
     per_run_means,
     unplanned_row,
+    verdicts,
 )
 from transferlab.report.markup import Markup, esc, figure, join, table, tag
 from transferlab.report.series import variant_bands
@@ -78,6 +82,7 @@ def render(record: ExperimentRecord) -> str:
         _plan(record),
         _data(record),
         _training(record, colors),
+        _measures(record),
         _stability(record, colors),
         _routing(record, colors),
         _downstream(record, colors),
@@ -97,20 +102,32 @@ def render(record: ExperimentRecord) -> str:
 
 
 def _verdict(record: ExperimentRecord) -> Markup:
+    """One box per expectation's verdict, with its claim."""
     if record.summary is None:
         return tag("div", "no verdict yet: the experiment has no summary.json", cls="verdict")
-    verdict = record.summary.get("verdict")
-    if not verdict:
+    found = verdicts(record.summary)
+    if not found:
         return tag("div", "no verdict: summary.json holds none", cls="verdict")
-    status = str(verdict.get("status", "none"))
-    claim = (record.spec.get("expect") or {}).get("claim")
-    return tag(
-        "div",
-        tag("div", f"verdict: {status}", cls="status"),
-        tag("div", verdict.get("text", "")),
-        tag("div", f"claim: {claim}", cls="note") if claim else "",
-        cls=f"verdict {_VERDICT_CLASS.get(status, 'neutral')}",
-    )
+    boxes = []
+    for verdict in found:
+        status = str(verdict.get("status", "none"))
+        # A summary written before verdicts carried their claim: the spec's single expect.
+        claim = verdict.get("claim", _spec_claim(record))
+        boxes.append(
+            tag(
+                "div",
+                tag("div", f"verdict: {status}", cls="status"),
+                tag("div", verdict.get("text", "")),
+                tag("div", f"claim: {claim}", cls="note") if claim else "",
+                cls=f"verdict {_VERDICT_CLASS.get(status, 'neutral')}",
+            )
+        )
+    return join(boxes)
+
+
+def _spec_claim(record: ExperimentRecord) -> str:
+    expect = record.spec.get("expect")
+    return str(expect.get("claim") or "") if isinstance(expect, dict) else ""
 
 
 def _reproduce(record: ExperimentRecord) -> Markup:
@@ -147,6 +164,7 @@ def _plan(record: ExperimentRecord) -> Markup:
             "Expectation: ",
             json.dumps(spec["expect"], sort_keys=True) if spec.get("expect") else "none stated",
         ),
+        tag("p", "Measures: ", json.dumps(spec["measures"])) if spec.get("measures") else "",
         tag("p", f"Estimated time when planned: {fmt.duration(estimate)}") if estimate else "",
         _runs_table(record),
         Markup(
@@ -375,6 +393,54 @@ def _expert_loads(record: ExperimentRecord) -> Markup:
     return join([*parts, table(headers, rows, {1, 2, 4})])
 
 
+def _measures(record: ExperimentRecord) -> Markup:
+    """Per measure of the training runs: its estimates over seeds and paired comparisons."""
+    measures = (record.summary or {}).get("measures") or []
+    if not measures:
+        return Markup("")
+    level = _level(record)
+    note = (
+        "One value per run (per variant and seed), from its metrics.jsonl or its row of "
+        "results/runs.parquet; a measure over an axis has one value per variant of the other "
+        f"axes. Means with their {level} t interval over seeds; differences paired by seed. "
+        "p (Holm): adjusted over the measure's comparisons. A level picked by best final "
+        "validation loss was picked on the same seeds that are compared, which favours it."
+    )
+    parts = [tag("h2", "Measures of the training runs"), tag("p", note, cls="note")]
+    for measure in measures:
+        estimates = [
+            (
+                e["variant"],
+                fmt.quantity_interval(e["mean"], e["low"], e["high"]),
+                e["n_seeds"],
+                measure_note(e),
+            )
+            for e in measure["estimates"]
+        ]
+        comparisons = [
+            (
+                f"{c['variant']} vs {c['reference']}",
+                fmt.quantity_interval(c["diff"], c["low"], c["high"], signed=True),
+                fmt.p_value(c.get("p_value")),
+                fmt.p_value(c.get("p_holm")),
+                _verdict_cell(c["verdict"]),
+                c["n_seeds"],
+                measure_note(c),
+            )
+            for c in measure["comparisons"]
+        ]
+        parts += [
+            tag("h3", measure_title(measure)),
+            tag("p", measure.get("description", ""), cls="note"),
+            table(["variant", f"mean [{level} interval]", "seeds", "note"], estimates, {1, 2}),
+        ]
+        if comparisons:
+            difference = f"difference [{level} interval]"
+            headers = ["comparison", difference, "p", "p (Holm)", "verdict", "seeds"]
+            parts.append(table([*headers, "note"], comparisons, {1, 2, 3, 5}))
+    return join(parts)
+
+
 def _summary_rows(record: ExperimentRecord, key: str, task: str) -> list[dict[str, Any]]:
     return [row for row in (record.summary or {}).get(key, []) if row.get("task") == task]
 
@@ -512,11 +578,7 @@ def _differences(record: ExperimentRecord) -> Markup:
                 f"{c['variant']} vs {c['reference']}",
                 fmt.interval(c["diff"], c["low"], c["high"], signed=True),
                 fmt.p_value(c.get("p_value")),
-                tag(
-                    "span",
-                    c["verdict"],
-                    cls=c["verdict"] if c["verdict"] in plots.VERDICT_COLORS else None,
-                ),
+                _verdict_cell(c["verdict"]),
                 fmt.seeds_by_examples(c),
                 _comparison_note(c),
             )
@@ -528,6 +590,10 @@ def _differences(record: ExperimentRecord) -> Markup:
     if len(parts) == 1:
         parts.append(tag("p", "No comparisons yet.", cls="note"))
     return join(parts)
+
+
+def _verdict_cell(verdict: str) -> Markup:
+    return tag("span", verdict, cls=verdict if verdict in plots.VERDICT_COLORS else None)
 
 
 def _comparison_note(row: dict[str, Any]) -> str:

@@ -73,6 +73,33 @@ class ExperimentRecord:
         return shown_metric(self.summary or {}, task, self.primary_metric())
 
 
+def verdicts(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's verdicts, one per expectation; without expectations (or in a summary
+    written before there could be several) the one ``verdict`` it holds."""
+    return list(summary.get("verdicts") or [v for v in [summary.get("verdict")] if v])
+
+
+def measure_note(row: dict[str, Any]) -> str:
+    """What qualifies a measure's estimate or comparison: the picked level, censored runs and
+    seeds left out for a missing value."""
+    notes = [f"picked {row['picked']}"] if row.get("picked") else []
+    if row.get("n_censored"):
+        notes.append(f"{row['n_censored']} censored (counted at their budget)")
+    if row.get("n_dropped"):
+        notes.append(f"{row['n_dropped']} seed(s) without a finite value left out")
+    return "; ".join(notes)
+
+
+def measure_title(measure: dict[str, Any]) -> str:
+    """``lr_sensitivity (lower is better; over lr; stage pretrain)``."""
+    parts = ["higher is better" if measure["higher_is_better"] else "lower is better"]
+    if measure.get("over"):
+        how = "pick best" if measure.get("pick") else "sweep"
+        parts.append(f"over {measure['over']}, {how}")
+    parts.append(f"stage {measure['stage']}")
+    return f"{measure['measure']} ({'; '.join(parts)})"
+
+
 def declared_metrics(summary: dict[str, Any], task: str) -> list[dict[str, Any]]:
     """The metric declarations of ``task`` as analysis recorded them (none in a summary written
     before tasks declared their metrics)."""
