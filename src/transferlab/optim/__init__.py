@@ -1,15 +1,19 @@
-"""Optimizers and learning-rate schedules, registered by name."""
+"""Optimizers and learning-rate schedules, registered by name; the parameter groups they share."""
 
-from transferlab.optim import adamw, schedules
-from transferlab.optim.adamw import AdamWConfig, split_decay_groups
+from transferlab.optim import adamw, groups, schedules
+from transferlab.optim.adamw import AdamSettings, AdamWConfig
+from transferlab.optim.groups import ParamGroup, param_groups
 from transferlab.optim.schedules import ConstantConfig, CosineConfig, WarmupStableDecayConfig
 
 __all__ = [
+    "AdamSettings",
     "AdamWConfig",
     "ConstantConfig",
     "CosineConfig",
+    "ParamGroup",
     "WarmupStableDecayConfig",
     "adamw",
+    "groups",
+    "param_groups",
     "schedules",
-    "split_decay_groups",
 ]
