@@ -26,6 +26,7 @@ from transferlab.train.batching import BatchPlan, local_micro_batches, plan_batc
 from transferlab.train.callbacks import (
     CheckpointCallback,
     MetricsLogCallback,
+    OptimizerStateCallback,
     ProgressCallback,
     ValidationCallback,
 )
@@ -54,6 +55,7 @@ class TrainResult:
     flops_per_token: int  # training FLOPs (forward + backward) per token
     interrupted: bool = False  # stopped early by SIGINT/SIGTERM (or stop_after); resumable
     checkpoint: Path | None = None  # the newest complete checkpoint
+    optimizer_state_bytes: int | None = None  # None until a step has created the state
 
 
 def train(
@@ -153,13 +155,15 @@ class Pretraining:
 
     def _callbacks(self) -> list[Callback]:
         """Validation and the configured extras add to the step's row before it is logged;
-        the checkpoint comes after the log (it saves the meter of the next interval)."""
+        the checkpoint comes after the log (it saves the meter of the next interval) and after
+        the optimizer state's size is recorded (so a resumable run has recorded it)."""
         t = self.cfg.trainer
         extras = [callback_cfg.build() for callback_cfg in t.callbacks]
         return [
             self.validation,
             *extras,
             MetricsLogCallback(self.run_dir.metrics, t.log_interval, enabled=self.dist.is_main),
+            OptimizerStateCallback(self._record_optimizer_state),
             CheckpointCallback(t.checkpoint_interval, t.keep_checkpoints, {"config_key": self.key}),
             ProgressCallback(t.progress),
         ]
@@ -212,7 +216,14 @@ class Pretraining:
             flops_per_token=self.info["flops_per_token"],
             interrupted=result.interrupted,
             checkpoint=self.run_dir.latest_checkpoint(),
+            optimizer_state_bytes=self.info.get("optimizer_state_bytes"),
         )
+
+    def _record_optimizer_state(self, size: int) -> None:
+        """Add the optimizer state's size in bytes to ``run_info.json``."""
+        self.info["optimizer_state_bytes"] = size
+        if self.dist.is_main:
+            write_json_atomic(self.run_dir.run_info, self.info)
 
 
 def validation_batches(
