@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from transferlab.config import ModelConfig, RunConfig, validate
+from transferlab.config import OPTIMIZERS, ModelConfig, RunConfig, validate
 from transferlab.models import build_model
 from transferlab.optim import AdamWConfig, ConstantConfig, param_groups
 from transferlab.train.engine import Engine
@@ -125,6 +125,23 @@ def test_the_scaled_group_moves_by_its_own_lr_on_the_first_adam_step():
     # Adam's first step moves each weight by lr * |g| / (|g| + eps), i.e. lr up to 1e-6.
     torch.testing.assert_close(moved[0], torch.full((3, 3), 0.1), rtol=0, atol=1e-6)
     torch.testing.assert_close(moved[1], torch.full((3, 3), 0.05), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", [{"name": "muon", "lr": 0.02, "adamw_lr": 0.004}])
+def test_muon_and_galore_take_the_same_groups(spec):
+    model = _model()
+    cfg = OPTIMIZERS.parse({**spec, "groups": [{"pattern": "blocks.1.*", "lr_scale": 0.5}]})
+    built = cfg.build(model)
+    by_param = {
+        name: group for group in built.param_groups for name in _names(model, group["params"])
+    }
+    adamw_lr = spec.get("adamw_lr", 0.02)
+    assert by_param["blocks.0.mlp.down.weight"]["initial_lr"] == 0.02
+    assert by_param["blocks.1.mlp.down.weight"]["initial_lr"] == 0.01
+    assert by_param["blocks.1.mlp_norm.weight"]["initial_lr"] == adamw_lr * 0.5
+    assert by_param["blocks.1.mlp_norm.weight"]["weight_decay"] == 0.0
+    assert by_param["embed.weight"]["initial_lr"] == adamw_lr
+    assert sum(len(g["params"]) for g in built.param_groups) == len(list(model.parameters()))
 
 
 def test_a_pattern_that_selects_nothing_is_an_error_naming_it():
