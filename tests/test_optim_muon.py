@@ -16,7 +16,10 @@ from transferlab.config import ModelConfig
 from transferlab.models import build_model
 from transferlab.optim import CombinedOptimizer, ConstantConfig, MuonConfig, optimizer_state_bytes
 from transferlab.train import read_metrics, train
+from transferlab.train.checkpoint import load_train_state
+from transferlab.train.distributed import DistContext
 from transferlab.train.engine import Engine
+from transferlab.train.trainer import Pretraining
 
 
 def _low_rank_untied() -> nn.Module:
@@ -156,3 +159,21 @@ def test_muon_trains_the_tiny_run_and_resumes_bit_for_bit(tiny_config):
     assert first.interrupted
     resumed = train(tiny_config("name=split", *settings), resume=True)
     _assert_same_run(resumed, full)
+
+
+def test_a_child_takes_a_muon_parents_state_with_init_optimizer(tiny_config):
+    settings = ("optimizer.name=muon", "optimizer.lr=0.02")
+    parent = train(tiny_config("name=parent", *settings))
+    child = tiny_config(
+        "name=child", *settings, f"init.from_run={parent.run_dir}", "init.optimizer=true"
+    )
+    optimizer = Pretraining(
+        child, DistContext(0, 1, 0, torch.device("cpu")), False
+    ).engine.optimizer
+    saved = load_train_state(parent.checkpoint)["optimizer"]["state"]
+    state = optimizer.state_dict()["state"]
+    assert state.keys() == saved.keys()
+    for index, tensors in saved.items():
+        assert state[index].keys() == tensors.keys()
+        for key, tensor in tensors.items():
+            assert torch.equal(state[index][key], tensor), (index, key)
