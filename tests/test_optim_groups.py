@@ -127,7 +127,10 @@ def test_the_scaled_group_moves_by_its_own_lr_on_the_first_adam_step():
     torch.testing.assert_close(moved[1], torch.full((3, 3), 0.05), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("spec", [{"name": "muon", "lr": 0.02, "adamw_lr": 0.004}])
+@pytest.mark.parametrize(
+    "spec",
+    [{"name": "muon", "lr": 0.02, "adamw_lr": 0.004}, {"name": "galore", "lr": 0.02, "rank": 4}],
+)
 def test_muon_and_galore_take_the_same_groups(spec):
     model = _model()
     cfg = OPTIMIZERS.parse({**spec, "groups": [{"pattern": "blocks.1.*", "lr_scale": 0.5}]})

@@ -1,8 +1,9 @@
 """Optimizers and learning-rate schedules, registered by name; the parameter groups they share."""
 
-from transferlab.optim import adamw, groups, muon, schedules
+from transferlab.optim import adamw, galore, groups, muon, schedules
 from transferlab.optim.adamw import AdamSettings, AdamWConfig
 from transferlab.optim.combined import CombinedOptimizer
+from transferlab.optim.galore import GaLoreAdamW, GaLoreConfig
 from transferlab.optim.groups import ParamGroup, param_groups
 from transferlab.optim.muon import MuonConfig
 from transferlab.optim.schedules import ConstantConfig, CosineConfig, WarmupStableDecayConfig
@@ -14,10 +15,13 @@ __all__ = [
     "CombinedOptimizer",
     "ConstantConfig",
     "CosineConfig",
+    "GaLoreAdamW",
+    "GaLoreConfig",
     "MuonConfig",
     "ParamGroup",
     "WarmupStableDecayConfig",
     "adamw",
+    "galore",
     "groups",
     "muon",
     "optimizer_state_bytes",
