@@ -24,12 +24,10 @@ def _grads(shape: tuple[int, ...], steps: int, seed: int = 0) -> list[torch.Tens
     return [torch.randn(shape, generator=generator) for _ in range(steps)]
 
 
-def _galore(param: nn.Parameter, rank: int | None, gap: int = 1000, **options) -> GaLoreAdamW:
+def _galore(param: nn.Parameter, rank: int, gap: int = 1000, **options) -> GaLoreAdamW:
     settings = {"lr": 0.01, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}
     settings.update(options)
-    return GaLoreAdamW(
-        [{"params": [param], "rank": rank}], update_proj_gap=gap, scale=0.25, **settings
-    )
+    return GaLoreAdamW([param], rank=rank, update_proj_gap=gap, scale=0.25, **settings)
 
 
 def _run(param: nn.Parameter, optimizer, grads: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -95,22 +93,6 @@ def test_the_projector_is_refreshed_on_steps_0_t_2t_only():
         assert torch.equal(projectors[step], top_singular_vectors(grads[step], 2))
 
 
-@pytest.mark.parametrize("shape", [(4, 12), (12, 4), (7,)])
-def test_unprojected_parameters_get_exactly_adamw(shape):
-    """A matrix whose smaller side is at most the rank, and any 1-D parameter, is plain AdamW:
-    bit for bit torch.optim.AdamW(foreach=False), weight decay included."""
-    start = torch.randn(shape)
-    ours, theirs = nn.Parameter(start.clone()), nn.Parameter(start.clone())
-    grads = _grads(shape, 5, seed=3)
-    galore = _galore(ours, rank=4)
-    adamw = torch.optim.AdamW(
-        [theirs], lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, foreach=False
-    )
-    for a, b in zip(_run(ours, galore, grads), _run(theirs, adamw, grads), strict=True):
-        assert torch.equal(a, b)
-    assert "projector" not in galore.state[ours]
-
-
 def _tiny_model() -> nn.Module:
     torch.manual_seed(0)
     return build_model(ModelConfig(d_model=32, n_layers=1, n_heads=2, vocab_size=40))
@@ -121,6 +103,34 @@ def _step_once(model: nn.Module, optimizer) -> None:
     model(tokens).logsumexp(-1).mean().backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def test_only_matrices_longer_than_the_rank_on_both_sides_are_projected():
+    model = _tiny_model()  # d_model 32: every block matrix has a side of 32
+    galore, adamw = GaLoreConfig(rank=8).build(model).parts
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    assert [by_id[id(p)] for g in galore.param_groups for p in g["params"]] == [
+        "blocks.0.attn.qkv.weight",
+        "blocks.0.attn.out.weight",
+        "blocks.0.mlp.gate_up.weight",
+        "blocks.0.mlp.down.weight",
+    ]
+    assert isinstance(adamw, torch.optim.AdamW)
+    with pytest.raises(ValueError, match=r"GaLoreAdamW got a parameter of shape \(4, 12\) it "):
+        _galore(nn.Parameter(torch.zeros(4, 12)), rank=4)
+
+
+def test_with_rank_reaching_every_smaller_side_galore_is_adamw_bit_for_bit():
+    """No matrix is projected at rank 32 (a full-rank projector would only rotate Adam's
+    coordinates, which is not AdamW): every parameter gets the fused AdamW update."""
+    ours, theirs = _tiny_model(), _tiny_model()
+    galore, adamw = GaLoreConfig(rank=32).build(ours), AdamWConfig().build(theirs)
+    assert len(galore.parts) == 1
+    for _ in range(3):
+        _step_once(ours, galore)
+        _step_once(theirs, adamw)
+    for (name, x), y in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
 
 
 def test_state_bytes_adamw_and_galore_exactly():

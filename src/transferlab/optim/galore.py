@@ -12,8 +12,9 @@ the paper. Weight decay is decoupled, as in AdamW: W <- W * (1 - lr * weight_dec
 
 A hidden matrix whose smaller side is at most ``rank`` is not projected (its moments would be no
 smaller, and a full-rank P only rotates the coordinates in which Adam normalizes, so it would not
-even be AdamW); it and every other parameter (embeddings, output head, norm gains, biases) get
-plain AdamW, bit for bit what ``torch.optim.AdamW(foreach=False)`` computes. The per-parameter
+even be AdamW). It and every other parameter (embeddings, output head, norm gains, biases) go to
+a fused ``torch.optim.AdamW`` beside ``GaLoreAdamW`` (one ``CombinedOptimizer``): a GaLore run
+whose rank reaches every matrix's smaller side is an AdamW run, bit for bit. The per-parameter
 state (moments, P, step) is in ``state_dict()``, so a resumed run repeats an uninterrupted one.
 """
 
@@ -28,6 +29,7 @@ from torch import nn
 
 from transferlab.config.registry import OPTIMIZERS
 from transferlab.optim.adamw import AdamSettings
+from transferlab.optim.combined import CombinedOptimizer
 from transferlab.optim.groups import param_groups
 
 
@@ -41,24 +43,40 @@ class GaLoreConfig(AdamSettings):
     update_proj_gap: int = Field(default=200, gt=0)
     scale: float = Field(default=0.25, gt=0)
 
-    def build(self, model: nn.Module) -> GaLoreAdamW:
-        groups = [
-            group.torch_group(self.lr, rank=self.rank if group.hidden else None)
-            for group in param_groups(model, self, separate_hidden=True)
-        ]
-        return GaLoreAdamW(
-            groups,
-            lr=self.lr,
-            betas=self.betas,
-            eps=self.eps,
-            update_proj_gap=self.update_proj_gap,
-            scale=self.scale,
-        )
+    def build(self, model: nn.Module) -> CombinedOptimizer:
+        projected, plain = [], []
+        for group in param_groups(model, self, separate_hidden=True):
+            if group.hidden:
+                matrices, others = group.split(lambda p: projects(p, self.rank))
+                projected.append(matrices)
+                plain.append(others)
+            else:
+                plain.append(group)
+        projected = [group.torch_group(self.lr) for group in projected if group.params]
+        plain = [group.torch_group(self.lr) for group in plain if group.params]
+        parts: list[torch.optim.Optimizer] = []
+        if projected:
+            parts.append(
+                GaLoreAdamW(
+                    projected,
+                    lr=self.lr,
+                    rank=self.rank,
+                    betas=self.betas,
+                    eps=self.eps,
+                    update_proj_gap=self.update_proj_gap,
+                    scale=self.scale,
+                )
+            )
+        if plain:
+            parts.append(
+                torch.optim.AdamW(plain, lr=self.lr, betas=self.betas, eps=self.eps, fused=True)
+            )
+        return CombinedOptimizer(parts)
 
 
-def projects(param: torch.Tensor, rank: int | None) -> bool:
-    """Whether GaLore projects ``param`` at ``rank`` (None: a group it never projects)."""
-    return rank is not None and param.ndim == 2 and rank < min(param.shape)
+def projects(param: torch.Tensor, rank: int) -> bool:
+    """Whether projecting ``param`` to ``rank`` saves memory: a matrix with both sides longer."""
+    return param.ndim == 2 and rank < min(param.shape)
 
 
 def top_singular_vectors(grad: torch.Tensor, rank: int) -> torch.Tensor:
@@ -82,29 +100,37 @@ def project_back(update: torch.Tensor, projector: torch.Tensor, shape: torch.Siz
 
 
 class GaLoreAdamW(torch.optim.Optimizer):
-    """AdamW whose groups with a ``rank`` project their 2-D parameters (see the module doc)."""
+    """AdamW on the gradients of matrices projected to ``rank`` (see the module doc); every
+    parameter must be one that ``projects`` (the others belong to a plain AdamW)."""
 
     def __init__(
         self,
         params: Any,
         lr: float,
+        rank: int,
         betas: tuple[float, float],
         eps: float,
         update_proj_gap: int,
         scale: float,
         weight_decay: float = 0.0,
-        rank: int | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
+            "rank": rank,
             "betas": betas,
             "eps": eps,
             "weight_decay": weight_decay,
-            "rank": rank,
             "update_proj_gap": update_proj_gap,
             "scale": scale,
         }
         super().__init__(params, defaults)
+        for group in self.param_groups:
+            for param in group["params"]:
+                if not projects(param, group["rank"]):
+                    raise ValueError(
+                        f"GaLoreAdamW got a parameter of shape {tuple(param.shape)} it cannot "
+                        f"project to rank {group['rank']}; give it to a plain AdamW"
+                    )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -119,15 +145,13 @@ class GaLoreAdamW(torch.optim.Optimizer):
         return loss
 
     def _update(self, param: torch.Tensor, group: dict[str, Any]) -> None:
-        grad, state = param.grad, self.state[param]
-        projected = projects(param, group["rank"])
+        state = self.state[param]
         if not state:  # a float32 step tensor, as torch's optimizers keep it
             state["step"] = torch.zeros((), dtype=torch.float32)
         done = int(state["step"].item())  # steps before this one
-        if projected and done % group["update_proj_gap"] == 0:
-            state["projector"] = top_singular_vectors(grad, group["rank"])
-        if projected:
-            grad = project(grad, state["projector"])
+        if done % group["update_proj_gap"] == 0:
+            state["projector"] = top_singular_vectors(param.grad, group["rank"])
+        grad = project(param.grad, state["projector"])
         if "exp_avg" not in state:
             state["exp_avg"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
@@ -136,15 +160,12 @@ class GaLoreAdamW(torch.optim.Optimizer):
         beta1, beta2 = group["betas"]
         lr = group["lr"]
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        # The arithmetic of torch.optim.AdamW (foreach=False), operation for operation, so an
-        # unprojected parameter gets exactly its update.
+        # AdamW's arithmetic (torch.optim.AdamW, foreach=False) on the projected gradient, so the
+        # moments are exactly those of AdamW fed P^T G (or G P).
         param.mul_(1 - lr * group["weight_decay"])
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         step_size = lr / (1 - beta1**step)
         denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(group["eps"])
-        if projected:
-            direction = project_back(exp_avg / denom, state["projector"], param.shape)
-            param.add_(direction, alpha=-step_size * group["scale"])
-        else:
-            param.addcdiv_(exp_avg, denom, value=-step_size)
+        direction = project_back(exp_avg / denom, state["projector"], param.shape)
+        param.add_(direction, alpha=-step_size * group["scale"])

@@ -14,7 +14,8 @@ i.e. the blocks' projections, the factors ``u``, ``v`` of a ``low_rank`` linear 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -31,6 +32,12 @@ class ParamGroup:
     lr_scale: float
     hidden: bool  # hidden matrices (always False unless the caller separates them)
     params: list[nn.Parameter] = field(default_factory=list)
+
+    def split(self, keep: Callable[[nn.Parameter], bool]) -> tuple[ParamGroup, ParamGroup]:
+        """(the parameters ``keep`` holds for, the others), each with this group's settings."""
+        kept = [p for p in self.params if keep(p)]
+        rest = [p for p in self.params if not keep(p)]
+        return replace(self, params=kept), replace(self, params=rest)
 
     def torch_group(self, base_lr: float, **options: Any) -> dict[str, Any]:
         """The group as torch optimizers take it. ``initial_lr`` is the base the engine's
