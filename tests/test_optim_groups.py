@@ -10,9 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from transferlab.config import OPTIMIZERS, ModelConfig, RunConfig, validate
+from tiny_experiment import tiny_base
+from transferlab.config import OPTIMIZERS, ConfigError, ModelConfig, RunConfig, validate
+from transferlab.experiment import ExperimentSpec, plan_experiment
 from transferlab.models import build_model
 from transferlab.optim import AdamWConfig, ConstantConfig, param_groups
+from transferlab.train import train
 from transferlab.train.engine import Engine
 from transferlab.train.run_dir import config_key
 
@@ -167,3 +170,21 @@ def test_a_pattern_that_selects_nothing_is_an_error_naming_it():
 def test_a_repeated_pattern_is_refused_on_validation():
     with pytest.raises(ValueError, match=r"optimizer.groups repeat the pattern\(s\) \['embed\*'\]"):
         AdamWConfig(groups=[{"pattern": "embed*"}, {"pattern": "embed*", "lr_scale": 2}])
+
+
+def test_a_run_or_experiment_with_such_a_pattern_stops_before_any_work(tiny_config, tmp_path):
+    cfg = tiny_config('optimizer.groups=[{pattern: "blocks.*.mlp.up*", lr_scale: 2}]')
+    with pytest.raises(ConfigError, match=r"pattern 'blocks.\*.mlp.up\*' selects nothing"):
+        train(cfg)
+    assert not (tmp_path / "runs").exists()  # not even the data was prepared into a run
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "groups",
+            "base": tiny_base(2),
+            "axes": {"lr": {"a": {}, "b": {"optimizer.groups": [{"pattern": "head*"}]}}},
+            "seeds": [0],
+            "tasks": [],
+        }
+    )
+    with pytest.raises(ConfigError, match=r"variant overrides .*'head\*' selects nothing"):
+        plan_experiment(spec, store=tmp_path / "store")

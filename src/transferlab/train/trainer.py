@@ -22,6 +22,7 @@ from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.models import build_model, count_parameters, flops_per_token
 from transferlab.objectives import Batch, Objective
+from transferlab.optim import param_groups
 from transferlab.train.batching import BatchPlan, local_micro_batches, plan_batches
 from transferlab.train.callbacks import (
     CheckpointCallback,
@@ -40,7 +41,7 @@ from transferlab.train.run_dir import RunDir, config_key, run_dir_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainResult", "TrainingDiverged", "resolve_model_vocab", "train"]
+__all__ = ["TrainResult", "TrainingDiverged", "check_param_groups", "resolve_model_vocab", "train"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,20 @@ def train(
         dist.close()
 
 
+def check_param_groups(cfg: RunConfig) -> None:
+    """Refuse ``optimizer.groups`` patterns that select no parameter of ``cfg.model`` before
+    any data is prepared (on a model without storage: names do not depend on the vocabulary)."""
+    if not cfg.optimizer.groups:
+        return
+    model_cfg = cfg.model.model_copy(update={"vocab_size": cfg.model.vocab_size or 1})
+    with torch.device("meta"):
+        model = build_model(model_cfg)
+    try:
+        param_groups(model, cfg.optimizer)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def resolve_model_vocab(cfg: RunConfig, vocab_size: int) -> RunConfig:
     """Fill ``model.vocab_size`` from the tokenizer; a larger explicit value (padding) is kept."""
     given = cfg.model.vocab_size
@@ -98,6 +113,7 @@ class Pretraining:
         self, cfg: RunConfig, dist: DistContext, resume: bool, allow_changes: bool = False
     ) -> None:
         self.dist = dist
+        check_param_groups(cfg)
         data = dist.main_first(lambda: prepare_data(data_config(cfg)))
         self.cfg = cfg = resolve_model_vocab(cfg, data.vocab_size)
         # Once: for a child it reads the parent's run_info.json (and maybe its checkpoints).
