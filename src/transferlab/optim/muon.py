@@ -57,9 +57,10 @@ class MuonConfig(AdamSettings):
                 f"optimizer muon needs torch.optim.Muon (torch >= 2.9); this is torch "
                 f"{torch.__version__}: upgrade torch or choose adamw"
             )
+        adamw_lr = self.adamw_lr or self.lr
         groups = param_groups(model, self, separate_hidden=True)
         matrices = [g.torch_group(self.lr) for g in groups if g.hidden]
-        others = [g.torch_group(self.adamw_lr or self.lr) for g in groups if not g.hidden]
+        others = [g.torch_group(adamw_lr) for g in groups if not g.hidden]
         parts: list[torch.optim.Optimizer] = []
         if matrices:
             parts.append(
@@ -74,8 +75,6 @@ class MuonConfig(AdamSettings):
             )
         if others:
             parts.append(
-                torch.optim.AdamW(
-                    others, lr=self.adamw_lr or self.lr, betas=self.betas, eps=self.eps, fused=True
-                )
+                torch.optim.AdamW(others, lr=adamw_lr, betas=self.betas, eps=self.eps, fused=True)
             )
         return CombinedOptimizer(parts)
