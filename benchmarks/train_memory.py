@@ -11,8 +11,8 @@ whose part or optimizer is not registered (yet) is skipped, saying so.
 Memory, measured on each variant alone (the profiler sees every tensor of the process) in its
 second step (the first creates the optimizer's state), in bytes:
   params       the parameters; buffers: the persistent buffers (the sparse support's indices)
-  grads        the gradients, summed when the optimizer step starts (a step pre-hook)
-  optimizer    the optimizer's state tensors after its step (a step post-hook)
+  grads        the gradients, as backward leaves them (a post-accumulate-grad hook each)
+  optimizer    the optimizer's state tensors after its step (``optimizer_state_bytes``)
   saved        what autograd keeps for backward: every tensor a saved-tensors hook packs in the
                step, each storage once, the parameters' and buffers' own storages left out
   activations  the peak over the step (forward, backward, optimizer step) of the bytes it
@@ -63,6 +63,7 @@ from transferlab.config import (
 )
 from transferlab.data import PackedLoader, prepare_data
 from transferlab.models import build_model
+from transferlab.optim import optimizer_state_bytes
 from transferlab.train.batching import plan_batches
 from transferlab.train.distributed import DistContext
 from transferlab.train.engine import Engine, LoopSettings
@@ -203,22 +204,24 @@ def persistent_buffer_bytes(model: torch.nn.Module) -> int:
     return tensor_bytes(t for name, t in model.state_dict().items() if name not in parameters)
 
 
-class StepMemory:
-    """Gradient and optimizer-state bytes at the optimizer step, through its hooks."""
+class GradientBytes:
+    """The bytes of every parameter's gradient once backward has accumulated it (a hook per
+    parameter: the engine clears the gradients before the step returns)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.grads = self.state = 0
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.sizes: dict[int, int] = {}
         self.handles = [
-            optimizer.register_step_pre_hook(self._count_grads),
-            optimizer.register_step_post_hook(self._count_state),
+            p.register_post_accumulate_grad_hook(self._record)
+            for p in model.parameters()
+            if p.requires_grad
         ]
 
-    def _count_grads(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
-        params = (p for group in optimizer.param_groups for p in group["params"])
-        self.grads = tensor_bytes(p.grad for p in params)
+    def _record(self, param: torch.Tensor) -> None:
+        self.sizes[id(param)] = tensor_bytes([param.grad])
 
-    def _count_state(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
-        self.state = sum(tensor_bytes(s.values()) for s in optimizer.state.values())
+    @property
+    def bytes(self) -> int:
+        return sum(self.sizes.values())
 
     def remove(self) -> None:
         for handle in self.handles:
@@ -274,15 +277,15 @@ def profiled_peaks(step: Callable[[], object]) -> tuple[int, int]:
 def measure_memory(trainee: Trainee) -> Memory:
     """The memory of the trainee's second step (the first creates the optimizer's state)."""
     trainee.step()
-    counts, saved = StepMemory(trainee.optimizer), SavedTensors(trainee.model)
+    grads, saved = GradientBytes(trainee.model), SavedTensors(trainee.model)
     with saved.hooks():
         peak, activations = profiled_peaks(trainee.step)
-    counts.remove()
+    grads.remove()
     return Memory(
         params=tensor_bytes(trainee.model.parameters()),
         buffers=persistent_buffer_bytes(trainee.model),
-        grads=counts.grads,
-        optimizer=counts.state,
+        grads=grads.bytes,
+        optimizer=optimizer_state_bytes(trainee.optimizer),
         saved=saved.bytes,
         activations=activations,
         peak=peak,

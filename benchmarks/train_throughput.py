@@ -126,8 +126,15 @@ class EngineTrainee(Trainee):
         return out.loss
 
 
-def engine_trainee(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rows: int) -> Trainee:
+def engine_trainee(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rows: int,
+    micro_batch_size: int | None = None,
+) -> Trainee:
+    """The engine's step on ``rows`` sequences, accumulated over micro batches if given."""
     source = OneBatch()
+    micro = micro_batch_size or rows
     # No pad id occurs in uniform random tokens above the specials, so every position is a target.
     objective = ClmConfig().build(SpecialTokenIds(pad=-1, bos=1, eos=2, mask=3), 0)
     for group in optimizer.param_groups:
@@ -138,7 +145,7 @@ def engine_trainee(model: torch.nn.Module, optimizer: torch.optim.Optimizer, row
         source,
         optimizer,
         lambda step: 1.0,
-        BatchPlan(rows, rows, 1, 1),
+        BatchPlan(rows, micro, 1, rows // micro),
         LoopSettings(max_steps=10**9, seed=0, precision="fp32"),
         DistContext(0, 1, 0, torch.device("cpu")),
     )

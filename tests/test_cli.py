@@ -193,10 +193,11 @@ def test_components_lists_every_registry():
         "objectives: answer_lm, clm, mlm",
         "schedules: constant, cosine, wsd",
         "attentions: mha",
-        "mlps: gelu, swiglu",
+        "mlps: gelu, moe, swiglu",
         "norms: rmsnorm",
         "linears: dense, low_rank",
-        "callbacks: downstream, stability",
+        "callbacks: downstream, lipschitz, routing, stability",
+        "measures: final_val_loss, lr_sensitivity, metric, run_field, steps_to_loss",
         "python_stdlib",
         "qa_finetune",
         "code_function_name",
@@ -213,5 +214,10 @@ def test_every_recipe_preset_plans_valid_runs_and_states_its_claim(info, tmp_pat
         plan = plan_experiment(spec, store=tmp_path)  # validates every run's config
         assert len(plan.runs) == len(spec.variant_names()) * len(spec.seeds) >= 4
         assert len({run.key for run in plan.runs}) == len(plan.runs)
-        assert spec.expect is not None and spec.expect.variant in spec.variant_names()
-        assert spec.expect.task in [t.task_name for t in spec.tasks]
+        assert spec.expectations  # stated before it runs
+        for expect in spec.expectations:  # each names its task or measure and a variant of it
+            if expect.measure is None:
+                assert expect.variant in spec.variant_names()
+                assert expect.task in [t.task_name for t in spec.tasks]
+            else:
+                assert expect.variant in spec.measure_variants(spec.measure(expect.measure))

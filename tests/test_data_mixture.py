@@ -7,9 +7,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from transferlab.config import ConfigError, RunConfig, validate
-from transferlab.data.prepare import prepare_data
+from transferlab.data.loader import document_windows
+from transferlab.data.prepare import prepare_data, validation_domains
 from transferlab.data.tokenizer import TextTokenizer
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
@@ -78,6 +80,7 @@ def test_natural_mixture_takes_every_training_document_once(tmp_path, monkeypatc
         "docs": 7,
         "tokens": info["val"]["tokens"],
         "unknown_tokens": 0,
+        "domains": [{"name": "small", "docs": 1}, {"name": "large", "docs": 6}],
     }
     # Every document is [bos] + 8 words + [eos]: the decoded text is one of the inputs.
     tokenizer = TextTokenizer.from_file(prepared.tokenizer_path)
@@ -181,3 +184,32 @@ def test_a_run_pretrains_on_the_standard_library(tiny_config, monkeypatch, tmp_p
     assert result.steps == 3 and result.val_loss is not None
     info = json.loads((prepare_data(cfg).root / "info.json").read_text())
     assert [d["name"] for d in info["domains"]] == ["python_stdlib"]
+
+
+def test_each_domain_reads_its_own_validation_documents_and_windows(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    prepared = prepare_data(_config(tmp_path))
+    domains = validation_domains(prepared)
+    assert domains == {"small": range(0, 1), "large": range(1, 7)}
+    tokenizer = TextTokenizer.from_file(prepared.tokenizer_path)
+    folder = prepared.val_folder()
+    texts = _decoded(folder, tokenizer)
+    # small's texts start with doc0x<i>, large's with doc3x<i> (see _config).
+    assert all(texts[i].startswith("doc0x") for i in domains["small"])
+    assert all(texts[i].startswith("doc3x") for i in domains["large"])
+    # Windows of 4 + 1 tokens cut the large domain's 6 x 10 tokens alone, overlapping by one.
+    windows = document_windows(folder, domains["large"], seq_len=4, limit=100)
+    start = int(folder.doc_ends[0])
+    assert windows.shape == (14, 5) and windows.dtype == torch.int64  # (60 - 1) // 4
+    stream = torch.from_numpy(folder.tokens(start, start + 57).astype(np.int64))
+    assert torch.equal(windows[:, :4].flatten(), stream[:56])
+    assert torch.equal(windows[:, 4], stream[4:57:4])
+    assert document_windows(folder, domains["large"], seq_len=4, limit=3).shape == (3, 5)
+    assert document_windows(folder, domains["small"], seq_len=16, limit=3).shape == (0, 17)
+    # A stage built before the counts were recorded is named, with the fix.
+    info_path = prepared.root / "info.json"
+    info = json.loads(info_path.read_text())
+    del info["validation"]["domains"]
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="recorded each domain's validation documents; delete"):
+        validation_domains(prepared)

@@ -473,8 +473,10 @@ def test_sources_are_registered_and_parse_from_config(tmp_path):
         "hf_dataset",
         "jsonl",
         "parquet",
+        "python_docs",
         "python_stdlib",
         "text_files",
+        "world_text",
     ]
     data = {
         "sources": [

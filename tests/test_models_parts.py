@@ -211,9 +211,9 @@ def test_the_mlp_part_sets_the_default_width():
 
 def test_an_unknown_part_fails_in_one_line_naming_the_choices():
     with pytest.raises(
-        ConfigError, match=r"model\.mlp: .*unknown mlp 'moe'; expected one of \["
+        ConfigError, match=r"model\.mlp: .*unknown mlp 'hyena'; expected one of \["
     ) as info:
-        validate(RunConfig, {"model": {"mlp": {"name": "moe"}}})
+        validate(RunConfig, {"model": {"mlp": {"name": "hyena"}}})
     assert "\n" not in str(info.value) and "'swiglu'" in str(info.value)
 
 

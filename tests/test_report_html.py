@@ -416,3 +416,14 @@ def test_report_from_the_real_analysis(tmp_path: Path):
         text = fmt.interval(mean, row["low"], row["high"], signed=signed)
         assert text in page
     assert len(_images(page)) == 4
+
+
+def test_quantity_intervals_read_at_any_scale():
+    """A measure's numbers (a loss, steps, bytes): four significant digits of the largest of
+    the three, as many decimals for each; integers without decimals, thousands separated."""
+    assert fmt.quantity_interval(5.472, 5.334, 5.61) == "5.472 [5.334, 5.610]"
+    assert fmt.quantity_interval(0.06, -0.1724, 0.2923, signed=True) == "+0.0600 [-0.1724, +0.2923]"
+    assert fmt.quantity_interval(66.67, 12.3, 121.0) == "66.7 [12.3, 121.0]"
+    assert fmt.quantity_interval(22400, 21000, 23800) == "22,400 [21,000, 23,800]"
+    assert fmt.quantity_interval(3.0, math.nan, math.nan) == "3 [interval n/a]"
+    assert fmt.quantity_interval(math.nan, math.nan, math.nan) == "n/a [interval n/a]"

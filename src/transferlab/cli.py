@@ -16,6 +16,7 @@ from transferlab.config.registry import (
     ATTENTIONS,
     CALLBACKS,
     LINEARS,
+    MEASURES,
     MLPS,
     MODEL_PRESETS,
     NORMS,
@@ -462,10 +463,10 @@ def show_config(
 @app.command()
 def components() -> None:
     """List the registered components: worlds, sources, objectives, optimizers, schedules, model
-    presets, model parts (attentions, mlps, norms, linears), downstream tasks and training
-    callbacks."""
+    presets, model parts (attentions, mlps, norms, linears), downstream tasks, training
+    callbacks and the measures an experiment computes of its runs."""
     registries = (WORLDS, SOURCES, OBJECTIVES, OPTIMIZERS, SCHEDULES, MODEL_PRESETS)
-    for registry in (*registries, ATTENTIONS, MLPS, NORMS, LINEARS, TASKS, CALLBACKS):
+    for registry in (*registries, ATTENTIONS, MLPS, NORMS, LINEARS, TASKS, CALLBACKS, MEASURES):
         console.print(f"[bold]{registry.kind}s[/]: {', '.join(registry.names())}")
 
 

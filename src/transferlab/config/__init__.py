@@ -1,6 +1,6 @@
 """Typed configs, YAML loading with dotted overrides, and component registries."""
 
-from transferlab.config.base import BaseConfig, ComponentConfig
+from transferlab.config.base import BaseConfig, ComponentConfig, one_or_many
 from transferlab.config.loading import (
     ConfigError,
     apply_overrides,
@@ -14,6 +14,7 @@ from transferlab.config.registry import (
     ATTENTIONS,
     CALLBACKS,
     LINEARS,
+    MEASURES,
     MLPS,
     MODEL_PRESETS,
     NORMS,
@@ -46,6 +47,7 @@ __all__ = [
     "IDENTITY_COLUMNS",
     "ATTENTIONS",
     "LINEARS",
+    "MEASURES",
     "MLPS",
     "MODEL_PRESETS",
     "NORMS",
@@ -76,6 +78,7 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "load_yaml",
+    "one_or_many",
     "set_dotted",
     "validate",
 ]

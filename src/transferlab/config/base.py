@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag
+
+# The two shapes of a field that takes one item or a list of them (``one_or_many``); pydantic
+# puts the tag into an error's location, which ``format_validation_error`` leaves out again.
+ONE, MANY = "<one>", "<many>"
 
 
 class BaseConfig(BaseModel):
@@ -25,3 +29,12 @@ class ComponentConfig(BaseConfig):
     """
 
     name: str
+
+
+def one_or_many(item: type) -> Any:
+    """Annotated type of a field holding one ``item`` (a mapping) or a list of them. The value
+    keeps its shape; an error names ``field.name`` or ``field.1.name``, never both shapes."""
+    return Annotated[
+        Annotated[item, Tag(ONE)] | Annotated[list[item], Tag(MANY)],
+        Discriminator(lambda value: MANY if isinstance(value, list) else ONE),
+    ]

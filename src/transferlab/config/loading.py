@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from transferlab.config.base import MANY, ONE
+
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -122,7 +124,7 @@ def format_validation_error(exc: ValidationError) -> str:
     """One line: ``field: got VALUE; expected ...`` for the first error, plus a count of others."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "config"
+    loc = ".".join(str(p) for p in first["loc"] if p not in (ONE, MANY)) or "config"
     msg = first["msg"]
     for prefix in ("Value error, ", "Input should be "):
         msg = msg.removeprefix(prefix)

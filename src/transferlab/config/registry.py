@@ -95,6 +95,9 @@ OPTIMIZERS = Registry("optimizer", "transferlab.optim")
 SCHEDULES = Registry("schedule", "transferlab.optim")
 MODEL_PRESETS = Registry("model preset", "transferlab.models.presets")
 TASKS = Registry("task", "transferlab.evaluate")
+# Quantities of an experiment's training runs (final loss, steps to a target, a logged metric):
+# one file each in ``transferlab.experiment.measures``.
+MEASURES = Registry("measure", "transferlab.experiment.measures")
 # Extra training callbacks; downstream evaluation during training registers from evaluate.
 CALLBACKS = Registry("callback", "transferlab.train.callbacks", "transferlab.evaluate")
 # The parts a model's blocks are composed of: one file each in ``transferlab.models.parts``.

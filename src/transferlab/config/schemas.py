@@ -8,7 +8,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from transferlab.config.base import BaseConfig, ComponentConfig
 from transferlab.config.metrics import MetricSpec
@@ -64,10 +70,48 @@ class ObjectiveConfig(ComponentConfig):
         raise NotImplementedError
 
 
+class ParamGroupConfig(BaseConfig):
+    """Settings for the parameters whose names match ``pattern`` (``fnmatch``, case-sensitive,
+    against names such as ``blocks.0.attn.qkv.weight``; ``*`` also crosses dots).
+    ``weight_decay``: replaces the default (None keeps it); ``lr_scale``: multiplies the
+    optimizer's learning rate for these parameters (through the schedule too)."""
+
+    pattern: str = Field(min_length=1)
+    weight_decay: float | None = Field(default=None, ge=0)
+    lr_scale: float = Field(default=1.0, gt=0)
+
+
 class OptimizerConfig(ComponentConfig):
+    """What every optimizer has: its lr, weight decay, clipping, and parameter groups
+    (``optim.groups``): by default matrices decay and norm gains, biases and embeddings (unless
+    ``decay_embeddings``) do not; ``groups`` overrides that by name, the first match winning."""
+
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.1, ge=0)
     grad_clip: float | None = Field(default=1.0, gt=0)
+    decay_embeddings: bool = False
+    groups: list[ParamGroupConfig] = Field(default_factory=list)
+
+    @field_validator("groups")
+    @classmethod
+    def _patterns_are_distinct(cls, groups: list[ParamGroupConfig]) -> list[ParamGroupConfig]:
+        patterns = [group.pattern for group in groups]
+        repeated = sorted({p for p in patterns if patterns.count(p) > 1})
+        if repeated:
+            raise ValueError(
+                f"optimizer.groups repeat the pattern(s) {repeated}; the first match wins, so a "
+                "repeat never applies: merge them into one entry"
+            )
+        return groups
+
+    @model_serializer(mode="wrap")
+    def _without_empty_groups(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when empty, so every config, task and fine-tuning keyed before groups existed
+        # keeps its key (``groups: []`` means exactly what the configs before it meant).
+        data = handler(self)
+        if not self.groups:
+            data.pop("groups", None)
+        return data
 
     def build(self, model: Any) -> Any:
         raise NotImplementedError
@@ -92,7 +136,10 @@ class ScheduleConfig(ComponentConfig):
 class CallbackConfig(ComponentConfig):
     """An extra callback on the training engine's hooks (``trainer.callbacks``), e.g. downstream
     evaluation every N steps or stability signals. ``build()`` returns a
-    ``train.engine.Callback``; what it records does not change the weights."""
+    ``train.engine.Callback``. Most callbacks only record and never change the weights; a
+    constraint (``lipschitz``) does change them, in its ``on_optimizer_step`` hook right after
+    each optimizer step, and so changes the run's result (its config is in the run key like
+    every callback's)."""
 
     def build(self) -> Any:
         raise NotImplementedError

@@ -1,11 +1,12 @@
 """Tokenizers, tokenized shards in the datatrove layout, deterministic loaders, the data stage."""
 
-from transferlab.data.loader import PackedLoader, eval_batches
+from transferlab.data.loader import PackedLoader, document_windows, eval_batches
 from transferlab.data.prepare import (
     PreparedData,
     data_key,
     prepare_data,
     split_groups,
+    validation_domains,
     validation_floor,
 )
 from transferlab.data.shards import TokenizedFolder, token_size_for, write_tokenized
@@ -18,9 +19,11 @@ __all__ = [
     "TextTokenizer",
     "TokenizedFolder",
     "data_key",
+    "document_windows",
     "eval_batches",
     "prepare_data",
     "split_groups",
+    "validation_domains",
     "validation_floor",
     "token_size_for",
     "train_tokenizer",

@@ -28,6 +28,21 @@ def read_windows(folder: TokenizedFolder, seq_len: int, windows: np.ndarray) -> 
     return torch.from_numpy(np.stack(rows).astype(np.int64))
 
 
+def document_windows(
+    folder: TokenizedFolder, documents: range, seq_len: int, limit: int
+) -> torch.Tensor:
+    """The first ``limit`` windows (fewer when the text runs out) of the stream of ``documents``
+    of ``folder`` alone, cut as the loader cuts: ``seq_len + 1`` tokens overlapping by one."""
+    start = int(folder.doc_ends[documents.start - 1]) if documents.start else 0
+    stop = int(folder.doc_ends[documents.stop - 1]) if len(documents) else start
+    count = min(limit, max(stop - start - 1, 0) // seq_len)
+    starts = [start + i * seq_len for i in range(count)]
+    rows = [folder.tokens(s, s + seq_len + 1).astype(np.int64) for s in starts]
+    return (
+        torch.from_numpy(np.stack(rows)) if rows else torch.empty(0, seq_len + 1, dtype=torch.int64)
+    )
+
+
 def eval_batches(
     folder: TokenizedFolder, seq_len: int, batch_size: int, n_batches: int
 ) -> list[torch.Tensor]:

@@ -3,7 +3,9 @@ validation documents, then sample the training set by domain weights and a token
 
 Validation takes ``val_fraction`` of each domain's distinct texts, one copy each, and a text it
 takes leaves training in every domain; it is split off before sampling, so up-sampling repeats
-training documents only and no text is on both sides.
+training documents only and no text is on both sides. The val split holds the domains one after
+the other (``info.json``'s ``validation.domains`` counts each one's documents), so per-domain
+statistics can read a domain's held-out text alone.
 
 Up-sampling repeats a domain over several epochs (each a fresh seeded permutation of its
 documents), down-sampling takes a seeded subset; the sampled documents of all domains are
@@ -70,7 +72,12 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
         "domains": [
             asdict(p) | {"epochs": round(p.epochs, 4)} | by_name[p.name].provenance() for p in plans
         ],
-        "validation": {"by": "document", "groups": len(val)},
+        # The val split holds each domain's documents together, in this order.
+        "validation": {
+            "by": "document",
+            "groups": len(val),
+            "domains": [{"name": d, "docs": len(ids)} for d, (_, ids) in splits.items()],
+        },
     }
 
 

@@ -95,6 +95,30 @@ class PreparedData:
         return TokenizedFolder(self.val_dir, token_size=self.token_size)
 
 
+def validation_domains(data: PreparedData) -> dict[str, range]:
+    """The validation documents of each data domain, as ranges of the val split's documents: a
+    real-text source each (in source order), else one domain (named by the world, or ``data``
+    for ``data.path``); empty without a validation split."""
+    folder = data.val_folder()
+    if folder is None:
+        return {}
+    info_path = data.root / "info.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}  # data.path: none
+    if "sources" not in info:
+        return {info.get("world", {}).get("name", "data"): range(folder.n_docs)}
+    counts = info["validation"].get("domains")
+    if counts is None:
+        raise ValueError(
+            f"data stage {data.root} was built before it recorded each domain's validation "
+            "documents; delete that folder and the next run rebuilds it"
+        )
+    ends = np.cumsum([0] + [domain["docs"] for domain in counts])
+    return {
+        domain["name"]: range(int(start), int(stop))
+        for domain, start, stop in zip(counts, ends[:-1], ends[1:], strict=True)
+    }
+
+
 def prepare_data(cfg: RunConfig) -> PreparedData:
     """Tokenizer and train/val shards for ``cfg``: built from the world (cached), or
     ``cfg.data.path`` used as it is."""

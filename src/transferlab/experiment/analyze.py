@@ -1,6 +1,7 @@
 """From result tables to the numbers a report shows: per-variant estimates with intervals, paired
-comparisons with verdicts, per-group tables, loss-vs-downstream rank correlations, and the
-experiment's verdict on its stated expectation."""
+comparisons with verdicts, per-group tables, loss-vs-downstream rank correlations, the measures
+of the training runs (``measure_analysis``), and the experiment's verdicts on its stated
+expectations (``verdicts``)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pyarrow.compute as pc
 
 from transferlab.analysis import Rows, align, compare_paired, estimate_mean, pivot, spearman
 from transferlab.config import MetricSpec, TaskConfig
+from transferlab.experiment.measure_analysis import analyze_measures
 from transferlab.experiment.results import ResultTables
 from transferlab.experiment.spec import ExperimentSpec
+from transferlab.experiment.verdicts import NO_EXPECTATION, expectation_verdicts
 
 
 def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
@@ -24,7 +27,9 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
     Each task is estimated, compared and correlated on exactly the metrics it declares, with the
     direction and range of its declaration; ``metrics`` records those declarations (and the
     metric the report shows per task), ``skipped`` each task not compared on the primary metric
-    because it does not declare it.
+    because it does not declare it. ``measures`` holds one entry per measure of the spec,
+    ``verdicts`` one per expectation; ``verdict`` is the first of them (what a summary held
+    before expectations could be several).
     """
     examples = tables.examples
     primary = spec.primary_metric
@@ -61,7 +66,9 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
         summary["comparisons"] += _comparisons(spec, examples, task, metrics)
         summary["correlations"] += _correlations(spec, tables, task, metrics)
     summary["curves"] = _curves(spec, tables.curves)
-    summary["verdict"] = expectation_verdict(spec, summary["comparisons"])
+    summary["measures"] = analyze_measures(spec, tables.measures, tables.runs)
+    summary["verdicts"] = expectation_verdicts(spec, summary["comparisons"], summary["measures"])
+    summary["verdict"] = summary["verdicts"][0] if summary["verdicts"] else dict(NO_EXPECTATION)
     return summary
 
 
@@ -181,7 +188,7 @@ def _comparisons(
     out = []
     for metric in metrics:
         name = metric.name
-        for variant, reference in spec.comparison_pairs():
+        for variant, reference in spec.compared_pairs():
             a, b = _rows(table, task, variant, name), _rows(table, task, reference, name)
             if a is None or b is None:
                 continue
@@ -224,50 +231,3 @@ def _correlations(
         corr = spearman(np.array(loss), np.array(score), level=spec.compare.level)
         out.append({"task": task, "metric": metric, **asdict(corr)})
     return out
-
-
-def expectation_verdict(spec: ExperimentSpec, comparisons: list[dict[str, Any]]) -> dict[str, Any]:
-    """reproduced / not reproduced / inconclusive, from the comparison the expectation names."""
-    if spec.expect is None:
-        return {"status": "none", "text": "no expectation stated; see the comparisons"}
-    task, metric = spec.expect_task, spec.primary_metric
-    if task is None:
-        return {"status": "inconclusive", "text": "inconclusive: the experiment has no task"}
-    direction = spec.task(task).metric(metric).direction
-    for comp in comparisons:
-        if comp["task"] != task or comp["metric"] != metric:
-            continue
-        if spec.expect.variant not in (comp["variant"], comp["reference"]):
-            continue
-        sign = 1 if comp["variant"] == spec.expect.variant else -1
-        observed = comp["verdict"]
-        if sign < 0 and observed != "inconclusive":
-            observed = "worse" if observed == "better" else "better"
-        other = comp["reference"] if sign > 0 else comp["variant"]
-        if observed == "inconclusive":
-            status = "inconclusive"
-        else:
-            status = "reproduced" if observed == spec.expect.direction else "not reproduced"
-        diff, low, high = (sign * comp["diff"], *sorted((sign * comp["low"], sign * comp["high"])))
-        text = (
-            f"{status}: {spec.expect.variant} vs {other} on {task} ({metric}, {direction}): "
-            f"difference {diff:+.3f} [{low:+.3f}, {high:+.3f}] "
-            f"({comp['level']:.0%} interval; n = {comp['n_seeds']} seeds x "
-            f"{comp['n_examples']} examples); expected {spec.expect.direction}"
-        )
-        return {
-            "status": status,
-            "text": text,
-            "task": task,
-            "metric": metric,
-            "variant": spec.expect.variant,
-            "reference": other,
-            "diff": diff,
-            "low": low,
-            "high": high,
-            "expected": spec.expect.direction,
-        }
-    return {
-        "status": "inconclusive",
-        "text": f"inconclusive: no comparison of {spec.expect.variant} on {task} ({metric})",
-    }

@@ -16,6 +16,7 @@ from transferlab.evaluate.readers import reading_error
 from transferlab.experiment.spec import IMPLICIT_STAGE, ExperimentSpec, StageSpec
 from transferlab.train.checkpoint import checkpoint_step, latest_checkpoint
 from transferlab.train.run_dir import config_key
+from transferlab.train.trainer import check_param_groups
 
 EVAL_FORMAT_VERSION = (
     3  # 3: qa_score draws no <unk> distractors  # 2: rows hold their task's declared metrics only
@@ -86,6 +87,7 @@ def stage_config(
         data["init"] = {**data["init"], "from_run": str(parent.run_dir)}
     try:
         cfg = validate(RunConfig, data)
+        check_param_groups(cfg)
     except ConfigError as exc:
         raise ConfigError(f"base + variant overrides {overrides}: {exc}") from None
     key = config_key(cfg, parent_key=parent.key if parent else None)

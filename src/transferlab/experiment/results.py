@@ -5,7 +5,7 @@ and stage of the run, so comparisons can pair examples across variants and seeds
 columns are the union of what the tasks declare; a task's rows are null in the metrics it does
 not declare (``summary.json``'s ``metrics`` says which columns belong to which task).
 ``EXP_DIR/results/runs.parquet``: one row per run (per stage of a chain): variant, seed, stage,
-the run it started from, final losses, size, cost.
+the run it started from, final losses, its base learning rate, size, cost, optimizer state size in bytes.
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
 world, or each source with its training documents and tokens, the tokens the mixture sampled,
 epochs, and for a curated source the documents curation kept of those it read.
@@ -28,8 +28,12 @@ import pyarrow.parquet as pq
 from transferlab.artifacts import write_parquet_atomic
 from transferlab.data.prepare import data_dir
 from transferlab.evaluate.downstream import DownstreamConfig, read_downstream
+from transferlab.experiment.measures import RunRecord
 from transferlab.experiment.planner import Plan, PlannedRun
+from transferlab.experiment.spec import ExperimentSpec
 from transferlab.train import read_metrics
+from transferlab.train.checkpoint import read_run_config
+from transferlab.train.run_dir import RUN_INFO_FILE
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class ResultTables:
     examples: pa.Table
     runs: pa.Table
     curves: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], CURVE_SCHEMA))
+    measures: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], MEASURE_SCHEMA))
 
 
 def results_dir(exp_dir: Path) -> Path:
@@ -53,19 +58,25 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
         table = table.append_column("seed", pa.array([planned.run.seed] * n, pa.int64()))
         table = table.append_column("stage", pa.array([planned.run.stage] * n, pa.string()))
         examples.append(table)
+    summaries = [run_summary(run) for run in plan.runs]
+    # Each run's config and metrics are read again only when there are measures to compute.
+    pairs = zip(plan.runs, summaries, strict=True) if plan.spec.measures else []
+    records = [run_record(run, summary) for run, summary in pairs]
     tables = ResultTables(
         # Tasks declare different metrics: missing columns become nulls.
         examples=pa.concat_tables(examples, promote_options="default")
         if examples
         else pa.table({}),
-        runs=pa.Table.from_pylist([run_summary(run) for run in plan.runs]),
+        runs=pa.Table.from_pylist(summaries),
         curves=curve_table(plan.runs),
+        measures=measure_table(plan.spec, records),
     )
     out = results_dir(exp_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(tables.examples, out / "examples.parquet")
     write_parquet_atomic(tables.runs, out / "runs.parquet")
     write_parquet_atomic(tables.curves, out / "curves.parquet")
+    write_parquet_atomic(tables.measures, out / "measures.parquet")
     first_runs: dict[str, PlannedRun] = {}
     for run in plan.runs:
         first_runs.setdefault(run.variant, run)  # the seeds of a variant share its data stage
@@ -90,10 +101,13 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
         "tokens": rows[-1]["tokens"] if rows else 0,
         "final_val_loss": val[-1] if val else float("nan"),
         "final_train_loss": train[-1] if train else float("nan"),
+        "lr": run.config.optimizer.lr,  # the base learning rate (the schedule multiplies it)
         "params_non_embedding": info["params_non_embedding"],
         "params_total": info["params_total"],
         "flops_per_token": info["flops_per_token"],
         "train_seconds": rows[-1].get("elapsed_s", float("nan")) if rows else float("nan"),
+        # Absent from runs trained before it was recorded (null in the table).
+        "optimizer_state_bytes": info.get("optimizer_state_bytes"),
     }
 
 
@@ -154,6 +168,47 @@ def _curve_rows(run: PlannedRun, callback: DownstreamConfig) -> list[dict[str, A
     return [{**row, **identity, "tokens": row["step"] * tokens_per_step} for row in rows]
 
 
+MEASURE_SCHEMA = pa.schema(
+    [
+        ("variant", pa.string()),
+        ("seed", pa.int64()),
+        ("stage", pa.string()),
+        ("run_id", pa.string()),
+        ("measure", pa.string()),
+        ("value", pa.float64()),
+        ("censored", pa.bool_()),
+    ]
+)
+
+
+def measure_table(spec: ExperimentSpec, records: list[RunRecord]) -> pa.Table:
+    """Each of the spec's measures on each run (of ``records``) of its stage: ``MEASURE_SCHEMA``."""
+    rows = []
+    for measure in spec.measures:
+        stage = spec.measure_stage(measure)
+        for record in records:
+            if record.summary["stage"] != stage:
+                continue
+            result = measure.compute(record)
+            rows.append(
+                {
+                    **{key: record.summary[key] for key in ("variant", "seed", "stage", "run_id")},
+                    "measure": measure.measure_label,
+                    "value": result.value,
+                    "censored": result.censored,
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=MEASURE_SCHEMA)
+
+
+def run_record(run: PlannedRun, summary: dict[str, object]) -> RunRecord:
+    """What the measures read of a finished run: its ``summary`` row, metrics, config and
+    run_info.json."""
+    metrics = read_metrics(run.run_dir / "metrics.jsonl")
+    info = json.loads((run.run_dir / RUN_INFO_FILE).read_text())
+    return RunRecord(summary, metrics, read_run_config(run.run_dir), info)
+
+
 DATA_SCHEMA = pa.schema(
     [
         ("variant", pa.string()),
@@ -211,9 +266,12 @@ def load_results(exp_dir: Path) -> ResultTables:
             f"{exp_dir} has no results/examples.parquet; run the experiment first "
             "(transferlab run EXPERIMENT.yaml)"
         )
-    curves = out / "curves.parquet"  # absent in results written before curves existed
+    # Absent in results written before curves (measures) existed: the defaults, empty tables.
+    later = {
+        name: pq.read_table(out / f"{name}.parquet")
+        for name in ("curves", "measures")
+        if (out / f"{name}.parquet").is_file()
+    }
     return ResultTables(
-        pq.read_table(out / "examples.parquet"),
-        pq.read_table(out / "runs.parquet"),
-        *([pq.read_table(curves)] if curves.is_file() else []),
+        pq.read_table(out / "examples.parquet"), pq.read_table(out / "runs.parquet"), **later
     )

@@ -31,7 +31,13 @@ class ExperimentResult:
 
     @property
     def verdict(self) -> str:
+        """The text of the first verdict (the only one of a single expectation)."""
         return self.summary["verdict"]["text"]
+
+    @property
+    def verdicts(self) -> list[str]:
+        """The text of each expectation's verdict, in the spec's order."""
+        return [verdict["text"] for verdict in self.summary["verdicts"]]
 
 
 def write_plan(plan: Plan, exp_dir: Path, command: str, jobs: int = 1) -> dict[str, Any]:

@@ -36,6 +36,21 @@ the runs (and run keys) it always did.
 ```yaml
 curves: {every: 50, tasks: [{name: qa_score, n_choices: 4}]}
 ```
+
+``measures`` are quantities of the training runs themselves (``experiment.measures``), one value
+per run of their ``stage`` (default: the last); ``over: AXIS`` collapses an axis, either by a
+sweep measure's own definition (``lr_sensitivity``) or by ``pick: best`` (the level with the best
+mean final validation loss over seeds). A collapsed measure's variants are named by the levels
+of the remaining axes (``all`` when none remain). ``expect`` may be a list; an item names a
+``task`` or a ``measure`` (by label), and ``reference`` the other side (default: the first
+comparison that has ``variant`` on one side).
+```yaml
+measures:
+  - {name: lr_sensitivity, over: lr}
+  - {name: steps_to_loss, target: 4.2, over: lr, pick: best}
+expect:
+  - {measure: lr_sensitivity, variant: qknorm, reference: plain, direction: better}
+```
 """
 
 from __future__ import annotations
@@ -46,11 +61,21 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from transferlab.config import TASKS, BaseConfig, RunConfig, Seed, TaskConfig
+from transferlab.config import (
+    MEASURES,
+    TASKS,
+    BaseConfig,
+    RunConfig,
+    Seed,
+    TaskConfig,
+    one_or_many,
+)
 from transferlab.config.schemas import check_folder_name
+from transferlab.experiment.measures import MeasureConfig
 
 Overrides = dict[str, Any]
 IMPLICIT_STAGE = "pretrain"  # the one stage of a spec without ``stages``
+NO_AXIS_LEFT = "all"  # the one variant of a measure that collapses the only axis
 _STAGE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
@@ -96,13 +121,30 @@ class CompareSpec(BaseConfig):
 
 
 class ExpectSpec(BaseConfig):
-    """A recipe's prediction, stated before it runs: ``variant`` is ``direction`` than the
-    comparison's other side on ``task`` (first task by default)."""
+    """A recipe's prediction, stated before it runs: ``variant`` is ``direction`` than
+    ``reference`` (default: the other side of the first comparison that has ``variant``) on
+    ``measure`` (a measure's label) or else on ``task`` (first task by default)."""
 
     variant: str
     direction: Literal["better", "worse"] = "better"
     task: str | None = None
+    measure: str | None = None
+    reference: str | None = None
     claim: str = ""
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> ExpectSpec:
+        if self.task is not None and self.measure is not None:
+            raise ValueError(
+                f"names task {self.task!r} and measure {self.measure!r}; an expectation is "
+                "judged on one of them, so keep one (or write two expectations)"
+            )
+        if self.reference == self.variant:
+            raise ValueError(
+                f"reference {self.reference!r} is its variant; name the other side of the "
+                "comparison"
+            )
+        return self
 
 
 class CurvesSpec(BaseConfig):
@@ -122,9 +164,12 @@ class ExperimentSpec(BaseConfig):
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     tasks: list[TASKS.type(TaskConfig, default="qa_finetune")] = Field(default_factory=list)
     compare: CompareSpec = Field(default_factory=CompareSpec)
-    expect: ExpectSpec | None = None
+    expect: one_or_many(ExpectSpec) | None = None
     stages: list[StageSpec] = Field(default_factory=list)
     curves: CurvesSpec | None = None
+    measures: list[MEASURES.type(MeasureConfig, default="final_val_loss")] = Field(
+        default_factory=list
+    )
 
     @field_validator("name")
     @classmethod
@@ -171,6 +216,23 @@ class ExperimentSpec(BaseConfig):
         return self
 
     @model_validator(mode="after")
+    def _measures_are_consistent(self) -> ExperimentSpec:
+        labels = [measure.measure_label for measure in self.measures]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"measures {labels} repeat a label; give each a distinct label")
+        stages = self.stage_names()
+        for i, measure in enumerate(self.measures):
+            where = f"measures.{i} ({measure.measure_label})"
+            if measure.over is not None and measure.over not in self.axes:
+                raise ValueError(
+                    f"{where}: over {measure.over!r} is not an axis; choose one of "
+                    f"{list(self.axes) or 'none: the experiment has no axes'}"
+                )
+            if measure.stage is not None and measure.stage not in stages:
+                raise ValueError(f"{where}: stage {measure.stage!r} is not one of {stages}")
+        return self
+
+    @model_validator(mode="after")
     def _names_are_consistent(self) -> ExperimentSpec:
         for axis, levels in self.axes.items():
             if not levels:
@@ -178,20 +240,38 @@ class ExperimentSpec(BaseConfig):
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds {self.seeds} repeat a seed; list each seed once")
         names = set(self.variant_names())
+        # compare may name a collapsed measure's variants ("qknorm" when "lr" is collapsed).
+        known = names.union(*(self.measure_variants(m) for m in self.measures))
         wanted = [self.compare.baseline] if self.compare.baseline else []
         wanted += [name for pair in self.compare.pairs for name in pair]
-        wanted += [self.expect.variant] if self.expect else []
         for name in wanted:
-            if name not in names:
-                raise ValueError(
-                    f"variant {name!r} (in compare/expect) is not one of {sorted(names)}"
-                )
+            if name not in known:
+                raise ValueError(f"variant {name!r} (in compare) is not one of {sorted(known)}")
         task_names = [task.task_name for task in self.tasks]
         if len(set(task_names)) != len(task_names):
             raise ValueError(f"tasks {task_names} repeat a name; give each a distinct label")
-        if self.expect and self.expect.task and self.expect.task not in task_names:
-            raise ValueError(f"expect.task {self.expect.task!r} is not one of {task_names}")
+        for expect in self.expectations:
+            self._check_expectation(expect, names, task_names)
         return self
+
+    def _check_expectation(self, expect: ExpectSpec, names: set[str], tasks: list[str]) -> None:
+        if expect.measure is not None:
+            labels = [m.measure_label for m in self.measures]
+            if expect.measure not in labels:
+                raise ValueError(
+                    f"expect measure {expect.measure!r} is not one of the measures "
+                    f"{labels or '(none)'}; add it to measures or fix the label"
+                )
+            names = set(self.measure_variants(self.measure(expect.measure)))
+        for name in (expect.variant, expect.reference):
+            if name is not None and name not in names:
+                subject = f"measure {expect.measure!r}" if expect.measure else "the experiment"
+                raise ValueError(
+                    f"variant {name!r} (in expect) is not one of {sorted(names)}, the variants "
+                    f"of {subject}"
+                )
+        if expect.task and expect.task not in tasks:
+            raise ValueError(f"expect.task {expect.task!r} is not one of {tasks}")
 
     @model_validator(mode="after")
     def _metric_is_declared(self) -> ExperimentSpec:
@@ -216,21 +296,38 @@ class ExperimentSpec(BaseConfig):
                     f"compare.higher_is_better={wanted} contradicts task {task.task_name!r}, "
                     f"which declares {metric!r} {spec.direction}; leave higher_is_better out"
                 )
-        expected = self.expect_task
-        if expected is not None and expected not in [t.task_name for t in declaring]:
-            raise ValueError(
-                f"expect.task {expected!r} does not declare compare.metric {metric!r} (it "
-                f"declares {[m.name for m in self.task(expected).metrics]}); the verdict needs "
-                "that comparison, so set compare.metric to one of them"
-            )
+        for expect in self.task_expectations():
+            expected = self.expectation_task(expect)
+            if expected is not None and expected not in [t.task_name for t in declaring]:
+                raise ValueError(
+                    f"expect.task {expected!r} does not declare compare.metric {metric!r} (it "
+                    f"declares {[m.name for m in self.task(expected).metrics]}); the verdict "
+                    "needs that comparison, so set compare.metric to one of them"
+                )
         return self
 
     @property
-    def expect_task(self) -> str | None:
-        """The task the expectation is judged on (the first task unless it names one)."""
-        if self.expect is None or not self.tasks:
+    def expectations(self) -> list[ExpectSpec]:
+        """``expect`` as a list (one mapping is a list of one)."""
+        if self.expect is None:
+            return []
+        return self.expect if isinstance(self.expect, list) else [self.expect]
+
+    def task_expectations(self) -> list[ExpectSpec]:
+        """The expectations judged on a task (those that name no measure)."""
+        return [expect for expect in self.expectations if expect.measure is None]
+
+    def expectation_task(self, expect: ExpectSpec) -> str | None:
+        """The task a task expectation is judged on (the first task unless it names one)."""
+        if not self.tasks:
             return None
-        return self.expect.task or self.tasks[0].task_name
+        return expect.task or self.tasks[0].task_name
+
+    @property
+    def expect_task(self) -> str | None:
+        """The task of the first task expectation (None without one or without tasks)."""
+        first = next(iter(self.task_expectations()), None)
+        return None if first is None else self.expectation_task(first)
 
     @property
     def primary_metric(self) -> str | None:
@@ -263,19 +360,40 @@ class ExperimentSpec(BaseConfig):
 
     def variants(self) -> dict[str, Overrides]:
         """Variant name -> the merged dotted overrides of its levels (grid over all axes)."""
-        if not self.axes:
-            return {"base": {}}
         out: dict[str, Overrides] = {}
-        for combo in itertools.product(*(levels.items() for levels in self.axes.values())):
-            name = "+".join(level for level, _ in combo)
+        for name, levels in self.variant_levels().items():
             merged: Overrides = {}
-            for _, overrides in combo:
-                merged.update(overrides)
+            for axis, level in levels.items():
+                merged.update(self.axes[axis][level])
             out[name] = merged
         return out
 
+    def variant_levels(self) -> dict[str, dict[str, str]]:
+        """Variant name -> its level of each axis, in axis order (``base``: no axes)."""
+        return variant_levels(self.axes)
+
     def variant_names(self) -> list[str]:
         return list(self.variants())
+
+    def measure(self, label: str) -> MeasureConfig:
+        return next(m for m in self.measures if m.measure_label == label)
+
+    def measure_stage(self, measure: MeasureConfig) -> str:
+        """The stage whose runs ``measure`` reads."""
+        return measure.stage or self.stage_names()[-1]
+
+    def measure_variants(self, measure: MeasureConfig) -> dict[str, list[str]]:
+        """The variants ``measure`` has -> the experiment's variants each stands for: itself
+        without ``over``; with it, one per level of that axis (in its order), the variant named
+        by the levels of the other axes (``all`` when none remain)."""
+        out: dict[str, list[str]] = {}
+        for name, levels in self.variant_levels().items():
+            if measure.over is None:
+                out[name] = [name]
+                continue
+            rest = [level for axis, level in levels.items() if axis != measure.over]
+            out.setdefault("+".join(rest) or NO_AXIS_LEFT, []).append(name)
+        return out
 
     def stage_list(self) -> list[StageSpec]:
         return self.stages or [StageSpec(name=IMPLICIT_STAGE)]
@@ -298,12 +416,40 @@ class ExperimentSpec(BaseConfig):
             out[stage][rest if stage == head else key] = value
         return out
 
-    def comparison_pairs(self) -> list[tuple[str, str]]:
-        """(variant, reference) pairs: explicit pairs, or all against the baseline, or all pairs
-        in order when neither is given."""
-        if self.compare.pairs:
-            return list(self.compare.pairs)
-        names = self.variant_names()
-        if self.compare.baseline:
-            return [(n, self.compare.baseline) for n in names if n != self.compare.baseline]
+    def comparison_pairs(self, names: list[str] | None = None) -> list[tuple[str, str]]:
+        """(variant, reference) pairs among ``names`` (default: the experiment's variants; a
+        collapsed measure passes its own): the explicit pairs of those names, or all against
+        the baseline when it is one of them, or else all pairs in order."""
+        names = self.variant_names() if names is None else names
+        pairs = [pair for pair in self.compare.pairs if set(pair) <= set(names)]
+        if pairs:
+            return pairs
+        baseline = self.compare.baseline
+        if baseline in names:
+            return [(n, baseline) for n in names if n != baseline]
         return list(itertools.combinations(names, 2))
+
+    def compared_pairs(
+        self, names: list[str] | None = None, measure: str | None = None
+    ) -> list[tuple[str, str]]:
+        """``comparison_pairs(names)`` plus the (variant, reference) of each expectation on
+        ``measure`` (a label; None: on a task) that they do not hold either way round, so every
+        expectation's comparison is computed."""
+        pairs = self.comparison_pairs(names)
+        for expect in self.expectations:
+            if expect.measure != measure or expect.reference is None:
+                continue
+            pair = (expect.variant, expect.reference)
+            if pair not in pairs and pair[::-1] not in pairs:
+                pairs.append(pair)
+        return pairs
+
+
+def variant_levels(axes: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Variant name -> its level on each axis, for every combination of levels (the grid), in
+    axis order; a variant is named by joining its levels with ``+``. Without axes, one variant
+    ``base``. (``axes``: axis -> level -> overrides, as in the experiment file.)"""
+    if not axes:
+        return {"base": {}}
+    combos = itertools.product(*(list(levels) for levels in axes.values()))
+    return {"+".join(combo): dict(zip(axes, combo, strict=True)) for combo in combos}

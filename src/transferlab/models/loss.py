@@ -7,6 +7,10 @@ matmul, log_softmax and its gradient while it is still in cache, and the gradien
 states and of the head weight are computed right away (the loss is a scalar, so the backward pass
 only rescales them). Same FLOPs, a fraction of the memory traffic; rows whose target is the
 ignore index are dropped before the head, which makes masked-LM losses cheap as well.
+
+The same pass can also give the squared log-partition log^2 Z of each row's logits (z-loss,
+PaLM; Wortsman et al. 2023): log Z is the logsumexp the softmax already needs, and its gradient
+d(log Z)/d logits is the softmax, so d(log^2 Z)/d logits = 2 log Z softmax.
 """
 
 from __future__ import annotations
@@ -19,40 +23,66 @@ CHUNK_ELEMENTS = 2**21  # logits per chunk (8 MB in fp32): fits in cache next to
 
 
 class _LinearCrossEntropySum(torch.autograd.Function):
-    """Summed cross entropy of ``hidden @ weight.T`` against ``targets`` (no ignored rows)."""
+    """Summed cross entropy of ``hidden @ weight.T`` against ``targets`` (no ignored rows) and,
+    with ``with_z``, the summed log^2 Z of the same logits (else a zero that carries no
+    gradient). The gradients of each output are kept apart, so any weighting of the two (and a
+    backward through only one) is exact."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor):
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, with_z):
         need_hidden, need_weight = ctx.needs_input_grad[:2]
-        grad_hidden = torch.empty_like(hidden) if need_hidden else None
-        grad_weight = torch.zeros_like(weight) if need_weight else None
+        outputs = 2 if with_z else 1  # gradients kept per output: cross entropy, log^2 Z
+        grad_hidden = hidden.new_empty((outputs, *hidden.shape)) if need_hidden else None
+        grad_weight = weight.new_zeros((outputs, *weight.shape)) if need_weight else None
         total = hidden.new_zeros((), dtype=torch.float32)
+        z_total = hidden.new_zeros((), dtype=torch.float32)
         rows = max(1, CHUNK_ELEMENTS // weight.shape[0])
         for start in range(0, hidden.shape[0], rows):
             chunk, chunk_targets = hidden[start : start + rows], targets[start : start + rows]
-            log_probs = torch.log_softmax(chunk @ weight.T, dim=-1)
+            logits = chunk @ weight.T
+            if with_z:
+                log_z = torch.logsumexp(logits, dim=-1, keepdim=True)
+                log_probs = logits.sub_(log_z)
+                z_total += log_z.square().sum()
+            else:
+                log_probs = torch.log_softmax(logits, dim=-1)
             picked = log_probs.gather(1, chunk_targets[:, None])
             total -= picked.sum()
-            if need_hidden or need_weight:
-                # d(-log p_t)/d logits = softmax - one_hot(t)
-                grad_logits = log_probs.exp_()
-                grad_logits.scatter_(1, chunk_targets[:, None], picked.exp() - 1)
+            if not (need_hidden or need_weight):
+                continue
+            probs = log_probs.exp_()
+            # d(log^2 Z)/d logits = 2 log Z softmax, taken before probs turns into the
+            # cross entropy's gradient d(-log p_t)/d logits = softmax - one_hot(t)
+            grad_z_logits = probs * (2 * log_z) if with_z else None
+            grad_logits = probs.scatter_(1, chunk_targets[:, None], picked.exp() - 1)
+            for i, grad in enumerate((grad_logits, grad_z_logits)[:outputs]):
                 if need_hidden:
-                    torch.mm(grad_logits, weight, out=grad_hidden[start : start + rows])
+                    torch.mm(grad, weight, out=grad_hidden[i, start : start + rows])
                 if need_weight:
-                    grad_weight.addmm_(grad_logits.T, chunk)
+                    grad_weight[i].addmm_(grad.T, chunk)
         ctx.save_for_backward(grad_hidden, grad_weight)
-        return total
+        if not with_z:
+            ctx.mark_non_differentiable(z_total)
+        return total, z_total
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_total: torch.Tensor):
+    def backward(ctx, grad_total: torch.Tensor, grad_z: torch.Tensor):
         grad_hidden, grad_weight = ctx.saved_tensors
         return (
-            None if grad_hidden is None else grad_hidden * grad_total,
-            None if grad_weight is None else grad_weight * grad_total,
+            _combine(grad_hidden, grad_total, grad_z),
+            _combine(grad_weight, grad_total, grad_z),
+            None,
             None,
         )
+
+
+def _combine(grads: torch.Tensor | None, grad_total: torch.Tensor, grad_z: torch.Tensor):
+    """The input's gradient from the per-output ones (``grads`` [outputs, ...])."""
+    if grads is None:
+        return None
+    combined = grads[0] * grad_total
+    return combined + grads[1] * grad_z if grads.shape[0] == 2 else combined
 
 
 def linear_cross_entropy(
@@ -64,11 +94,36 @@ def linear_cross_entropy(
     that carry a target; NaN when none does, like torch) or "sum". Under autocast the plain path
     runs (logits in fp32), since the chunked one would fix the matmul precision itself.
     """
+    return _linear_losses(hidden, weight, targets, reduction, with_z=False)[0]
+
+
+def linear_cross_entropy_with_z(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``linear_cross_entropy`` and ``logsumexp(hidden @ weight.T, -1) ** 2`` reduced the same
+    way over the same rows (those with a target), from one pass over the logits."""
+    loss, log_z_sq = _linear_losses(hidden, weight, targets, reduction, with_z=True)
+    return loss, log_z_sq
+
+
+def _linear_losses(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, reduction: str, with_z: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(cross entropy, log^2 Z or None without ``with_z``), both reduced by ``reduction``."""
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction={reduction!r} is unknown; expected 'mean' or 'sum'")
+    keep = targets != IGNORE_INDEX
     if torch.is_autocast_enabled(hidden.device.type):
         logits = F.linear(hidden, weight).float()
-        return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction=reduction)
-    keep = targets != IGNORE_INDEX
-    total = _LinearCrossEntropySum.apply(hidden[keep], weight, targets[keep])
-    return total / keep.sum() if reduction == "mean" else total
+        loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction=reduction)
+        if not with_z:
+            return loss, None
+        log_z_sq = torch.logsumexp(logits[keep], dim=-1).square()
+        return loss, log_z_sq.mean() if reduction == "mean" else log_z_sq.sum()
+    total, z_total = _LinearCrossEntropySum.apply(hidden[keep], weight, targets[keep], with_z)
+    if not with_z:
+        z_total = None
+    if reduction == "sum":
+        return total, z_total
+    count = keep.sum()
+    return total / count, None if z_total is None else z_total / count

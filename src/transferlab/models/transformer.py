@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferlab.config.schemas import ModelConfig
-from transferlab.models.parts.base import Context, init_weights
+from transferlab.models.parts.base import Context, SublayerModule, init_weights
 from transferlab.models.rotary import rotary_tables
 
 ATTENTION_KINDS = ("causal", "bidirectional", "prefix")
@@ -85,16 +85,17 @@ class Transformer(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """N(0, init_std) for matrices, norm scales at 1 (``parts.base.init_weights``); then the
-        residual output projections of each block are drawn again with std / sqrt(2 n_layers)
-        (GPT-2) so the residual stream's variance does not grow with depth."""
+        residual output projections of each sublayer (and of sublayers inside one, such as the
+        experts of a mixture) are drawn again with std / sqrt(2 n_layers) (GPT-2) so the
+        residual stream's variance does not grow with depth."""
         std = self.config.init_std
         residual_std = std / math.sqrt(2 * self.config.n_layers)
         for module in self.modules():
             init_weights(module, std)
-        for block in self.blocks:
-            for sublayer in (block.attn, block.mlp):
-                for name in sublayer.residual_outputs:
-                    init_weights(getattr(sublayer, name), residual_std)
+        for module in self.modules():  # in construction order: each block's attn, then mlp
+            if isinstance(module, SublayerModule):
+                for name in module.residual_outputs:
+                    init_weights(getattr(module, name), residual_std)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Parameter count; ``non_embedding`` leaves out the vocabulary matrices (embedding and,

@@ -8,6 +8,7 @@ from transferlab.objectives.base import (
     Batch,
     LossOutput,
     Objective,
+    TokenPredictionConfig,
     TokenPredictionObjective,
     token_prediction_loss,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "MaskedLM",
     "MlmConfig",
     "Objective",
+    "TokenPredictionConfig",
     "TokenPredictionObjective",
     "answer_lm",
     "answer_loss_batch",

@@ -15,9 +15,14 @@ from typing import ClassVar, Literal
 import torch
 
 from transferlab.config.registry import OBJECTIVES
-from transferlab.config.schemas import ObjectiveConfig
 from transferlab.data.tokenizer import SpecialTokenIds
-from transferlab.objectives.base import IGNORE_INDEX, Attention, Batch, TokenPredictionObjective
+from transferlab.objectives.base import (
+    IGNORE_INDEX,
+    Attention,
+    Batch,
+    TokenPredictionConfig,
+    TokenPredictionObjective,
+)
 
 Pair = tuple[Sequence[int], Sequence[int]]  # (prompt ids, answer ids ending in <eos>)
 
@@ -39,7 +44,8 @@ def answer_loss_batch(pairs: Sequence[Pair], pad_id: int) -> tuple[torch.Tensor,
 class AnswerLM(TokenPredictionObjective):
     attention = "causal"
 
-    def __init__(self, pad_id: int) -> None:
+    def __init__(self, pad_id: int, z_loss: float = 0.0) -> None:
+        super().__init__(z_loss)
         self.pad_id = pad_id
 
     def make_batch(self, source: Sequence[Pair], generator: torch.Generator) -> Batch:
@@ -48,9 +54,9 @@ class AnswerLM(TokenPredictionObjective):
 
 
 @OBJECTIVES.register("answer_lm")
-class AnswerLmConfig(ObjectiveConfig):
+class AnswerLmConfig(TokenPredictionConfig):
     name: Literal["answer_lm"] = "answer_lm"
     attention: ClassVar[Attention] = "causal"
 
     def build(self, special: SpecialTokenIds, vocab_size: int) -> AnswerLM:
-        return AnswerLM(special.pad)
+        return AnswerLM(special.pad, self.z_loss)

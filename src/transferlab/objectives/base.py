@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
+
+from transferlab.config.schemas import ObjectiveConfig
 
 IGNORE_INDEX = -100  # targets equal to this carry no loss (torch cross_entropy's ignore_index)
 
@@ -75,33 +78,63 @@ def token_prediction_loss(
     targets: torch.Tensor,
     attention: Attention,
     prefix_len: torch.Tensor | None = None,
+    z_loss: float = 0.0,
 ) -> LossOutput:
     """Summed cross entropy of predicting ``targets`` [B, L] (IGNORE_INDEX where none) from the
     model's final hidden states under ``attention``; the model's auxiliary losses (each a mean
     over the forward) are weighted by the number of targets so they average like the main loss.
+    With ``z_loss`` > 0, ``aux["z_loss"]`` is ``z_loss`` times the summed log^2 Z of the output
+    logits at the target positions (Z: the softmax normalizer), which keeps log Z near 0.
 
     The logits are never materialized whole (``models.loss.linear_cross_entropy``), which makes
     training faster and lighter; the loss is in fp32 even under autocast.
     """
-    from transferlab.models.loss import linear_cross_entropy
+    from transferlab.models.loss import linear_cross_entropy, linear_cross_entropy_with_z
 
     out = model(inputs, attention=attention, prefix_len=prefix_len, output="features")
     flat_targets = targets.flatten()
-    loss = linear_cross_entropy(out.hidden.flatten(0, 1), out.head, flat_targets, "sum").float()
+    hidden = out.hidden.flatten(0, 1)
     n = int((flat_targets != IGNORE_INDEX).sum())
     aux = {name: value.float() * n for name, value in out.aux_losses.items()}
-    return LossOutput(loss, n, aux)
+    if not z_loss:  # exactly the loss of before z-loss existed
+        loss = linear_cross_entropy(hidden, out.head, flat_targets, "sum").float()
+        return LossOutput(loss, n, aux)
+    if "z_loss" in aux:
+        raise ValueError(
+            "a model part reports an auxiliary loss named 'z_loss', the objective's own; "
+            "rename the part's (e.g. router_z_loss)"
+        )
+    loss, log_z_sq = linear_cross_entropy_with_z(hidden, out.head, flat_targets, "sum")
+    aux["z_loss"] = z_loss * log_z_sq.float()
+    return LossOutput(loss.float(), n, aux)
+
+
+class TokenPredictionConfig(ObjectiveConfig):
+    """The config of a token-prediction objective: ``z_loss`` (default 0: off) weighs the
+    z-loss log^2 Z of the output logits into the minimized loss (PaLM and Wortsman et al. 2023
+    use 1e-4); it is logged per target as ``z_loss``."""
+
+    z_loss: float = Field(default=0.0, ge=0)
 
 
 class TokenPredictionObjective(Objective):
     """An objective whose Batch is ``inputs`` and ``targets`` [B, L] (and ``prefix_len`` [B] for
-    prefix attention) and whose loss is the cross entropy of the targets: clm, mlm, fine-tuning
-    on answers. Subclasses only make the batch."""
+    prefix attention) and whose loss is the cross entropy of the targets (plus, with
+    ``z_loss`` > 0, the z-loss): clm, mlm, fine-tuning on answers. Subclasses only make the
+    batch."""
+
+    def __init__(self, z_loss: float = 0.0) -> None:
+        self.z_loss = z_loss
 
     def n_targets(self, batch: Batch) -> int:
         return int((batch["targets"] != IGNORE_INDEX).sum())
 
     def loss(self, model: nn.Module, batch: Batch) -> LossOutput:
         return token_prediction_loss(
-            model, batch["inputs"], batch["targets"], self.attention, batch.get("prefix_len")
+            model,
+            batch["inputs"],
+            batch["targets"],
+            self.attention,
+            batch.get("prefix_len"),
+            self.z_loss,
         )

@@ -7,15 +7,21 @@ from typing import ClassVar, Literal
 import torch
 
 from transferlab.config.registry import OBJECTIVES
-from transferlab.config.schemas import ObjectiveConfig
 from transferlab.data.tokenizer import SpecialTokenIds
-from transferlab.objectives.base import IGNORE_INDEX, Attention, Batch, TokenPredictionObjective
+from transferlab.objectives.base import (
+    IGNORE_INDEX,
+    Attention,
+    Batch,
+    TokenPredictionConfig,
+    TokenPredictionObjective,
+)
 
 
 class CausalLM(TokenPredictionObjective):
     attention = "causal"
 
-    def __init__(self, special: SpecialTokenIds) -> None:
+    def __init__(self, special: SpecialTokenIds, z_loss: float = 0.0) -> None:
+        super().__init__(z_loss)
         self.pad_id = special.pad
 
     def make_batch(self, source: torch.Tensor, generator: torch.Generator) -> Batch:
@@ -25,9 +31,9 @@ class CausalLM(TokenPredictionObjective):
 
 
 @OBJECTIVES.register("clm")
-class ClmConfig(ObjectiveConfig):
+class ClmConfig(TokenPredictionConfig):
     name: Literal["clm"] = "clm"
     attention: ClassVar[Attention] = "causal"
 
     def build(self, special: SpecialTokenIds, vocab_size: int) -> CausalLM:
-        return CausalLM(special)
+        return CausalLM(special, self.z_loss)

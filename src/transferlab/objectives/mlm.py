@@ -13,15 +13,21 @@ import torch
 from pydantic import Field, model_validator
 
 from transferlab.config.registry import OBJECTIVES
-from transferlab.config.schemas import ObjectiveConfig
 from transferlab.data.tokenizer import SpecialTokenIds
-from transferlab.objectives.base import IGNORE_INDEX, Attention, Batch, TokenPredictionObjective
+from transferlab.objectives.base import (
+    IGNORE_INDEX,
+    Attention,
+    Batch,
+    TokenPredictionConfig,
+    TokenPredictionObjective,
+)
 
 
 class MaskedLM(TokenPredictionObjective):
     attention = "bidirectional"
 
     def __init__(self, cfg: MlmConfig, special: SpecialTokenIds, vocab_size: int) -> None:
+        super().__init__(cfg.z_loss)
         self.cfg = cfg
         self.special = special
         self.special_ids = torch.tensor(sorted(special.all))
@@ -52,7 +58,7 @@ class MaskedLM(TokenPredictionObjective):
 
 
 @OBJECTIVES.register("mlm")
-class MlmConfig(ObjectiveConfig):
+class MlmConfig(TokenPredictionConfig):
     name: Literal["mlm"] = "mlm"
     attention: ClassVar[Attention] = "bidirectional"
     mask_prob: float = Field(default=0.15, gt=0, le=1)

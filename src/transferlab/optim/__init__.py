@@ -1,15 +1,30 @@
-"""Optimizers and learning-rate schedules, registered by name."""
+"""Optimizers and learning-rate schedules, registered by name; the parameter groups they share."""
 
-from transferlab.optim import adamw, schedules
-from transferlab.optim.adamw import AdamWConfig, split_decay_groups
+from transferlab.optim import adamw, galore, groups, muon, schedules
+from transferlab.optim.adamw import AdamSettings, AdamWConfig
+from transferlab.optim.combined import CombinedOptimizer
+from transferlab.optim.galore import GaLoreAdamW, GaLoreConfig
+from transferlab.optim.groups import ParamGroup, param_groups
+from transferlab.optim.muon import MuonConfig
 from transferlab.optim.schedules import ConstantConfig, CosineConfig, WarmupStableDecayConfig
+from transferlab.optim.state_size import optimizer_state_bytes
 
 __all__ = [
+    "AdamSettings",
     "AdamWConfig",
+    "CombinedOptimizer",
     "ConstantConfig",
     "CosineConfig",
+    "GaLoreAdamW",
+    "GaLoreConfig",
+    "MuonConfig",
+    "ParamGroup",
     "WarmupStableDecayConfig",
     "adamw",
+    "galore",
+    "groups",
+    "muon",
+    "optimizer_state_bytes",
+    "param_groups",
     "schedules",
-    "split_decay_groups",
 ]

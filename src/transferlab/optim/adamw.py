@@ -1,61 +1,44 @@
-"""AdamW with separate weight-decay and no-decay parameter groups."""
+"""AdamW over the shared parameter groups (``optim.groups``), and the Adam settings every
+optimizer with an Adam part (adamw, muon's AdamW part, galore) takes."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from transferlab.config.registry import OPTIMIZERS
 from transferlab.config.schemas import OptimizerConfig
+from transferlab.optim.groups import param_groups
 
 
-def split_decay_groups(
-    model: nn.Module, decay_embeddings: bool
-) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """Matrices of linear layers decay; norm gains, biases (and embeddings unless asked) do not.
+class AdamSettings(OptimizerConfig):
+    """Adam's moment decay rates and epsilon."""
 
-    Decaying a norm gain pulls it toward 0 rather than toward its identity value 1, and decaying
-    embeddings shrinks rare tokens' rows, which see few gradient updates to counter it.
-    """
-    embedding_params = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decay, no_decay, seen = [], [], set()
-    for param in model.parameters():  # parameters() yields a tied weight once
-        if not param.requires_grad or id(param) in seen:
-            continue
-        seen.add(id(param))
-        is_embedding = id(param) in embedding_params
-        if param.ndim >= 2 and (decay_embeddings or not is_embedding):
-            decay.append(param)
-        else:
-            no_decay.append(param)
-    return decay, no_decay
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(default=1e-8, gt=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_are_decay_rates(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= beta < 1 for beta in betas):
+            raise ValueError(f"optimizer.betas {list(betas)} must each lie in [0, 1)")
+        return betas
 
 
 @OPTIMIZERS.register("adamw")
-class AdamWConfig(OptimizerConfig):
+class AdamWConfig(AdamSettings):
     name: Literal["adamw"] = "adamw"
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = Field(default=1e-8, gt=0)
-    decay_embeddings: bool = False
 
     def build(self, model: nn.Module) -> torch.optim.AdamW:
-        decay, no_decay = split_decay_groups(model, self.decay_embeddings)
-        groups = [
-            {"params": decay, "weight_decay": self.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
         # The fused kernel updates all parameters in one pass (about 4x faster per step than the
         # default for-each loop on CPU for a 3M-parameter model).
-        optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]],
+        return torch.optim.AdamW(
+            [group.torch_group(self.lr) for group in param_groups(model, self)],
             lr=self.lr,
             betas=self.betas,
             eps=self.eps,
             fused=True,
         )
-        for group in optimizer.param_groups:
-            group["initial_lr"] = self.lr  # the schedule scales this base value each step
-        return optimizer

@@ -31,6 +31,8 @@ def list_recipes() -> list[RecipeInfo]:
     out = []
     for path in sorted(RECIPES_DIR.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
-        claim = (data.get("expect") or {}).get("claim", "") or data.get("description", "")
+        expect = data.get("expect") or [{}]
+        first = expect[0] if isinstance(expect, list) else expect  # several: the first's claim
+        claim = first.get("claim", "") or data.get("description", "")
         out.append(RecipeInfo(path.stem, claim, sorted(data.get("presets", {})), path))
     return out

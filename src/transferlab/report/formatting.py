@@ -28,6 +28,24 @@ def interval(mean: Any, low: Any, high: Any, digits: int = 3, signed: bool = Fal
     return f"{head} [{number(low, digits, signed)}, {number(high, digits, signed)}]"
 
 
+def quantity_interval(mean: Any, low: Any, high: Any, signed: bool = False) -> str:
+    """A measure's value with its interval, whatever its scale (a loss, steps, bytes): four
+    significant digits of the largest of the three and as many decimals for each, thousands
+    separated; integers (steps, counts) without decimals. ``1,024 [980, 1,068]``."""
+    shown = [v for v in (mean, low, high) if is_number(v)]
+    decimals = 0
+    if not all(float(v).is_integer() for v in shown):
+        scale = max(abs(v) for v in shown)
+        decimals = max(0, 3 - math.floor(math.log10(scale)))
+
+    def one(value: Any) -> str:
+        return f"{value:{'+' if signed else ''},.{decimals}f}" if is_number(value) else "n/a"
+
+    if not (is_number(low) and is_number(high)):
+        return f"{one(mean)} [interval n/a]"
+    return f"{one(mean)} [{one(low)}, {one(high)}]"
+
+
 def seeds_by_examples(row: dict[str, Any]) -> str:
     """The n behind an estimate or comparison: ``2 seeds x 150 examples``."""
     seeds, examples = row.get("n_seeds"), row.get("n_examples")

@@ -1,6 +1,8 @@
 """The experiment report: one self-contained HTML page (inline CSS, figures as PNG data URIs, no
-scripts) with the verdict first, then the plan, training curves, downstream estimates, paired
-differences, loss-vs-downstream correlations, per-group tables and sample predictions.
+scripts) with the verdicts first, then the plan, training curves, the measures of the training
+runs, stability (attention logits, loss vs learning rate), expert routing (for runs with the
+routing callback), downstream estimates, paired differences, loss-vs-downstream correlations,
+per-group tables and sample predictions.
 
 Every string that comes from data (names, descriptions, overrides, predictions) goes through the
 escaping helpers of ``markup.py``. A Content-Security-Policy forbids scripts and any load from
@@ -26,11 +28,16 @@ from transferlab.report.inputs import (
     curve_label,
     declared_metrics,
     load_experiment,
+    measure_note,
+    measure_title,
     metric_label,
     per_run_means,
     unplanned_row,
+    verdicts,
 )
 from transferlab.report.markup import Markup, esc, figure, join, table, tag
+from transferlab.report.series import variant_bands
+from transferlab.report.stability import LOGIT_KEY, LrSweep, lr_sweep
 
 REPORT_NAME = "report.html"
 SAMPLE_PREDICTIONS = 5  # per variant, from its first seed
@@ -75,6 +82,9 @@ def render(record: ExperimentRecord) -> str:
         _plan(record),
         _data(record),
         _training(record, colors),
+        _measures(record),
+        _stability(record, colors),
+        _routing(record, colors),
         _downstream(record, colors),
         _transfer_curves(record, colors),
         _differences(record),
@@ -92,20 +102,32 @@ def render(record: ExperimentRecord) -> str:
 
 
 def _verdict(record: ExperimentRecord) -> Markup:
+    """One box per expectation's verdict, with its claim."""
     if record.summary is None:
         return tag("div", "no verdict yet: the experiment has no summary.json", cls="verdict")
-    verdict = record.summary.get("verdict")
-    if not verdict:
+    found = verdicts(record.summary)
+    if not found:
         return tag("div", "no verdict: summary.json holds none", cls="verdict")
-    status = str(verdict.get("status", "none"))
-    claim = (record.spec.get("expect") or {}).get("claim")
-    return tag(
-        "div",
-        tag("div", f"verdict: {status}", cls="status"),
-        tag("div", verdict.get("text", "")),
-        tag("div", f"claim: {claim}", cls="note") if claim else "",
-        cls=f"verdict {_VERDICT_CLASS.get(status, 'neutral')}",
-    )
+    boxes = []
+    for verdict in found:
+        status = str(verdict.get("status", "none"))
+        # A summary written before verdicts carried their claim: the spec's single expect.
+        claim = verdict.get("claim", _spec_claim(record))
+        boxes.append(
+            tag(
+                "div",
+                tag("div", f"verdict: {status}", cls="status"),
+                tag("div", verdict.get("text", "")),
+                tag("div", f"claim: {claim}", cls="note") if claim else "",
+                cls=f"verdict {_VERDICT_CLASS.get(status, 'neutral')}",
+            )
+        )
+    return join(boxes)
+
+
+def _spec_claim(record: ExperimentRecord) -> str:
+    expect = record.spec.get("expect")
+    return str(expect.get("claim") or "") if isinstance(expect, dict) else ""
 
 
 def _reproduce(record: ExperimentRecord) -> Markup:
@@ -142,6 +164,7 @@ def _plan(record: ExperimentRecord) -> Markup:
             "Expectation: ",
             json.dumps(spec["expect"], sort_keys=True) if spec.get("expect") else "none stated",
         ),
+        tag("p", "Measures: ", json.dumps(spec["measures"])) if spec.get("measures") else "",
         tag("p", f"Estimated time when planned: {fmt.duration(estimate)}") if estimate else "",
         _runs_table(record),
         Markup(
@@ -240,6 +263,182 @@ def _training(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
     )
     uri = plots.data_uri(plots.training_curves(curves, colors))
     return join([tag("h2", "Training curves"), figure(uri, "training curves", caption)])
+
+
+def _stability(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    """Attention-logit growth and final loss vs learning rate, for the runs that recorded them
+    (nothing at all when none did)."""
+    growth = variant_bands(_curves_by_stage(record), LOGIT_KEY)
+    sweep = lr_sweep(record.spec.get("axes") or {}, record.runs, record.stages()[-1])
+    if not growth and sweep is None:
+        return Markup("")
+    parts = [tag("h2", "Stability")]
+    if growth:
+        caption = (
+            "The largest attention logit (q.k / sqrt(head_dim) over the layers, heads and "
+            "positions of the step's first micro batch, logged by the stability callback) "
+            "against the training step: per variant the mean over seeds (line) and the lowest to "
+            "the highest seed (band). Logits that keep growing precede attention-entropy "
+            "collapse; QK-norm bounds them."
+        )
+        uri = plots.data_uri(plots.attention_logit_growth(growth, colors))
+        parts.append(figure(uri, "max attention logit vs step", caption))
+    if sweep is not None:
+        parts += _lr_sweep(sweep)
+    return join(parts)
+
+
+def _curves_by_stage(record: ExperimentRecord) -> dict[str, list[list[dict[str, Any]]]]:
+    """Each variant's metrics lists (one per seed), per stage when the spec chains several."""
+    chained = len(record.stages()) > 1
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
+    for run in record.planned:
+        if record.curves.get(run.run_id):
+            name = f"{run.variant} ({run.stage})" if chained else run.variant
+            curves.setdefault(name, []).append(record.curves[run.run_id])
+    return curves
+
+
+def _lr_sweep(sweep: LrSweep) -> list[Markup]:
+    caption = (
+        f"Final validation loss against the learning rate that axis {sweep.axis} sets (log "
+        "scale), one line per level of the other axes: the mean over seeds (dots) and the "
+        "lowest to the highest seed (band). A flatter line is a variant less sensitive to the "
+        "learning rate."
+    )
+    if sweep.dropped:
+        caption += f" Left out: {sweep.dropped} runs without a final validation loss."
+    colors = plots.variant_colors(list(sweep.lines))
+    uri = plots.data_uri(plots.loss_vs_lr(sweep.lines, sweep.axis, colors))
+    rows = [
+        (line, f"{lr:.3g}", fmt.interval(mean, low, high), n)
+        for line, band in sweep.lines.items()
+        for lr, mean, low, high, n in zip(
+            band.x, band.mean, band.low, band.high, band.n, strict=True
+        )
+    ]
+    headers = ["line", "learning rate", "final val loss: mean [lowest, highest seed]", "seeds"]
+    return [
+        figure(uri, "final validation loss vs learning rate", caption),
+        table(headers, rows, {1, 2, 3}),
+    ]
+
+
+def _routing(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    """For runs with the routing callback: domain specialization over training per variant, and
+    each variant's final expert loads per domain."""
+    if not record.routing:
+        return Markup("")
+    note = (
+        "Measured on each data domain's held-out windows: the share of the domain's token-slots "
+        "each expert takes, per MoE layer. Specialization is the Jensen-Shannon divergence "
+        "between two domains' loads in bits (0: the same loads, 1: disjoint experts), averaged "
+        "over the pairs of domains and the layers."
+    )
+    return join(
+        [
+            tag("h2", "Expert routing"),
+            tag("p", note, cls="note"),
+            _specialization_curves(record, colors),
+            _expert_loads(record),
+        ]
+    )
+
+
+def _specialization_curves(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
+    for run in record.planned:
+        rows = [r for r in record.curves.get(run.run_id, []) if "routing_specialization" in r]
+        if rows:
+            curves.setdefault(run.variant, []).append(rows)
+    if not curves:
+        return Markup("")
+    label = "specialization (JS divergence, bits)"
+    uri = plots.data_uri(plots.metric_curves(curves, "routing_specialization", label, colors))
+    caption = (
+        "Specialization vs step per variant: the line is the mean over seeds, the band spans "
+        "the lowest to the highest seed."
+    )
+    return figure(uri, "routing specialization over training", caption)
+
+
+def _expert_loads(record: ExperimentRecord) -> Markup:
+    """A heatmap per variant, from its first seed that has one (experts are interchangeable
+    between seeds, so their loads do not average), and every run's final values in a table."""
+    parts, rows, drawn = [], [], set()
+    for run in record.planned:
+        routing = record.routing.get(run.run_id)
+        if routing is None:
+            continue
+        specialization = fmt.number(routing.get("specialization"))
+        rows.append(
+            (run.variant, run.seed, routing["step"], ", ".join(routing["domains"]), specialization)
+        )
+        if run.variant in drawn:
+            continue
+        drawn.add(run.variant)
+        uniform = 1 / len(routing["loads"][0][0])
+        caption = (
+            f"{run.variant}, seed {run.seed}: expert loads per domain and layer at step "
+            f"{routing['step']} (uniform routing: {uniform:.2f} per expert)."
+        )
+        parts.append(
+            figure(
+                plots.data_uri(plots.expert_loads(routing)),
+                f"expert loads of {run.variant}",
+                caption,
+            )
+        )
+    headers = ["variant", "seed", "step", "domains", "specialization"]
+    return join([*parts, table(headers, rows, {1, 2, 4})])
+
+
+def _measures(record: ExperimentRecord) -> Markup:
+    """Per measure of the training runs: its estimates over seeds and paired comparisons."""
+    measures = (record.summary or {}).get("measures") or []
+    if not measures:
+        return Markup("")
+    level = _level(record)
+    note = (
+        "One value per run (per variant and seed), from its metrics.jsonl or its row of "
+        "results/runs.parquet; a measure over an axis has one value per variant of the other "
+        f"axes. Means with their {level} t interval over seeds; differences paired by seed. "
+        "p (Holm): adjusted over the measure's comparisons. A level picked by best final "
+        "validation loss was picked on the same seeds that are compared, which favours it."
+    )
+    parts = [tag("h2", "Measures of the training runs"), tag("p", note, cls="note")]
+    for measure in measures:
+        estimates = [
+            (
+                e["variant"],
+                fmt.quantity_interval(e["mean"], e["low"], e["high"]),
+                e["n_seeds"],
+                measure_note(e),
+            )
+            for e in measure["estimates"]
+        ]
+        comparisons = [
+            (
+                f"{c['variant']} vs {c['reference']}",
+                fmt.quantity_interval(c["diff"], c["low"], c["high"], signed=True),
+                fmt.p_value(c.get("p_value")),
+                fmt.p_value(c.get("p_holm")),
+                _verdict_cell(c["verdict"]),
+                c["n_seeds"],
+                measure_note(c),
+            )
+            for c in measure["comparisons"]
+        ]
+        parts += [
+            tag("h3", measure_title(measure)),
+            tag("p", measure.get("description", ""), cls="note"),
+            table(["variant", f"mean [{level} interval]", "seeds", "note"], estimates, {1, 2}),
+        ]
+        if comparisons:
+            difference = f"difference [{level} interval]"
+            headers = ["comparison", difference, "p", "p (Holm)", "verdict", "seeds"]
+            parts.append(table([*headers, "note"], comparisons, {1, 2, 3, 5}))
+    return join(parts)
 
 
 def _summary_rows(record: ExperimentRecord, key: str, task: str) -> list[dict[str, Any]]:
@@ -379,11 +578,7 @@ def _differences(record: ExperimentRecord) -> Markup:
                 f"{c['variant']} vs {c['reference']}",
                 fmt.interval(c["diff"], c["low"], c["high"], signed=True),
                 fmt.p_value(c.get("p_value")),
-                tag(
-                    "span",
-                    c["verdict"],
-                    cls=c["verdict"] if c["verdict"] in plots.VERDICT_COLORS else None,
-                ),
+                _verdict_cell(c["verdict"]),
                 fmt.seeds_by_examples(c),
                 _comparison_note(c),
             )
@@ -395,6 +590,10 @@ def _differences(record: ExperimentRecord) -> Markup:
     if len(parts) == 1:
         parts.append(tag("p", "No comparisons yet.", cls="note"))
     return join(parts)
+
+
+def _verdict_cell(verdict: str) -> Markup:
+    return tag("span", verdict, cls=verdict if verdict in plots.VERDICT_COLORS else None)
 
 
 def _comparison_note(row: dict[str, Any]) -> str:

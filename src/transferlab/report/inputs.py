@@ -1,5 +1,6 @@
 """Read an experiment directory for the report: the spec, the plan, the results tables, each
-run's training curve and the analysis summary.
+run's training curve (and expert routing, for runs with the routing callback) and the analysis
+summary.
 
 Only ``experiment.yaml`` is required. Everything else may be missing (an experiment still running,
 or one whose analysis has not been written yet); the report then says what is missing instead of
@@ -18,6 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from transferlab.experiment.spec import IMPLICIT_STAGE
+from transferlab.train.callbacks.routing import read_routing
 from transferlab.train.metrics import read_metrics
 
 
@@ -28,6 +31,7 @@ class PlannedRunRow:
     run_id: str
     run_dir: Path
     status: str
+    stage: str = IMPLICIT_STAGE
 
 
 @dataclass
@@ -41,6 +45,7 @@ class ExperimentRecord:
     planned: list[PlannedRunRow] = field(default_factory=list)
     data: list[dict[str, Any]] = field(default_factory=list)  # rows of results/data.parquet
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run_id -> metrics rows
+    routing: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> routing.json
 
     def variants(self) -> list[str]:
         """Variant names in plan order (then any that only the results know)."""
@@ -54,6 +59,11 @@ class ExperimentRecord:
             names += [str(e["task"]) for e in self.summary.get("estimates", [])]
         return list(dict.fromkeys(names))
 
+    def stages(self) -> list[str]:
+        """The spec's stage names in chain order (one implicit stage without ``stages``)."""
+        stages = [s for s in self.spec.get("stages") or [] if isinstance(s, dict)]
+        return [str(s.get("name")) for s in stages] or [IMPLICIT_STAGE]
+
     def primary_metric(self) -> str:
         if self.summary and self.summary.get("primary_metric"):
             return str(self.summary["primary_metric"])
@@ -61,6 +71,33 @@ class ExperimentRecord:
 
     def shown_metric(self, task: str) -> str:
         return shown_metric(self.summary or {}, task, self.primary_metric())
+
+
+def verdicts(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's verdicts, one per expectation; without expectations (or in a summary
+    written before there could be several) the one ``verdict`` it holds."""
+    return list(summary.get("verdicts") or [v for v in [summary.get("verdict")] if v])
+
+
+def measure_note(row: dict[str, Any]) -> str:
+    """What qualifies a measure's estimate or comparison: the picked level, censored runs and
+    seeds left out for a missing value."""
+    notes = [f"picked {row['picked']}"] if row.get("picked") else []
+    if row.get("n_censored"):
+        notes.append(f"{row['n_censored']} censored (counted at their budget)")
+    if row.get("n_dropped"):
+        notes.append(f"{row['n_dropped']} seed(s) without a finite value left out")
+    return "; ".join(notes)
+
+
+def measure_title(measure: dict[str, Any]) -> str:
+    """``lr_sensitivity (lower is better; over lr; stage pretrain)``."""
+    parts = ["higher is better" if measure["higher_is_better"] else "lower is better"]
+    if measure.get("over"):
+        how = "pick best" if measure.get("pick") else "sweep"
+        parts.append(f"over {measure['over']}, {how}")
+    parts.append(f"stage {measure['stage']}")
+    return f"{measure['measure']} ({'; '.join(parts)})"
 
 
 def declared_metrics(summary: dict[str, Any], task: str) -> list[dict[str, Any]]:
@@ -116,6 +153,9 @@ def load_experiment(exp_dir: Path) -> ExperimentRecord:
     )
     for row in record.planned:
         record.curves[row.run_id] = read_metrics(row.run_dir / "metrics.jsonl")
+        routing = read_routing(row.run_dir)
+        if routing is not None:
+            record.routing[row.run_id] = routing
     return record
 
 
@@ -154,6 +194,7 @@ def _planned_row(exp_dir: Path, run: dict[str, Any]) -> PlannedRunRow:
         # A relative run_dir is relative to the experiment directory, so a moved one still works.
         run_dir=run_dir if run_dir.is_absolute() else exp_dir / run_dir,
         status=str(run.get("status", "unknown")),
+        stage=str(run.get("stage", IMPLICIT_STAGE)),
     )
 
 
@@ -165,6 +206,7 @@ def unplanned_row(run: dict[str, Any]) -> PlannedRunRow:
         run_id=str(run["run_id"]),
         run_dir=Path(),
         status="unknown",
+        stage=str(run.get("stage", IMPLICIT_STAGE)),
     )
 
 

@@ -1,8 +1,8 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot, so no global state and no
 GUI backend) and embedded as inline PNG data URIs, so the page needs nothing outside itself.
 
-Every figure takes plain rows (dicts from ``summary.json``, metrics rows from ``metrics.jsonl``) and
-returns a ``Figure``; ``data_uri`` turns it into an ``<img>`` source.
+Every figure takes plain rows (dicts from ``summary.json``, metrics rows from ``metrics.jsonl``) or
+the bands of ``series.py`` and returns a ``Figure``; ``data_uri`` turns it into an ``<img>`` source.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from transferlab.report.formatting import is_number
+from transferlab.report.series import SeedBand, variant_bands
 
-Series = list[tuple[float, float]]  # (step, value) of one run
 VERDICT_COLORS = {"better": "#2e7d32", "worse": "#c62828", "inconclusive": "#757575"}
 _PALETTE = (
     "#1f77b4",
@@ -65,21 +65,82 @@ def training_curves(
     return fig
 
 
+def metric_curves(
+    curves: dict[str, list[list[dict[str, Any]]]], key: str, ylabel: str, colors: dict[str, str]
+) -> Figure:
+    """One logged metric vs step, as ``training_curves`` draws the losses: per variant the mean
+    over its seeds with a band from the lowest to the highest seed."""
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    _loss_axis(fig.subplots(), curves, key, colors, ylabel)
+    return fig
+
+
+def expert_loads(record: dict[str, Any]) -> Figure:
+    """A run's expert loads per data domain (``routing.json``): a row per domain and layer, a
+    column per expert, the colour (and the number) the fraction of the domain's token-slots
+    the expert took; a uniform router gives every cell 1 / n_experts."""
+    loads = np.asarray(record["loads"], dtype=float)  # [domain, layer, expert]
+    n_domains, n_layers, n_experts = loads.shape
+    matrix = loads.reshape(n_domains * n_layers, n_experts)
+    labels = [f"{d} / layer {i}" for d in record["domains"] for i in range(n_layers)]
+    fig = Figure(figsize=(3.5 + 0.6 * n_experts, 1.2 + 0.35 * len(labels)), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, aspect="auto")
+    if matrix.size <= 400:  # numbers stay legible
+        for (row, col), value in np.ndenumerate(matrix):
+            shade = "white" if value < 0.6 * matrix.max() else "black"
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color=shade)
+    ax.set_xticks(range(n_experts), [str(e) for e in range(n_experts)])
+    ax.set_yticks(range(len(labels)), [plain(label) for label in labels])
+    ax.set_xlabel("expert")
+    fig.colorbar(image, ax=ax, label="share of token-slots")
+    return fig
+
+
 def _loss_axis(
-    ax: Axes, curves: dict[str, list[list[dict[str, Any]]]], key: str, colors: dict[str, str]
+    ax: Axes,
+    curves: dict[str, list[list[dict[str, Any]]]],
+    key: str,
+    colors: dict[str, str],
+    ylabel: str | None = None,
 ) -> None:
-    drawn = False
-    for variant, runs in curves.items():
-        series = [s for s in (_series(rows, key) for rows in runs) if s]
-        if not series:
-            continue
-        steps, mean, low, high = _spread(series)
-        color = colors.get(variant)
-        ax.plot(steps, mean, color=color, label=plain(f"{variant} ({len(series)} seeds)"))
-        if len(series) > 1:
-            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
-        drawn = True
-    _finish(ax, drawn, xlabel="step", ylabel=key.replace("_", " "))
+    bands = variant_bands(curves, key)
+    _band_lines(ax, bands, colors)
+    _finish(ax, bool(bands), xlabel="step", ylabel=ylabel or key.replace("_", " "))
+
+
+def attention_logit_growth(bands: dict[str, SeedBand], colors: dict[str, str]) -> Figure:
+    """The largest attention logit vs step: per variant the mean over its seeds, with a band
+    from the lowest to the highest seed (``series.variant_bands`` of ``attn_logit_max``)."""
+    fig = Figure(figsize=(7, 3.8), layout="constrained")
+    ax = fig.subplots()
+    _band_lines(ax, bands, colors)
+    _finish(ax, bool(bands), xlabel="step", ylabel="max attention logit")
+    return fig
+
+
+def loss_vs_lr(bands: dict[str, SeedBand], axis: str, colors: dict[str, str]) -> Figure:
+    """Final validation loss vs learning rate (log scale): a line per level of the other axes
+    through the means over seeds, the band from the lowest to the highest seed."""
+    fig = Figure(figsize=(7, 3.8), layout="constrained")
+    ax = fig.subplots()
+    _band_lines(ax, bands, colors, marker="o-")
+    ax.set_xscale("log")
+    _finish(ax, bool(bands), xlabel=plain(f"learning rate (axis {axis})"), ylabel="final val loss")
+    return fig
+
+
+def _band_lines(
+    ax: Axes, bands: dict[str, SeedBand], colors: dict[str, str], marker: str = "-"
+) -> None:
+    """A line through each band's means, labelled with its seeds, and the band shaded where it
+    spans more than one seed."""
+    for name, band in bands.items():
+        color = colors.get(name)
+        seeds = max(band.n)
+        ax.plot(band.x, band.mean, marker, color=color, label=plain(f"{name} ({seeds} seeds)"))
+        if seeds > 1:
+            ax.fill_between(band.x, band.low, band.high, color=color, alpha=0.2, linewidth=0)
 
 
 def transfer_curve(rows: list[dict[str, Any]], ylabel: str, colors: dict[str, str]) -> Figure:
@@ -152,32 +213,6 @@ def loss_scatter(
         ax.scatter(xs, ys, color=colors.get(variant), label=plain(variant), s=36)
     _finish(ax, bool(points), xlabel="final validation loss", ylabel=plain(f"mean {metric}"))
     return fig
-
-
-def _series(rows: list[dict[str, Any]], key: str) -> Series:
-    out = []
-    for row in rows:
-        value = row.get(key)
-        if is_number(value):
-            out.append((float(row["step"]), float(value)))
-    return out
-
-
-def _spread(series: list[Series]) -> tuple[np.ndarray, ...]:
-    """Steps, mean, min and max over the seeds that logged each step (a partial run just stops
-    contributing where it stopped)."""
-    by_step: dict[float, list[float]] = {}
-    for run in series:
-        for step, value in run:
-            by_step.setdefault(step, []).append(value)
-    steps = np.array(sorted(by_step))
-    values = [np.array(by_step[step]) for step in steps]
-    return (
-        steps,
-        np.array([v.mean() for v in values]),
-        np.array([v.min() for v in values]),
-        np.array([v.max() for v in values]),
-    )
 
 
 def _whisker(ax: Axes, y: float, mean: Any, low: Any, high: Any, color: str) -> None:

@@ -1,6 +1,7 @@
 """The terminal summary of an experiment: per task, the metric it is shown by (the primary one if
 the task declares it, else its headline) for each variant and the paired comparisons, as rich
-tables, then the verdict line. Data strings go in as ``Text`` so that
+tables; per measure of the training runs its estimates and comparisons over seeds; then the
+verdict lines, one per expectation. Data strings go in as ``Text`` so that
 rich never reads a variant name like ``[bold]x`` as markup."""
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from rich.table import Table
 from rich.text import Text
 
 from transferlab.report import formatting as fmt
-from transferlab.report.inputs import load_summary, metric_label, shown_metric
+from transferlab.report.inputs import (
+    load_summary,
+    measure_note,
+    measure_title,
+    metric_label,
+    shown_metric,
+    verdicts,
+)
 
 _VERDICT_STYLE = {
     "reproduced": "bold green",
@@ -24,8 +32,8 @@ _VERDICT_STYLE = {
 
 
 def print_summary(exp_dir: Path, console: Console) -> None:
-    """Print, per task, the estimates of its shown metric and their comparisons; then the
-    verdict."""
+    """Print, per task, the estimates of its shown metric and their comparisons, then per
+    measure its estimates and comparisons; then the verdicts."""
     summary = load_summary(exp_dir)
     primary = str(summary.get("primary_metric") or "correct")
     level = fmt.level(summary.get("level"))
@@ -40,11 +48,58 @@ def print_summary(exp_dir: Path, console: Console) -> None:
             console.print(comparisons)
     if summary.get("curves"):
         console.print(curves_line(summary))
-    verdict = summary.get("verdict") or {}
-    status = str(verdict.get("status", "none"))
-    line = Text("verdict: ", style="bold")
-    line.append(str(verdict.get("text", status)), style=_VERDICT_STYLE.get(status, "bold"))
-    console.print(line)
+    for measure in summary.get("measures") or []:
+        console.print(measure_estimates_table(measure, level))
+        comparisons = measure_comparisons_table(measure, level)
+        if comparisons.row_count:
+            console.print(comparisons)
+    for line in verdict_lines(summary):
+        console.print(line)
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[Text]:
+    """``verdict: TEXT``, or ``verdict 1/2: TEXT`` per expectation when there are several."""
+    found = verdicts(summary) or [{}]
+    lines = []
+    for i, verdict in enumerate(found, start=1):
+        status = str(verdict.get("status", "none"))
+        head = "verdict: " if len(found) == 1 else f"verdict {i}/{len(found)}: "
+        line = Text(head, style="bold")
+        line.append(str(verdict.get("text", status)), style=_VERDICT_STYLE.get(status, "bold"))
+        lines.append(line)
+    return lines
+
+
+def measure_estimates_table(measure: dict[str, Any], level: str) -> Table:
+    table = Table(title=Text(measure_title(measure)), title_justify="left")
+    _columns(table, ["variant"], [f"mean [{level} interval]", "seeds", "note"])
+    for row in measure["estimates"]:
+        table.add_row(
+            Text(str(row["variant"])),
+            fmt.quantity_interval(row["mean"], row["low"], row["high"]),
+            str(row["n_seeds"]),
+            Text(measure_note(row)),
+        )
+    return table
+
+
+def measure_comparisons_table(measure: dict[str, Any], level: str) -> Table:
+    title = Text(f"{measure['measure']}: paired differences by seed")
+    table = Table(title=title, title_justify="left")
+    values = [f"difference [{level} interval]", "p", "p (Holm)", "verdict", "seeds", "note"]
+    _columns(table, ["comparison"], values)
+    for row in measure["comparisons"]:
+        verdict = str(row["verdict"])
+        table.add_row(
+            Text(f"{row['variant']} vs {row['reference']}"),
+            fmt.quantity_interval(row["diff"], row["low"], row["high"], signed=True),
+            fmt.p_value(row.get("p_value")),
+            fmt.p_value(row.get("p_holm")),
+            Text(verdict, style=_VERDICT_STYLE.get(verdict, "")),
+            str(row["n_seeds"]),
+            Text(measure_note(row)),
+        )
+    return table
 
 
 def curves_line(summary: dict[str, Any]) -> Text:

@@ -13,6 +13,11 @@ batch from a generator seeded afresh from (seed, step); every rank builds the sa
 and trains on its rows. With the batch source's position, optimizer state, RNG state and the
 callbacks' state in a checkpoint, a resumed run repeats an uninterrupted one bit for bit on CPU,
 and the micro batch size or the number of processes changes only the float rounding.
+
+A model part whose loss needs a statistic of the whole global batch (a mixture of experts'
+global-batch load balancing) is a ``models.parts.base.StepStatistics`` module; the step hands it
+the sums over all micro batches and ranks before its forwards (``Engine.step_statistics``), so
+such a loss too is the same with or without accumulation and DDP.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +35,7 @@ import torch
 from torch import nn
 
 from transferlab.artifacts import CorruptArtifact
+from transferlab.models.parts.base import StepStatistics
 from transferlab.objectives import Batch, LossOutput, Objective
 from transferlab.train.batching import BatchPlan, local_micro_batches
 from transferlab.train.checkpoint import (
@@ -96,7 +102,9 @@ class Callback:
     """Work on the loop's named hooks; ``name`` keys the callback's state in a checkpoint.
 
     Hooks run in the order the callbacks were given. ``on_step_end`` may add fields to
-    ``engine.row``, which the metrics log writes out (so validation runs before it).
+    ``engine.row``, which the metrics log writes out (so validation runs before it). Most
+    callbacks only record; one that changes the weights (a weight constraint) does it in
+    ``on_optimizer_step``, so everything after it sees the weights the run really has.
     """
 
     name: str = "callback"
@@ -106,6 +114,11 @@ class Callback:
 
     def on_step_start(self, engine: Engine) -> None:
         """Before each optimizer step (``engine.step`` is the number of steps done so far)."""
+
+    def on_optimizer_step(self, engine: Engine) -> None:
+        """Right after ``optimizer.step()``, before the step's ``on_step_end`` hooks (so
+        before validation, the metrics log and checkpoints); ``engine.step`` does not count
+        the step yet. Every rank runs it on the same weights."""
 
     def on_step_end(self, engine: Engine, out: StepOutput) -> None:
         """After each optimizer step; ``engine.step`` counts it already."""
@@ -262,12 +275,13 @@ class Engine:
         scale = self.dist.world_size / n_targets
         micro_batches = local_micro_batches(batch, self.plan, self.dist.rank)
         sums: dict[str, torch.Tensor] = {}
-        for i, micro in enumerate(micro_batches):
-            sync = i == len(micro_batches) - 1  # DDP all-reduces gradients on the last one only
-            with nullcontext() if sync or not self.dist.enabled else self.ddp_model.no_sync():
-                out = self.micro_loss(self.ddp_model, micro)
-                (out.total * scale).backward()
-            _accumulate(sums, out)
+        with self.step_statistics(micro_batches):
+            for i, micro in enumerate(micro_batches):
+                sync = i == len(micro_batches) - 1  # DDP all-reduces gradients on the last only
+                with nullcontext() if sync or not self.dist.enabled else self.ddp_model.no_sync():
+                    out = self.micro_loss(self.ddp_model, micro)
+                    (out.total * scale).backward()
+                _accumulate(sums, out)
         names = sorted(sums)
         totals = dict(
             zip(names, self.dist.reduce_sum(*(sums[n].item() for n in names)), strict=True)
@@ -278,9 +292,48 @@ class Engine:
             raise self._diverged(loss, grad_norm, lr)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        for callback in self.callbacks:
+            callback.on_optimizer_step(self)
         tokens = self.settings.tokens_per_step or n_targets
         metrics = {name: value / n_targets for name, value in totals.items()}
         return StepOutput(loss, grad_norm, lr, n_targets, tokens, metrics)
+
+    @contextmanager
+    def step_statistics(self, micro_batches: Sequence[Batch]) -> Iterator[None]:
+        """Within it, the model's ``StepStatistics`` modules (``models.parts.base``) hold their
+        sums over the step's whole batch: this rank's ``micro_batches`` go forward once without
+        gradients while the modules record, and the sums are added over all ranks in one
+        collective. A step that is one micro batch on one process skips it (its forward sees
+        the whole batch); any other step pays one gradient-free forward of its batch, about a
+        third of the step's compute, and only when some module needs them."""
+        modules = [
+            m
+            for m in self.model.modules()
+            if isinstance(m, StepStatistics) and m.needs_step_statistics
+        ]
+        if not modules or (len(micro_batches) == 1 and not self.dist.enabled):
+            yield
+            return
+        try:
+            self._record_step_statistics(modules, micro_batches)
+            yield
+        finally:
+            for module in modules:
+                module.set_step_statistics(None)
+
+    def _record_step_statistics(
+        self, modules: list[StepStatistics], micro_batches: Sequence[Batch]
+    ) -> None:
+        for module in modules:
+            module.start_recording()
+        with torch.no_grad():
+            for micro in micro_batches:
+                self.micro_loss(self.model, micro)  # eager: the compiled model may not record
+        local = [module.stop_recording() for module in modules]
+        total = self.dist.reduce_sum(*torch.cat(local).tolist())
+        sums = torch.tensor(total, dtype=torch.float64).split([len(s) for s in local])
+        for module, module_sums in zip(modules, sums, strict=True):
+            module.set_step_statistics(module_sums)
 
     def micro_loss(self, model: nn.Module, micro: Batch) -> LossOutput:
         """The objective's loss of one micro batch on this rank's device (autocast applies)."""

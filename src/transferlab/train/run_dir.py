@@ -53,6 +53,7 @@ def run_dir_of(cfg: RunConfig) -> Path:
 # the key at that value, so runs cached before the field existed keep their key.
 ADDED_FIELDS: dict[str, dict[str, Any]] = {
     "trainer": {"callbacks": []},
+    "objective": {"z_loss": 0.0},
     "model": {
         "attention": {"name": "mha"},
         "mlp": {"name": "swiglu"},

@@ -22,10 +22,12 @@ from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.models import build_model, count_parameters, flops_per_token
 from transferlab.objectives import Batch, Objective
+from transferlab.optim import param_groups
 from transferlab.train.batching import BatchPlan, local_micro_batches, plan_batches
 from transferlab.train.callbacks import (
     CheckpointCallback,
     MetricsLogCallback,
+    OptimizerStateCallback,
     ProgressCallback,
     ValidationCallback,
 )
@@ -39,7 +41,7 @@ from transferlab.train.run_dir import RunDir, config_key, run_dir_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainResult", "TrainingDiverged", "resolve_model_vocab", "train"]
+__all__ = ["TrainResult", "TrainingDiverged", "check_param_groups", "resolve_model_vocab", "train"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class TrainResult:
     flops_per_token: int  # training FLOPs (forward + backward) per token
     interrupted: bool = False  # stopped early by SIGINT/SIGTERM (or stop_after); resumable
     checkpoint: Path | None = None  # the newest complete checkpoint
+    optimizer_state_bytes: int | None = None  # None until a step has created the state
 
 
 def train(
@@ -77,6 +80,20 @@ def train(
         dist.close()
 
 
+def check_param_groups(cfg: RunConfig) -> None:
+    """Refuse ``optimizer.groups`` patterns that select no parameter of ``cfg.model`` before
+    any data is prepared (on a model without storage: names do not depend on the vocabulary)."""
+    if not cfg.optimizer.groups:
+        return
+    model_cfg = cfg.model.model_copy(update={"vocab_size": cfg.model.vocab_size or 1})
+    with torch.device("meta"):
+        model = build_model(model_cfg)
+    try:
+        param_groups(model, cfg.optimizer)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def resolve_model_vocab(cfg: RunConfig, vocab_size: int) -> RunConfig:
     """Fill ``model.vocab_size`` from the tokenizer; a larger explicit value (padding) is kept."""
     given = cfg.model.vocab_size
@@ -96,6 +113,7 @@ class Pretraining:
         self, cfg: RunConfig, dist: DistContext, resume: bool, allow_changes: bool = False
     ) -> None:
         self.dist = dist
+        check_param_groups(cfg)
         data = dist.main_first(lambda: prepare_data(data_config(cfg)))
         self.cfg = cfg = resolve_model_vocab(cfg, data.vocab_size)
         # Once: for a child it reads the parent's run_info.json (and maybe its checkpoints).
@@ -153,13 +171,15 @@ class Pretraining:
 
     def _callbacks(self) -> list[Callback]:
         """Validation and the configured extras add to the step's row before it is logged;
-        the checkpoint comes after the log (it saves the meter of the next interval)."""
+        the checkpoint comes after the log (it saves the meter of the next interval) and after
+        the optimizer state's size is recorded (so a resumable run has recorded it)."""
         t = self.cfg.trainer
         extras = [callback_cfg.build() for callback_cfg in t.callbacks]
         return [
             self.validation,
             *extras,
             MetricsLogCallback(self.run_dir.metrics, t.log_interval, enabled=self.dist.is_main),
+            OptimizerStateCallback(self._record_optimizer_state),
             CheckpointCallback(t.checkpoint_interval, t.keep_checkpoints, {"config_key": self.key}),
             ProgressCallback(t.progress),
         ]
@@ -212,7 +232,14 @@ class Pretraining:
             flops_per_token=self.info["flops_per_token"],
             interrupted=result.interrupted,
             checkpoint=self.run_dir.latest_checkpoint(),
+            optimizer_state_bytes=self.info.get("optimizer_state_bytes"),
         )
+
+    def _record_optimizer_state(self, size: int) -> None:
+        """Add the optimizer state's size in bytes to ``run_info.json``."""
+        self.info["optimizer_state_bytes"] = size
+        if self.dist.is_main:
+            write_json_atomic(self.run_dir.run_info, self.info)
 
 
 def validation_batches(

@@ -9,8 +9,9 @@ from transferlab.models.parts import (
     linear,
     low_rank,
     mlp,
+    moe,
     norm,
     sparse_low_rank,
 )
 
-__all__ = ["attention", "gelu_mlp", "linear", "low_rank", "mlp", "norm", "sparse_low_rank"]
+__all__ = ["attention", "gelu_mlp", "linear", "low_rank", "mlp", "moe", "norm", "sparse_low_rank"]

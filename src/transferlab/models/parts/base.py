@@ -54,6 +54,33 @@ class SublayerModule(nn.Module):
         raise NotImplementedError
 
 
+class StepStatistics:
+    """A module whose training forward needs sums over the optimizer step's whole batch (every
+    micro batch of every process), which exist only once all of them went forward: a mixture of
+    experts' global-batch expert loads. Before a step's forwards the engine runs its micro batches
+    once without gradients while such modules record (``start_recording``, then
+    ``stop_recording`` returns the sums), adds the sums of all processes and hands them over
+    (``set_step_statistics``); after the step it sets None again (``train.engine``)."""
+
+    @property
+    def needs_step_statistics(self) -> bool:
+        """Whether this module's training forward reads them (the engine skips the extra
+        forward when none does)."""
+        return True
+
+    def start_recording(self) -> None:
+        """Start summing over the forwards that follow."""
+        raise NotImplementedError
+
+    def stop_recording(self) -> torch.Tensor:
+        """The sums since ``start_recording`` (1-D, float64), and stop."""
+        raise NotImplementedError
+
+    def set_step_statistics(self, sums: torch.Tensor | None) -> None:
+        """The sums over the whole step for the step's forwards, or None outside a step."""
+        raise NotImplementedError
+
+
 def init_weights(module: nn.Module, std: float) -> None:
     """Initialize the parameters ``module`` holds itself (not those of its submodules): N(0, std)
     for the weight of an ``nn.Linear`` or ``nn.Embedding``, otherwise the module's own

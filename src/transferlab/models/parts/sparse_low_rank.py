@@ -13,8 +13,8 @@ flat positions ``row * in + col``, sorted, so checkpoints hold it: a resumed run
 or a loaded model reads the support it trained with, whatever the generator's state.
 
 The forward composes W densely and applies it as one matmul (``ComposedLinear``): at the tiny
-and small presets' shapes its forward plus backward takes a dense ``nn.Linear``'s time (median
-1.03x), where ``torch.sparse`` for S takes 2.1x (CSR) and 3.7x (COO); see
+and small presets' shapes its forward plus backward takes 1.00-1.28x (median 1.12x) a dense
+``nn.Linear``'s time, where ``torch.sparse`` for S takes 2.0x (CSR) and 4.4x (COO); see
 ``benchmarks/sparse_linear.py``.
 
 Initialization is the paper's, not ``model.init_std``: A ~ U(+-1/sqrt(in)) (nn.Linear's

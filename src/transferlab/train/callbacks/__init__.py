@@ -3,16 +3,20 @@ checkpoint, progress) live here; extras are registered in ``CALLBACKS`` by name 
 run config's ``trainer.callbacks``. Importing this package registers the extras defined here;
 extras that need later packages (downstream tasks) register from there."""
 
-from transferlab.train.callbacks import stability
+from transferlab.train.callbacks import lipschitz, routing, stability
 from transferlab.train.callbacks.checkpointing import CheckpointCallback
 from transferlab.train.callbacks.metrics_log import MetricsLogCallback
+from transferlab.train.callbacks.optimizer_state import OptimizerStateCallback
 from transferlab.train.callbacks.progress import ProgressCallback
 from transferlab.train.callbacks.validation import ValidationCallback
 
 __all__ = [
     "CheckpointCallback",
     "MetricsLogCallback",
+    "OptimizerStateCallback",
     "ProgressCallback",
     "ValidationCallback",
+    "lipschitz",
+    "routing",
     "stability",
 ]

@@ -1,0 +1,146 @@
+"""The experiment's verdicts: one per stated expectation, reproduced / not reproduced /
+inconclusive, read from the comparison it names (of a task on the primary metric, or of a
+measure). The expectation's ``variant`` may sit on either side of that comparison; the
+difference is then turned round so it always reads variant minus the other side."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from transferlab.experiment.spec import ExpectSpec, ExperimentSpec
+
+NO_EXPECTATION = {"status": "none", "text": "no expectation stated; see the comparisons"}
+
+Row = dict[str, Any]
+
+
+def expectation_verdicts(
+    spec: ExperimentSpec, comparisons: list[Row], measures: list[Row]
+) -> list[Row]:
+    """A verdict per expectation, in the spec's order, each with its ``claim``; ``comparisons``
+    are the tasks' (summary["comparisons"]), ``measures`` the measures' summaries."""
+    out = []
+    for expect in spec.expectations:
+        if expect.measure is None:
+            verdict = task_verdict(spec, expect, comparisons)
+        else:
+            summary = next(m for m in measures if m["measure"] == expect.measure)
+            verdict = measure_verdict(expect, summary)
+        out.append({**verdict, "claim": expect.claim})
+    return out
+
+
+def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row]) -> Row:
+    """The verdict on a task expectation, from its task's comparison on the primary metric."""
+    task, metric = spec.expectation_task(expect), spec.primary_metric
+    if task is None:
+        return {"status": "inconclusive", "text": "inconclusive: the experiment has no task"}
+    direction = spec.task(task).metric(metric).direction
+    rows = [c for c in comparisons if c["task"] == task and c["metric"] == metric]
+    found = _comparison_of(expect, rows)
+    if found is None:
+        return {
+            "status": "inconclusive",
+            "text": f"inconclusive: no comparison of {expect.variant} on {task} ({metric})",
+        }
+    comp, sign, other = found
+    status, diff, low, high = _judged(expect, comp, sign)
+    text = (
+        f"{status}: {expect.variant} vs {other} on {task} ({metric}, {direction}): "
+        f"difference {diff:+.3f} [{low:+.3f}, {high:+.3f}] "
+        f"({comp['level']:.0%} interval; n = {comp['n_seeds']} seeds x "
+        f"{comp['n_examples']} examples); expected {expect.direction}"
+    )
+    return {
+        "status": status,
+        "text": text,
+        "task": task,
+        "metric": metric,
+        "variant": expect.variant,
+        "reference": other,
+        "diff": diff,
+        "low": low,
+        "high": high,
+        "expected": expect.direction,
+    }
+
+
+def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
+    """The verdict on a measure expectation, from the measure's comparison over seeds; the text
+    names censored runs and the levels ``pick: best`` chose, which qualify it."""
+    label = measure["measure"]
+    found = _comparison_of(expect, measure["comparisons"])
+    if found is None:
+        return {
+            "status": "inconclusive",
+            "text": f"inconclusive: no comparison of {expect.variant} on measure {label}",
+            "measure": label,
+        }
+    comp, sign, other = found
+    status, diff, low, high = _judged(expect, comp, sign)
+    better = "higher is better" if measure["higher_is_better"] else "lower is better"
+    n = f"{comp['n_seeds']} seed{'' if comp['n_seeds'] == 1 else 's'}"
+    if math.isfinite(low) and math.isfinite(high):
+        evidence = f"[{low:+.4g}, {high:+.4g}] ({comp['level']:.0%} interval; n = {n})"
+    else:
+        evidence = f"(no interval from n = {n})"
+    text = (
+        f"{status}: {expect.variant} vs {other} on {label} ({better}): difference {diff:+.4g} "
+        f"{evidence}{_qualifiers(measure, comp, [expect.variant, other])}; "
+        f"expected {expect.direction}"
+    )
+    return {
+        "status": status,
+        "text": text,
+        "measure": label,
+        "variant": expect.variant,
+        "reference": other,
+        "diff": diff,
+        "low": low,
+        "high": high,
+        "expected": expect.direction,
+        "n_seeds": comp["n_seeds"],
+    }
+
+
+def _qualifiers(measure: Row, comp: Row, variants: list[str]) -> str:
+    notes = []
+    if comp["n_censored"]:
+        notes.append(
+            f"{comp['n_censored']} censored run(s), counted at their budget, which pulls the "
+            "difference toward 0"
+        )
+    picks = measure["picks"]
+    if picks:
+        chosen = ", ".join(f"{v} at {picks[v]['level']}" for v in variants)
+        notes.append(
+            f"{measure['over']} picked by best mean final val loss on the same seeds: {chosen}"
+        )
+    return "".join(f"; {note}" for note in notes)
+
+
+def _comparison_of(expect: ExpectSpec, rows: list[Row]) -> tuple[Row, int, str] | None:
+    """The first comparison with ``expect.variant`` on one side (and ``expect.reference`` on
+    the other, when given), the sign that orients it as variant minus other, and the other."""
+    for comp in rows:
+        if expect.variant not in (comp["variant"], comp["reference"]):
+            continue
+        sign = 1 if comp["variant"] == expect.variant else -1
+        other = comp["reference"] if sign > 0 else comp["variant"]
+        if expect.reference in (None, other):
+            return comp, sign, other
+    return None
+
+
+def _judged(expect: ExpectSpec, comp: Row, sign: int) -> tuple[str, float, float, float]:
+    """Status, and the difference with its interval as variant minus other."""
+    observed = comp["verdict"]
+    if sign < 0 and observed != "inconclusive":
+        observed = "worse" if observed == "better" else "better"
+    if observed == "inconclusive":
+        status = "inconclusive"
+    else:
+        status = "reproduced" if observed == expect.direction else "not reproduced"
+    diff, low, high = (sign * comp["diff"], *sorted((sign * comp["low"], sign * comp["high"])))
+    return status, diff, low, high

@@ -1,0 +1,33 @@
+"""The optimizer state's size in bytes, measured once the state exists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from transferlab.optim import optimizer_state_bytes
+from transferlab.train.engine import Callback, Engine, StepOutput
+
+
+class OptimizerStateCallback(Callback):
+    """Hands ``optimizer_state_bytes`` to ``record`` (the trainer writes it into
+    ``run_info.json``) once per call: at its start when the call resumed (the state is loaded),
+    else after its first step (torch optimizers create their state then). Listed before the
+    checkpoint callback, so a run has recorded it before any checkpoint it can resume from."""
+
+    name = "optimizer_state"
+
+    def __init__(self, record: Callable[[int], None]) -> None:
+        self.record = record
+        self.measured = False
+
+    def on_train_start(self, engine: Engine) -> None:
+        if engine.step:
+            self._measure(engine)
+
+    def on_step_end(self, engine: Engine, out: StepOutput) -> None:
+        if not self.measured:
+            self._measure(engine)
+
+    def _measure(self, engine: Engine) -> None:
+        self.record(optimizer_state_bytes(engine.optimizer))
+        self.measured = True

@@ -1,0 +1,171 @@
+"""Per-domain routing statistics of a mixture of experts
+(``trainer.callbacks: [{name: routing, every: 50}]``, with ``model.mlp: {name: moe}``).
+
+Every ``every`` steps and at the last step, the first ``windows`` held-out windows of each data
+domain (each real-text source's validation documents, ``data.validation_domains``; a world or a
+``data.path`` run has one domain) go through the model in eval mode, without gradients, as the
+run's objective reads them, and each MoE layer counts its expert loads: the fraction of the
+domain's token-slots (positions times top_k) that went to each expert. The specialization score
+is the Jensen-Shannon divergence between two domains' load distributions, in bits (0: the same
+loads, 1: disjoint experts), averaged over the pairs of domains, then over the layers.
+
+Logged in ``metrics.jsonl`` (with two domains or more): ``routing_specialization`` and
+``routing_js_l<i>`` per layer. The latest measurement is in ``RUN_DIR/routing.json``: ``step``,
+``domains``, ``windows`` per domain, ``loads[d][layer][expert]`` (in the order of ``domains``),
+``js`` per layer and ``specialization``; the report draws it. Rank 0 measures and writes; the
+callback keeps no state (a resumed run measures the same weights on the same windows).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from transferlab.artifacts import write_json_atomic
+from transferlab.config.registry import CALLBACKS
+from transferlab.config.schemas import CallbackConfig, RunConfig
+from transferlab.data.loader import document_windows
+from transferlab.data.prepare import prepare_data, validation_domains
+from transferlab.models.parts.moe import MixtureOfExperts
+from transferlab.objectives import Batch
+from transferlab.train.batching import batch_rows, slice_rows
+from transferlab.train.checkpoint import read_run_config
+from transferlab.train.engine import Callback, Engine, StepOutput
+from transferlab.train.init import data_config
+from transferlab.train.rng import seeded_generator
+
+log = logging.getLogger(__name__)
+
+ROUTING_FILE = "routing.json"
+Loads = list[list[float]]  # [layer][expert]: fractions of a domain's token-slots
+
+
+@CALLBACKS.register("routing")
+class RoutingConfig(CallbackConfig):
+    name: Literal["routing"] = "routing"
+    every: int = Field(default=50, gt=0)
+    windows: int = Field(default=16, gt=0)  # held-out windows of data.seq_len per domain
+
+    def check(self, run: RunConfig) -> None:
+        if run.model.mlp.name != "moe":
+            raise ValueError(
+                f"routing callback: model.mlp is {run.model.mlp.name!r}, which routes nothing; "
+                "set model.mlp.name=moe or drop the callback"
+            )
+        if run.data.val_fraction == 0 and run.data.path is None:
+            raise ValueError(
+                "routing callback: data.val_fraction is 0, so no domain has held-out text to "
+                "route; raise data.val_fraction or drop the callback"
+            )
+
+    def build(self) -> RoutingCallback:
+        return RoutingCallback(self)
+
+
+def js_divergence(p: Sequence[float], q: Sequence[float]) -> float:
+    """Jensen-Shannon divergence of two distributions in bits: in [0, 1]."""
+    p_arr, q_arr = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    middle = (p_arr + q_arr) / 2
+    return 0.5 * _kl_bits(p_arr, middle) + 0.5 * _kl_bits(q_arr, middle)
+
+
+def _kl_bits(p: np.ndarray, q: np.ndarray) -> float:
+    support = p > 0  # 0 log 0 = 0; q > 0 wherever p > 0 (q is a mixture holding p)
+    return float(np.sum(p[support] * np.log2(p[support] / q[support])))
+
+
+def layer_divergences(loads: Sequence[Loads]) -> list[float]:
+    """Per layer, the mean Jensen-Shannon divergence over the pairs of domains' loads."""
+    pairs = list(itertools.combinations(loads, 2))
+    n_layers = len(loads[0])
+    return [float(np.mean([js_divergence(a[i], b[i]) for a, b in pairs])) for i in range(n_layers)]
+
+
+def read_routing(run_dir: Path) -> dict[str, Any] | None:
+    """The latest routing measurement of a run, None when it has none."""
+    path = Path(run_dir) / ROUTING_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+class RoutingCallback(Callback):
+    name = "routing"
+
+    def __init__(self, cfg: RoutingConfig) -> None:
+        self.cfg = cfg
+        self._held_out: dict[str, list[Batch]] | None = None
+
+    def on_train_start(self, engine: Engine) -> None:
+        if engine.run_dir is None:
+            raise ValueError(
+                "the routing callback needs a run directory (it reads the run's data and "
+                "writes routing.json)"
+            )
+
+    def on_step_end(self, engine: Engine, out: StepOutput) -> None:
+        if engine.step % self.cfg.every and engine.step != engine.max_steps:
+            return
+        if not engine.dist.is_main:
+            return
+        loads = self.measure(engine)
+        if not loads:
+            return
+        record: dict[str, Any] = {
+            "step": engine.step,
+            "domains": list(loads),
+            "windows": {d: sum(batch_rows(m) for m in self._held_out[d]) for d in loads},
+            "loads": list(loads.values()),
+        }
+        if len(loads) > 1:
+            js = layer_divergences(list(loads.values()))
+            record |= {"js": js, "specialization": float(np.mean(js))}
+            engine.row["routing_specialization"] = record["specialization"]
+            engine.row |= {f"routing_js_l{i}": value for i, value in enumerate(js)}
+        write_json_atomic(engine.run_dir / ROUTING_FILE, record)
+
+    def measure(self, engine: Engine) -> dict[str, Loads]:
+        """Per domain, each MoE layer's expert loads on the domain's held-out windows."""
+        held_out = self._windows(engine)
+        layers = [m for m in engine.model.modules() if isinstance(m, MixtureOfExperts)]
+        was_training = engine.model.training
+        engine.model.eval()
+        loads = {}
+        try:
+            for domain, micro_batches in held_out.items():
+                for layer in layers:
+                    layer.start_recording()
+                with torch.no_grad():
+                    for micro in micro_batches:
+                        engine.micro_loss(engine.model, micro)
+                counts = [layer.stop_recording() for layer in layers]
+                loads[domain] = [(c / c.sum()).tolist() for c in counts]
+        finally:
+            engine.model.train(was_training)
+        return loads
+
+    def _windows(self, engine: Engine) -> dict[str, list[Batch]]:
+        """Each domain's held-out windows as the objective's micro batches (made once, with a
+        fixed seed, so every measurement reads the same inputs)."""
+        if self._held_out is None:
+            cfg = read_run_config(engine.run_dir)
+            data = prepare_data(data_config(cfg))
+            folder, size = data.val_folder(), engine.plan.micro_batch_size
+            self._held_out = {}
+            for domain, documents in validation_domains(data).items():
+                windows = document_windows(folder, documents, cfg.data.seq_len, self.cfg.windows)
+                if not len(windows):
+                    log.warning("routing: domain %s holds no held-out window; left out", domain)
+                    continue
+                batch = engine.objective.make_batch(windows, seeded_generator(cfg.seed, "routing"))
+                rows = len(windows)
+                self._held_out[domain] = [
+                    slice_rows(batch, s, min(s + size, rows)) for s in range(0, rows, size)
+                ]
+        return self._held_out
