@@ -34,7 +34,11 @@ import statistics
 
 import torch
 
-from train_throughput import Trainee, engine_trainee  # this folder: run as a script
+from train_throughput import (  # this folder: run as a script
+    Trainee,
+    engine_trainee,
+    time_interleaved,
+)
 from transferlab.config import OPTIMIZERS, ModelConfig
 from transferlab.data.tokenizer import SpecialTokenIds
 from transferlab.models import build_model, count_parameters, flops_per_token
@@ -135,16 +139,7 @@ def main() -> None:
     def batch() -> torch.Tensor:
         return torch.randint(4, args.vocab, (args.batch_size, args.seq_len + 1), generator=gen)
 
-    for _ in range(args.warmup):
-        warm = batch()
-        for trainee in trainees.values():
-            trainee.step(warm)
-    order = list(trainees.values())
-    for _ in range(args.steps):
-        timed = batch()
-        for trainee in order:
-            trainee.timed_step(timed)
-        order = order[1:] + order[:1]  # rotate, so none always runs right after another
+    time_interleaved(trainees, batch, max(args.warmup, 1), args.steps)
 
     tokens_per_step = args.batch_size * args.seq_len
     probe = batch()

@@ -32,7 +32,7 @@ import os
 
 import torch
 
-from train_throughput import Trainee, engine_trainee
+from train_throughput import Trainee, engine_trainee, time_interleaved
 from transferlab.config import OPTIMIZERS, ModelConfig
 from transferlab.models import build_model, count_parameters
 from transferlab.optim import optimizer_state_bytes
@@ -69,20 +69,10 @@ def bench_preset(name: str, args: argparse.Namespace) -> list[str]:
     def batch() -> torch.Tensor:
         return torch.randint(0, args.vocab, (args.batch_size, args.seq_len + 1), generator=gen)
 
-    # Untimed warmup; the first step creates every state (and galore's first projector).
-    first = batch()
-    first_losses = [trainee.step(first) for trainee in trainees.values()]
+    # The warmup's first step creates every state (and galore's first projector); galore's
+    # state size does not change after it (the projector is refreshed in place).
+    first_losses = time_interleaved(trainees, batch, args.warmup, args.steps)
     state_bytes = {key: optimizer_state_bytes(t.optimizer) for key, t in trainees.items()}
-    for _ in range(args.warmup - 1):
-        warm = batch()
-        for trainee in trainees.values():
-            trainee.step(warm)
-    order = list(trainees.values())
-    for _ in range(args.steps):
-        timed = batch()
-        for trainee in order:
-            trainee.timed_step(timed)
-        order = order[1:] + order[:1]  # rotate, so none always runs right after another
 
     tokens_per_step = args.batch_size * args.seq_len
     adamw = trainees["adamw"]

@@ -192,6 +192,27 @@ def make_trainees(cfg: ModelConfig, lr: float, rows: int) -> dict[str, Trainee]:
     }
 
 
+def time_interleaved(
+    trainees: dict[str, Trainee], batch: Callable[[], torch.Tensor], warmup: int, steps: int
+) -> list[float]:
+    """Warm every trainee up on the same batches (untimed; the first step creates optimizer
+    state), then time ``steps`` steps each on the same batches, back to back, rotating the order
+    so none always runs right after another. Returns each trainee's loss on the first batch."""
+    first = batch()
+    first_losses = [trainee.step(first) for trainee in trainees.values()]
+    for _ in range(warmup - 1):
+        warm = batch()
+        for trainee in trainees.values():
+            trainee.step(warm)
+    order = list(trainees.values())
+    for _ in range(steps):
+        timed = batch()
+        for trainee in order:
+            trainee.timed_step(timed)
+        order = order[1:] + order[:1]
+    return first_losses
+
+
 def bench_preset(name: str, args: argparse.Namespace) -> tuple[str, float]:
     """The preset's summary line (without the peak fraction) and our achieved FLOP/s."""
     cfg = ModelConfig(preset=name, vocab_size=args.vocab, max_seq_len=args.seq_len)
@@ -201,19 +222,8 @@ def bench_preset(name: str, args: argparse.Namespace) -> tuple[str, float]:
     def batch() -> torch.Tensor:
         return torch.randint(0, args.vocab, (args.batch_size, args.seq_len + 1), generator=gen)
 
-    # Untimed warmup steps; the first one's losses show that all three start from one model.
-    first = batch()
-    first_losses = [trainee.step(first) for trainee in trainees.values()]
-    for _ in range(args.warmup - 1):
-        warm = batch()
-        for trainee in trainees.values():
-            trainee.step(warm)
-    order = list(trainees.values())
-    for _ in range(args.steps):
-        timed = batch()
-        for trainee in order:
-            trainee.timed_step(timed)
-        order = order[1:] + order[:1]  # rotate, so none always runs right after another
+    # The first batch's losses show that all three start from one model.
+    first_losses = time_interleaved(trainees, batch, args.warmup, args.steps)
 
     tokens_per_step = args.batch_size * args.seq_len
     rates = {key: trainee.tokens_per_s(tokens_per_step) for key, trainee in trainees.items()}
