@@ -125,6 +125,11 @@ def train(
         return
     if result.interrupted:
         console.print(f"interrupted at step {result.steps}; continue with --resume")
+    if result.diverged_step is not None:
+        console.print(
+            f"diverged at step {result.diverged_step} (trainer.on_divergence: stop): the run "
+            "ends there, recorded as diverged in run_info.json"
+        )
     console.print(
         f"parameters: {result.params_total:,} ({result.params_non_embedding:,} non-embedding); "
         f"{result.flops_per_token:,} training FLOPs/token; {result.tokens:,} tokens in "

@@ -337,6 +337,10 @@ class TrainerConfig(BaseConfig):
     compile: bool = False
     out_dir: str = "runs"
     progress: bool = True
+    # A loss or gradient norm that is not finite: raise fails the run (TrainingDiverged); stop
+    # ends it at that step as a finished run recorded as diverged (run_info.json), so an lr
+    # sweep whose highest learning rates diverge still reaches its analysis.
+    on_divergence: Literal["raise", "stop"] = "raise"
     # Extra callbacks by registered name, run after validation and before the metrics log.
     callbacks: list[CALLBACKS.type(CallbackConfig, default="stability")] = Field(
         default_factory=list

@@ -15,7 +15,7 @@ from transferlab.config import ConfigError, RunConfig, TaskConfig, set_dotted, v
 from transferlab.evaluate.readers import reading_error
 from transferlab.experiment.spec import IMPLICIT_STAGE, ExperimentSpec, StageSpec
 from transferlab.train.checkpoint import checkpoint_step, latest_checkpoint
-from transferlab.train.run_dir import config_key
+from transferlab.train.run_dir import config_key, diverged_step
 from transferlab.train.trainer import check_param_groups
 
 EVAL_FORMAT_VERSION = (
@@ -38,6 +38,10 @@ class PlannedRun:
         return Path(self.config.trainer.out_dir) / self.config.name
 
     def status(self) -> Status:
+        """done: trained to ``max_steps``, or diverged and stopped (``on_divergence: stop``),
+        which is as finished as that run can be; partial: a checkpoint before that; todo."""
+        if diverged_step(self.run_dir) is not None:
+            return "done"
         latest = latest_checkpoint(self.run_dir)
         if latest is None:
             return "todo"
@@ -102,6 +106,7 @@ def plan_experiment(spec: ExperimentSpec, store: Path | None = None) -> Plan:
         by_stage = spec.stage_overrides(overrides)
         for seed in spec.seeds:
             chain = _plan_chain(spec, variant, seed, by_stage, store)
+            _check_stops(spec, variant, chain)
             runs += chain.values()
             for task in spec.tasks:
                 run = chain[spec.task_stage(task)]
@@ -124,6 +129,35 @@ def _check_readings(tasks: list[TaskConfig], variant: str, cfg: RunConfig) -> No
         problem = reading_error(task, objective.attention, subject)
         if problem:
             raise ConfigError(problem)
+
+
+def _check_stops(spec: ExperimentSpec, variant: str, chain: dict[str, PlannedRun]) -> None:
+    """Refuse a run that may end where it diverges (``trainer.on_divergence: stop``) when
+    anything but the measures reads its final model: a task, transfer curves or a later stage.
+    A diverged run has no final model, and leaving its evaluations out would compare the
+    variants on the seeds that happened not to diverge."""
+    stages = list(chain)
+    for i, (stage, run) in enumerate(chain.items()):
+        reader = _final_model_reader(spec, stage, run, stages[i + 1 : i + 2])
+        if run.config.trainer.on_divergence == "stop" and reader is not None:
+            raise ConfigError(
+                f"run variant {variant!r} (stage {stage}) sets trainer.on_divergence: stop, but "
+                f"{reader}, and a diverged run has no final model; use on_divergence: raise, or "
+                "read such runs with measures only (tasks: [], measures: ...)"
+            )
+
+
+def _final_model_reader(
+    spec: ExperimentSpec, stage: str, run: PlannedRun, next_stage: list[str]
+) -> str | None:
+    """What reads the final model of ``run`` (of ``stage``), in words; None: only measures."""
+    if next_stage:
+        return f"stage {next_stage[0]!r} starts from it"
+    if any(spec.task_stage(task) == stage for task in spec.tasks):
+        return "a task evaluates it"
+    if any(callback.name == "downstream" for callback in run.config.trainer.callbacks):
+        return "its downstream callback (transfer curves) evaluates it"
+    return None
 
 
 def trains_on_world(cfg: RunConfig) -> bool:

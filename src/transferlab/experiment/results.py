@@ -5,7 +5,8 @@ and stage of the run, so comparisons can pair examples across variants and seeds
 columns are the union of what the tasks declare; a task's rows are null in the metrics it does
 not declare (``summary.json``'s ``metrics`` says which columns belong to which task).
 ``EXP_DIR/results/runs.parquet``: one row per run (per stage of a chain): variant, seed, stage,
-the run it started from, final losses, its base learning rate, size, cost, optimizer state size in bytes.
+the run it started from, final losses, its base learning rate, size, cost, optimizer state size in bytes,
+and whether (``diverged``) and where (``diverged_step``) it diverged and stopped.
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
 world, or each source with its training documents and tokens, the tokens the mixture sampled,
 epochs, and for a curated source the documents curation kept of those it read.
@@ -108,6 +109,9 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
         "train_seconds": rows[-1].get("elapsed_s", float("nan")) if rows else float("nan"),
         # Absent from runs trained before it was recorded (null in the table).
         "optimizer_state_bytes": info.get("optimizer_state_bytes"),
+        # Ended where its loss or gradient became NaN/inf (trainer.on_divergence: stop)
+        "diverged": bool(info.get("diverged", False)),
+        "diverged_step": info.get("diverged_step"),
     }
 
 

@@ -221,7 +221,7 @@ def _runs_table(record: ExperimentRecord) -> Markup:
                 run.variant,
                 run.seed,
                 run.run_id,
-                run.status,
+                f"diverged at step {info['diverged_step']}" if info.get("diverged") else run.status,
                 f"{done}/{len(mine)}",
                 fmt.count(info.get("steps")),
                 fmt.count(info.get("tokens")),
@@ -307,7 +307,10 @@ def _lr_sweep(sweep: LrSweep) -> list[Markup]:
         "learning rate."
     )
     if sweep.dropped:
-        caption += f" Left out: {sweep.dropped} runs without a final validation loss."
+        caption += (
+            f" Left out: {sweep.dropped} runs without a final validation loss (a run that "
+            "diverged and stopped has none)."
+        )
     colors = plots.variant_colors(list(sweep.lines))
     uri = plots.data_uri(plots.loss_vs_lr(sweep.lines, sweep.axis, colors))
     rows = [

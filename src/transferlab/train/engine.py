@@ -2,11 +2,12 @@
 pretraining, a task's fine-tuning, the curation reference model).
 
 The engine owns what is hard to get right once: DDP, gradient accumulation, autocast, the
-learning-rate schedule, gradient clipping, the NaN stop, SIGINT/SIGTERM, exact resume. What
+learning-rate schedule, gradient clipping, the NaN stop (it raises, or with ``on_divergence:
+stop`` ends the run at that step as a diverged run), SIGINT/SIGTERM, exact resume. What
 differs between stages plugs into it: a batch source (packed windows or task examples), an
-objective (which makes each global step's Batch and computes its loss), an optimizer and schedule,
-and callbacks on named hooks (validation, metrics log, checkpoints, progress, and any registered
-extra such as downstream evaluation or stability signals).
+objective (which makes each global step's Batch and computes its loss), an optimizer and
+schedule, and callbacks on named hooks (validation, metrics log, checkpoints, progress, and
+any registered extra such as downstream evaluation or stability signals).
 
 Exactness is the design constraint. The objective's randomness is drawn on the whole global
 batch from a generator seeded afresh from (seed, step); every rank builds the same global batch
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -77,6 +78,8 @@ class LoopSettings:
     compile: bool = False
     label: str = "train"  # what the progress bar and log lines call this stage
     tokens_per_step: int | None = None  # input tokens per step, for throughput (None: targets)
+    # raise: TrainingDiverged; stop: the run ends at that step as a finished, diverged run
+    on_divergence: Literal["raise", "stop"] = "raise"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class StepOutput:
     n_targets: int
     tokens: int
     metrics: dict[str, float] = field(default_factory=dict)  # aux losses and metrics per target
+    # The loss or gradient norm was not finite: no optimizer step was taken (on_divergence: stop)
+    diverged: bool = False
 
 
 @dataclass
@@ -96,6 +101,9 @@ class EngineResult:
     steps: int  # optimizer steps completed (in all calls, for a resumed run)
     interrupted: bool  # stopped early by SIGINT/SIGTERM (or stop_after); resumable
     losses: list[float]  # the loss of every step run in this call
+    # Ended at step ``steps``, whose loss or gradient was not finite (its optimizer step was not
+    # taken: ``steps`` counts it, as the metrics row of that step does)
+    diverged: bool = False
 
 
 class Callback:
@@ -122,6 +130,11 @@ class Callback:
 
     def on_step_end(self, engine: Engine, out: StepOutput) -> None:
         """After each optimizer step; ``engine.step`` counts it already."""
+
+    def on_diverged_step(self, engine: Engine, out: StepOutput) -> None:
+        """Instead of ``on_step_end`` at the step whose loss or gradient norm was not finite,
+        when the run stops there (``on_divergence: stop``): no optimizer step was taken and the
+        run ends after it; ``engine.step`` counts it. Only what records the divergence acts."""
 
     def on_train_end(self, engine: Engine) -> None:
         """After the last step of this call (finished, interrupted or stopped)."""
@@ -164,6 +177,7 @@ class Engine:
         self.elapsed_before = 0.0  # training seconds of earlier calls (for a resumed run)
         self.row: dict[str, Any] = {}  # fields callbacks add to this step's metrics row
         self.stopping = False  # True on the step at which this call ends early
+        self.diverged = False  # True once a step's loss or gradient was not finite (stop)
         self.forward_model = torch.compile(model) if settings.compile else model
         self.ddp_model = dist.wrap(self.forward_model)
         self.amp_dtype = autocast_dtype(settings.precision, dist.device)
@@ -246,6 +260,9 @@ class Engine:
                     self.step += 1
                     self.tokens_seen += out.tokens
                     losses.append(out.loss)
+                    if out.diverged:
+                        self._end_diverged(out)
+                        break
                     self.stopping = self.step < self.max_steps and (
                         self.dist.any(stop.requested) or self.step == end
                     )
@@ -258,7 +275,7 @@ class Engine:
         finally:
             for callback in self.callbacks:
                 callback.on_train_end(self)
-        return EngineResult(self.step, self.stopping, losses)
+        return EngineResult(self.step, self.stopping, losses, self.diverged)
 
     def train_step(self) -> StepOutput:
         """One optimizer step on one global batch.
@@ -288,15 +305,32 @@ class Engine:
         )
         loss = totals.pop("loss") / n_targets
         grad_norm = self._clip_gradients()
+        tokens = self.settings.tokens_per_step or n_targets
+        metrics = {name: value / n_targets for name, value in totals.items()}
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            raise self._diverged(loss, grad_norm, lr)
+            if self.settings.on_divergence == "raise":
+                raise self._diverged(loss, grad_norm, lr)
+            self.optimizer.zero_grad(set_to_none=True)  # the weights stay those of the step before
+            return StepOutput(loss, grad_norm, lr, n_targets, tokens, metrics, diverged=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         for callback in self.callbacks:
             callback.on_optimizer_step(self)
-        tokens = self.settings.tokens_per_step or n_targets
-        metrics = {name: value / n_targets for name, value in totals.items()}
         return StepOutput(loss, grad_norm, lr, n_targets, tokens, metrics)
+
+    def _end_diverged(self, out: StepOutput) -> None:
+        """The step ``self.step`` diverged and the run stops there (``on_divergence: stop``):
+        the callbacks record it (``on_diverged_step``); no checkpoint holds the diverged step."""
+        self.diverged = True
+        log.warning(
+            "%s: %s at step %d; the run stops here as a diverged run (on_divergence: stop)",
+            self.settings.label,
+            _what_diverged(out.loss, out.grad_norm),
+            self.step,
+        )
+        self.row = {}
+        for callback in self.callbacks:
+            callback.on_diverged_step(self, out)
 
     @contextmanager
     def step_statistics(self, micro_batches: Sequence[Batch]) -> Iterator[None]:
@@ -369,7 +403,7 @@ class Engine:
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
     def _diverged(self, loss: float, grad_norm: float, lr: float) -> TrainingDiverged:
-        what = f"gradient norm became {grad_norm}" if math.isfinite(loss) else f"loss became {loss}"
+        what = _what_diverged(loss, grad_norm)
         latest = self._latest_checkpoint()
         kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written"
         return TrainingDiverged(
@@ -380,6 +414,10 @@ class Engine:
 
     def _latest_checkpoint(self) -> Path | None:
         return latest_checkpoint(self.run_dir) if self.run_dir is not None else None
+
+
+def _what_diverged(loss: float, grad_norm: float) -> str:
+    return f"gradient norm became {grad_norm}" if math.isfinite(loss) else f"loss became {loss}"
 
 
 def _accumulate(sums: dict[str, torch.Tensor], out: LossOutput) -> None:

@@ -52,7 +52,7 @@ def run_dir_of(cfg: RunConfig) -> Path:
 # Fields added after runs were first keyed, with the value that means "as before": left out of
 # the key at that value, so runs cached before the field existed keep their key.
 ADDED_FIELDS: dict[str, dict[str, Any]] = {
-    "trainer": {"callbacks": []},
+    "trainer": {"callbacks": [], "on_divergence": "raise"},
     "objective": {"z_loss": 0.0},
     "model": {
         "attention": {"name": "mha"},
@@ -61,6 +61,17 @@ ADDED_FIELDS: dict[str, dict[str, Any]] = {
         "linear": {"name": "dense"},
     },
 }
+
+
+def diverged_step(root: Path) -> int | None:
+    """The step at which the run in ``root`` diverged and ended (``trainer.on_divergence:
+    stop``), as its ``run_info.json`` records it; None for a run that did not diverge (or has
+    not started)."""
+    path = Path(root) / RUN_INFO_FILE
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    return int(info["diverged_step"]) if info.get("diverged") else None
 
 
 def result_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,9 @@ class TrainResult:
     interrupted: bool = False  # stopped early by SIGINT/SIGTERM (or stop_after); resumable
     checkpoint: Path | None = None  # the newest complete checkpoint
     optimizer_state_bytes: int | None = None  # None until a step has created the state
+    # The step whose loss or gradient norm was not finite, where the run ended (on_divergence:
+    # stop); None for a run that did not diverge
+    diverged_step: int | None = None
 
 
 def train(
@@ -167,6 +170,7 @@ class Pretraining:
             compile=t.compile,
             label="train",
             tokens_per_step=t.batch_size * self.cfg.data.seq_len,
+            on_divergence=t.on_divergence,
         )
 
     def _callbacks(self) -> list[Callback]:
@@ -221,6 +225,8 @@ class Pretraining:
         result = self.engine.run(stop_after)
         if result.interrupted:
             log.info("continue with --resume")
+        if result.diverged:
+            self._record_divergence(result.steps)
         return TrainResult(
             run_dir=self.run_dir.root,
             steps=result.steps,
@@ -233,7 +239,16 @@ class Pretraining:
             interrupted=result.interrupted,
             checkpoint=self.run_dir.latest_checkpoint(),
             optimizer_state_bytes=self.info.get("optimizer_state_bytes"),
+            diverged_step=result.steps if result.diverged else None,
         )
+
+    def _record_divergence(self, step: int) -> None:
+        """Mark the run finished as diverged at ``step`` in ``run_info.json``, after its last
+        metrics row: an experiment then counts it as done and reuses it
+        (``run_dir.diverged_step``)."""
+        self.info.update(diverged=True, diverged_step=step)
+        if self.dist.is_main:
+            write_json_atomic(self.run_dir.run_info, self.info)
 
     def _record_optimizer_state(self, size: int) -> None:
         """Add the optimizer state's size in bytes to ``run_info.json``."""

@@ -1,8 +1,10 @@
 """``metric``: one field of a run's ``metrics.jsonl`` (anything a callback logs, e.g. the
-stability callback's ``attn_logit_max``), reduced over the rows that log it."""
+stability callback's ``attn_logit_max``), reduced over the rows that log it. A run that diverged
+(and stopped) before logging the field has no value (NaN: left out of the estimates, counted)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -37,6 +39,8 @@ class MetricConfig(MeasureConfig):
 
     def compute(self, run: RunRecord) -> RunValue:
         rows = run.logged(self.field)
+        if not rows and run.summary.get("diverged"):
+            return RunValue(math.nan)  # it diverged before logging any: missing, not an error
         if not rows:
             fields = sorted({key for row in run.metrics for key in row})
             raise ValueError(

@@ -33,8 +33,18 @@ class MetricsLogCallback(Callback):
 
     def on_step_end(self, engine: Engine, out: StepOutput) -> None:
         self.meter.add(out.loss, out.tokens)
-        if not engine.row and engine.step % self.interval:
-            return
+        if engine.row or engine.step % self.interval == 0:
+            self._write(engine, out)
+
+    def on_diverged_step(self, engine: Engine, out: StepOutput) -> None:
+        """The diverged step always gets its row, marked ``diverged: true``: its non-finite
+        ``train_loss`` (the interval's mean, which the step's NaN/inf makes NaN/inf) or
+        ``grad_norm`` is the record of what diverged."""
+        self.meter.add(out.loss, out.tokens)
+        engine.row["diverged"] = True
+        self._write(engine, out)
+
+    def _write(self, engine: Engine, out: StepOutput) -> None:
         row = {
             "step": engine.step,
             "tokens": engine.tokens_seen,

@@ -1,7 +1,9 @@
-"""Validation loss on fixed batches every ``interval`` steps and at the last step."""
+"""Validation loss on fixed batches every ``interval`` steps and at the last step (NaN at the step
+a run diverged at and stopped)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from transferlab.objectives import Batch
@@ -29,3 +31,10 @@ class ValidationCallback(Callback):
             self.last = engine.evaluate_loss(self.micro_batches)
             if self.last is not None:
                 engine.row["val_loss"] = self.last
+
+    def on_diverged_step(self, engine: Engine, out: StepOutput) -> None:
+        """A diverged run's final validation loss is NaN: the weights it ends with never saw
+        the diverged step, and scoring them would pass the run off as one that trained."""
+        if self.micro_batches:
+            self.last = math.nan
+            engine.row["val_loss"] = self.last
