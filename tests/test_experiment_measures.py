@@ -448,3 +448,42 @@ def test_measures_and_expectations_leave_the_planned_runs_and_their_keys_unchang
     plans = [plan_experiment(ExperimentSpec.model_validate(d), tmp_path) for d in (base, measured)]
     assert [run.key for run in plans[0].runs] == [run.key for run in plans[1].runs]
     assert plans[1].evals == []
+
+
+def test_a_deterministic_measure_gives_a_zero_width_interval_and_a_decided_verdict():
+    """A size in bytes is the same on every seed: the estimates and the difference have zero
+    width, p is 0 (1 for no difference), and the verdict follows the sign, saying why."""
+    size = {"plain": 1000, "qknorm": 600}
+    records = [
+        RunRecord({**r.summary, "state": size[r.summary["variant"].split("+")[0]]}, [], CONFIG)
+        for r in RECORDS
+    ]
+    measure = {"name": "run_field", "field": "state", "higher_is_better": False}
+    expect = {"measure": "run_field", "variant": "qknorm", "reference": "plain"}
+    spec = _spec([{**measure, "over": "lr", "pick": "best"}], expect=expect)
+    summary = _analyze(spec, records)
+    (result,) = summary["measures"]
+    assert [(e["variant"], e["mean"], e["low"], e["high"]) for e in result["estimates"]] == [
+        ("plain", 1000.0, 1000.0, 1000.0),
+        ("qknorm", 600.0, 600.0, 600.0),
+    ]
+    (comparison,) = result["comparisons"]
+    assert (comparison["variant"], comparison["reference"]) == ("plain", "qknorm")
+    assert (comparison["diff"], comparison["low"], comparison["high"]) == (400.0, 400.0, 400.0)
+    assert (comparison["p_value"], comparison["p_holm"], comparison["verdict"]) == (
+        0.0,
+        0.0,
+        "worse",
+    )
+    assert summary["verdict"]["status"] == "reproduced"
+    assert summary["verdict"]["text"] == (
+        "reproduced: qknorm vs plain on run_field (lower is better): difference -400 "
+        "[-400, -400] (95% interval; n = 3 seeds); the same difference on every seed, so the "
+        "interval has zero width; lr picked by best mean final val loss on the same seeds: "
+        "qknorm at mid, plain at mid; expected better"
+    )
+    # No difference at all: inconclusive, p = 1.
+    same = [RunRecord({**r.summary, "state": 1000}, [], CONFIG) for r in RECORDS]
+    (comparison,) = _analyze(spec, same)["measures"][0]["comparisons"]
+    assert (comparison["diff"], comparison["low"], comparison["high"]) == (0.0, 0.0, 0.0)
+    assert (comparison["p_value"], comparison["verdict"]) == (1.0, "inconclusive")

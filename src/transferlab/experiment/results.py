@@ -86,6 +86,17 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
     return tables
 
 
+# The training state's sizes in bytes, as the trainer records them in run_info.json
+# (``optim.TrainingStateBytes.as_dict``).
+STATE_SIZES = (
+    "parameter_bytes",
+    "buffer_bytes",
+    "gradient_bytes",
+    "optimizer_state_bytes",
+    "training_state_bytes",
+)
+
+
 def run_summary(run: PlannedRun) -> dict[str, object]:
     """One row: the run's identity, size, final losses and training cost."""
     rows = read_metrics(run.run_dir / "metrics.jsonl")
@@ -107,8 +118,8 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
         "params_total": info["params_total"],
         "flops_per_token": info["flops_per_token"],
         "train_seconds": rows[-1].get("elapsed_s", float("nan")) if rows else float("nan"),
-        # Absent from runs trained before it was recorded (null in the table).
-        "optimizer_state_bytes": info.get("optimizer_state_bytes"),
+        # Absent from runs trained before they were recorded (null in the table).
+        **{key: info.get(key) for key in STATE_SIZES},
         # Ended where its loss or gradient became NaN/inf (trainer.on_divergence: stop)
         "diverged": bool(info.get("diverged", False)),
         "diverged_step": info.get("diverged_step"),

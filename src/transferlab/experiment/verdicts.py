@@ -106,6 +106,9 @@ def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
 
 def _qualifiers(measure: Row, comp: Row, variants: list[str]) -> str:
     notes = []
+    if comp["n_seeds"] >= 2 and comp["low"] == comp["high"]:
+        # A deterministic quantity (a size in bytes) differs by the same amount on every seed.
+        notes.append("the same difference on every seed, so the interval has zero width")
     if comp["n_censored"]:
         notes.append(
             f"{comp['n_censored']} censored run(s), counted at their budget, which pulls the "

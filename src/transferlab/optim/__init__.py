@@ -7,7 +7,11 @@ from transferlab.optim.galore import GaLoreAdamW, GaLoreConfig
 from transferlab.optim.groups import ParamGroup, param_groups
 from transferlab.optim.muon import MuonConfig
 from transferlab.optim.schedules import ConstantConfig, CosineConfig, WarmupStableDecayConfig
-from transferlab.optim.state_size import optimizer_state_bytes
+from transferlab.optim.state_size import (
+    TrainingStateBytes,
+    optimizer_state_bytes,
+    training_state_bytes,
+)
 
 __all__ = [
     "AdamSettings",
@@ -19,6 +23,7 @@ __all__ = [
     "GaLoreConfig",
     "MuonConfig",
     "ParamGroup",
+    "TrainingStateBytes",
     "WarmupStableDecayConfig",
     "adamw",
     "galore",
@@ -27,4 +32,5 @@ __all__ = [
     "optimizer_state_bytes",
     "param_groups",
     "schedules",
+    "training_state_bytes",
 ]

@@ -22,13 +22,13 @@ from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.models import build_model, count_parameters, flops_per_token
 from transferlab.objectives import Batch, Objective
-from transferlab.optim import param_groups
+from transferlab.optim import TrainingStateBytes, param_groups
 from transferlab.train.batching import BatchPlan, local_micro_batches, plan_batches
 from transferlab.train.callbacks import (
     CheckpointCallback,
     MetricsLogCallback,
-    OptimizerStateCallback,
     ProgressCallback,
+    TrainingStateCallback,
     ValidationCallback,
 )
 from transferlab.train.checkpoint import list_checkpoints
@@ -176,14 +176,14 @@ class Pretraining:
     def _callbacks(self) -> list[Callback]:
         """Validation and the configured extras add to the step's row before it is logged;
         the checkpoint comes after the log (it saves the meter of the next interval) and after
-        the optimizer state's size is recorded (so a resumable run has recorded it)."""
+        the training state's size is recorded (so a resumable run has recorded it)."""
         t = self.cfg.trainer
         extras = [callback_cfg.build() for callback_cfg in t.callbacks]
         return [
             self.validation,
             *extras,
             MetricsLogCallback(self.run_dir.metrics, t.log_interval, enabled=self.dist.is_main),
-            OptimizerStateCallback(self._record_optimizer_state),
+            TrainingStateCallback(self._record_training_state),
             CheckpointCallback(t.checkpoint_interval, t.keep_checkpoints, {"config_key": self.key}),
             ProgressCallback(t.progress),
         ]
@@ -250,9 +250,9 @@ class Pretraining:
         if self.dist.is_main:
             write_json_atomic(self.run_dir.run_info, self.info)
 
-    def _record_optimizer_state(self, size: int) -> None:
-        """Add the optimizer state's size in bytes to ``run_info.json``."""
-        self.info["optimizer_state_bytes"] = size
+    def _record_training_state(self, sizes: TrainingStateBytes) -> None:
+        """Add the training state's sizes in bytes to ``run_info.json``."""
+        self.info.update(sizes.as_dict())
         if self.dist.is_main:
             write_json_atomic(self.run_dir.run_info, self.info)
 

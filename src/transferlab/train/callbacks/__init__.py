@@ -6,15 +6,15 @@ extras that need later packages (downstream tasks) register from there."""
 from transferlab.train.callbacks import lipschitz, routing, stability
 from transferlab.train.callbacks.checkpointing import CheckpointCallback
 from transferlab.train.callbacks.metrics_log import MetricsLogCallback
-from transferlab.train.callbacks.optimizer_state import OptimizerStateCallback
 from transferlab.train.callbacks.progress import ProgressCallback
+from transferlab.train.callbacks.training_state import TrainingStateCallback
 from transferlab.train.callbacks.validation import ValidationCallback
 
 __all__ = [
     "CheckpointCallback",
     "MetricsLogCallback",
-    "OptimizerStateCallback",
     "ProgressCallback",
+    "TrainingStateCallback",
     "ValidationCallback",
     "lipschitz",
     "routing",
