@@ -196,7 +196,7 @@ def test_components_lists_every_registry():
         "mlps: gelu, moe, swiglu",
         "norms: rmsnorm",
         "linears: dense, low_rank",
-        "callbacks: downstream, lipschitz, routing, stability",
+        "callbacks: domain_loss, downstream, lipschitz, routing, stability",
         "measures: final_val_loss, lr_sensitivity, metric, run_field, steps_to_loss",
         "python_stdlib",
         "qa_finetune",

@@ -278,6 +278,35 @@ def test_a_field_no_run_has_or_not_a_number_is_a_one_line_error(measure, message
         measure_table(_spec([measure]), RECORDS[:1])
 
 
+def test_a_measure_of_some_variants_reads_only_their_runs():
+    # Only the qknorm runs log the field, as only moe runs log a router's statistics.
+    records = [
+        _record(v, s, losses, **({"spec": [0.0, s + 1.0]} if v.startswith("qknorm") else {}))
+        for (v, s), losses in LOSSES.items()
+    ]
+    measure = {"name": "metric", "field": "spec", "higher_is_better": True}
+    with pytest.raises(ValueError, match=r"run plain\+lo/0 \(plain\+lo, seed 0\) logged no 'spec'"):
+        measure_table(_spec([measure]), records)
+    some = {**measure, "variants": ["qknorm+lo", "qknorm+hi"]}
+    spec = _spec([some])
+    assert {
+        (r["variant"], r["seed"], r["value"]) for r in measure_table(spec, records).to_pylist()
+    } == {(v, s, s + 1.0) for v in ("qknorm+lo", "qknorm+hi") for s in (0, 1, 2)}
+    (summary,) = _analyze(spec, records)["measures"]
+    assert summary["variants"] == {"qknorm+lo": ["qknorm+lo"], "qknorm+hi": ["qknorm+hi"]}
+    assert [e["variant"] for e in summary["estimates"]] == ["qknorm+lo", "qknorm+hi"]
+    assert [(c["variant"], c["reference"]) for c in summary["comparisons"]] == [
+        ("qknorm+lo", "qknorm+hi")
+    ]
+    # Collapsing an axis groups only the variants read.
+    picked = _spec([{"name": "final_val_loss", "over": "lr", "pick": "best", "variants": [
+        "plain+lo", "qknorm+lo", "qknorm+mid"]}])  # fmt: skip
+    assert picked.measure_variants(picked.measures[0]) == {
+        "plain": ["plain+lo"],
+        "qknorm": ["qknorm+lo", "qknorm+mid"],
+    }
+
+
 def test_a_run_without_validation_loss_is_refused_by_loss_measures():
     record = RunRecord({**RECORDS[0].summary}, [{"step": 100, "train_loss": 3.0}], CONFIG)
     with pytest.raises(ValueError, match=r"logged no val_loss; a loss-based measure needs"):
@@ -313,6 +342,17 @@ LR = {"name": "lr_sensitivity", "over": "lr"}
             {"measures": [LR, LR]},
             "measures ['lr_sensitivity', 'lr_sensitivity'] repeat a label; give each a "
             "distinct label",
+        ),
+        (
+            {"measures": [{"name": "final_val_loss", "variants": ["plain", "qknorm+lo"]}]},
+            "measures.0 (final_val_loss): variants ['plain'] are not variants of the "
+            "experiment; choose from ['plain+lo', 'plain+mid', 'plain+hi', 'qknorm+lo', "
+            "'qknorm+mid', 'qknorm+hi']",
+        ),
+        (
+            {"measures": [{"name": "final_val_loss", "variants": []}]},
+            "measures.0 (final_val_loss): variants is empty; name the variants it reads, or "
+            "leave it out (all variants)",
         ),
         (
             {"measures": [{"name": "lr_sensitivity"}]},

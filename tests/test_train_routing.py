@@ -5,13 +5,12 @@ uninterrupted one does, and one-line refusals of runs it cannot serve."""
 
 from __future__ import annotations
 
-import json
 import math
-import random
 
 import pytest
 import torch
 
+from domains_setup import two_domains
 from transferlab.config import ConfigError
 from transferlab.data import document_windows, prepare_data, validation_domains
 from transferlab.models.parts.moe import MixtureOfExperts
@@ -23,8 +22,6 @@ from transferlab.train.callbacks.routing import (
 )
 
 MOE = "model.mlp={name: moe, n_experts: 4, top_k: 2}"
-PROSE = "the quick brown fox jumps over a lazy dog while birds sing in tall green trees"
-CODE = "def return if else for in range x y z ( ) : = + - * 0 1 2 print"
 
 
 def test_js_divergence_in_bits_on_known_distributions():
@@ -43,24 +40,6 @@ def test_layer_divergences_average_the_pairs_of_domains_per_layer():
     c = [[1.0, 0.0], [0.5, 0.5]]
     # layer 0: JS(a,b) = 1, JS(a,c) = 0, JS(b,c) = 1; layer 1: all 0
     assert layer_divergences([a, b, c]) == [pytest.approx(2 / 3), 0.0]
-
-
-def _two_domains(tmp_path) -> list[str]:
-    """Two real-text domains with no word in common: 60 distinct texts of 20 words each."""
-    paths = []
-    for name, vocabulary in (("prose", PROSE), ("code", CODE)):
-        path = tmp_path / f"{name}.jsonl"
-        words = vocabulary.split()
-        with path.open("w") as f:
-            for i in range(60):
-                text = " ".join(random.Random(i).choices(words, k=20))
-                f.write(json.dumps({"text": text}) + "\n")
-        paths.append(f"{{name: jsonl, path: {path}, label: {name}}}")
-    return [
-        f"data.sources=[{', '.join(paths)}]",
-        "data.val_fraction=0.1",
-        "tokenizer.kind=word",
-    ]
 
 
 def direct_loads(run_dir, windows: int) -> dict[str, list[list[float]]]:
@@ -88,7 +67,7 @@ def direct_loads(run_dir, windows: int) -> dict[str, list[list[float]]]:
 
 
 def test_per_domain_loads_equal_a_direct_computation_and_resume_exactly(tiny_config, tmp_path):
-    sources = _two_domains(tmp_path)
+    sources = two_domains(tmp_path)
     common = (*sources, MOE, "model.n_layers=2", "trainer.callbacks=[{name: routing, every: 4}]")
     whole = train(tiny_config("name=whole", *common))
     record = read_routing(whole.run_dir)

@@ -197,12 +197,13 @@ MEASURE_SCHEMA = pa.schema(
 
 
 def measure_table(spec: ExperimentSpec, records: list[RunRecord]) -> pa.Table:
-    """Each of the spec's measures on each run (of ``records``) of its stage: ``MEASURE_SCHEMA``."""
+    """Each of the spec's measures on each run (of ``records``) of its stage and of the variants
+    it reads: ``MEASURE_SCHEMA``."""
     rows = []
     for measure in spec.measures:
         stage = spec.measure_stage(measure)
         for record in records:
-            if record.summary["stage"] != stage:
+            if record.summary["stage"] != stage or not measure.reads(record.summary["variant"]):
                 continue
             result = measure.compute(record)
             rows.append(

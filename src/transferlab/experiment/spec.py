@@ -230,6 +230,17 @@ class ExperimentSpec(BaseConfig):
                 )
             if measure.stage is not None and measure.stage not in stages:
                 raise ValueError(f"{where}: stage {measure.stage!r} is not one of {stages}")
+            if measure.variants == []:
+                raise ValueError(
+                    f"{where}: variants is empty; name the variants it reads, or leave it out "
+                    "(all variants)"
+                )
+            unknown = [v for v in measure.variants or [] if v not in self.variant_levels()]
+            if unknown:
+                raise ValueError(
+                    f"{where}: variants {unknown} are not variants of the experiment; choose "
+                    f"from {self.variant_names()}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -385,9 +396,12 @@ class ExperimentSpec(BaseConfig):
     def measure_variants(self, measure: MeasureConfig) -> dict[str, list[str]]:
         """The variants ``measure`` has -> the experiment's variants each stands for: itself
         without ``over``; with it, one per level of that axis (in its order), the variant named
-        by the levels of the other axes (``all`` when none remain)."""
+        by the levels of the other axes (``all`` when none remain). Only the variants the
+        measure reads (its ``variants``, default all) count."""
         out: dict[str, list[str]] = {}
         for name, levels in self.variant_levels().items():
+            if not measure.reads(name):
+                continue
             if measure.over is None:
                 out[name] = [name]
                 continue

@@ -3,11 +3,12 @@
 A measure config (registered in ``config.MEASURES``, listed in an experiment's ``measures:``)
 computes one ``RunValue`` from what a finished run left behind (``RunRecord``: its row of
 ``results/runs.parquet``, its ``metrics.jsonl`` rows, its stored config and its
-``run_info.json``), for each run of its ``stage``. With ``over: AXIS`` the values of the levels of that axis collapse into one per
-remaining variant and seed: a sweep measure (``sweep = True``, e.g. ``lr_sensitivity``) computes
-it from all levels (``collapse``), any other takes the value at the level that ``pick: best``
-chooses (the best mean final validation loss over seeds). ``experiment.measure_analysis``
-does the collapsing, estimates and paired comparisons.
+``run_info.json``), for each run of its ``stage`` (and of its ``variants``, when it names them).
+With ``over: AXIS`` the values of the levels of that axis collapse into one per remaining variant
+and seed: a sweep measure (``sweep = True``, e.g. ``lr_sensitivity``) computes it from all levels
+(``collapse``), any other takes the value at the level that ``pick: best`` chooses (the best mean
+final validation loss over seeds). ``experiment.measure_analysis`` does the collapsing, estimates
+and paired comparisons.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class MeasureConfig(ComponentConfig):
 
     label: str | None = None
     stage: str | None = None
+    # The experiment's variants whose runs it reads (None: all), for a quantity only some
+    # variants log (a router's statistics exist in the moe variants, not in a dense one).
+    variants: list[str] | None = None
     over: str | None = None  # an axis of the experiment, collapsed
     pick: Literal["best"] | None = None  # how a per-run measure collapses ``over``
     higher_is_better: bool
@@ -131,6 +135,10 @@ class MeasureConfig(ComponentConfig):
     @property
     def measure_label(self) -> str:
         return self.label or self.name
+
+    def reads(self, variant: str) -> bool:
+        """Whether the measure reads the runs of the experiment's ``variant``."""
+        return self.variants is None or variant in self.variants
 
     def describe(self) -> str:
         """One line for the report: what the number is."""

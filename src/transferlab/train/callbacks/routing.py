@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -32,17 +31,11 @@ from pydantic import Field
 from transferlab.artifacts import write_json_atomic
 from transferlab.config.registry import CALLBACKS
 from transferlab.config.schemas import CallbackConfig, RunConfig
-from transferlab.data.loader import document_windows
-from transferlab.data.prepare import prepare_data, validation_domains
 from transferlab.models.parts.moe import MixtureOfExperts
 from transferlab.objectives import Batch
-from transferlab.train.batching import batch_rows, slice_rows
-from transferlab.train.checkpoint import read_run_config
+from transferlab.train.batching import batch_rows
+from transferlab.train.callbacks.held_out import domain_micro_batches, require_held_out
 from transferlab.train.engine import Callback, Engine, StepOutput
-from transferlab.train.init import data_config
-from transferlab.train.rng import seeded_generator
-
-log = logging.getLogger(__name__)
 
 ROUTING_FILE = "routing.json"
 Loads = list[list[float]]  # [layer][expert]: fractions of a domain's token-slots
@@ -60,11 +53,7 @@ class RoutingConfig(CallbackConfig):
                 f"routing callback: model.mlp is {run.model.mlp.name!r}, which routes nothing; "
                 "set model.mlp.name=moe or drop the callback"
             )
-        if run.data.val_fraction == 0 and run.data.path is None:
-            raise ValueError(
-                "routing callback: data.val_fraction is 0, so no domain has held-out text to "
-                "route; raise data.val_fraction or drop the callback"
-            )
+        require_held_out(run, "routing", "route")
 
     def build(self) -> RoutingCallback:
         return RoutingCallback(self)
@@ -151,21 +140,8 @@ class RoutingCallback(Callback):
         return loads
 
     def _windows(self, engine: Engine) -> dict[str, list[Batch]]:
-        """Each domain's held-out windows as the objective's micro batches (made once, with a
-        fixed seed, so every measurement reads the same inputs)."""
+        """Each domain's held-out windows as micro batches, made once (every measurement reads
+        the same inputs)."""
         if self._held_out is None:
-            cfg = read_run_config(engine.run_dir)
-            data = prepare_data(data_config(cfg))
-            folder, size = data.val_folder(), engine.plan.micro_batch_size
-            self._held_out = {}
-            for domain, documents in validation_domains(data).items():
-                windows = document_windows(folder, documents, cfg.data.seq_len, self.cfg.windows)
-                if not len(windows):
-                    log.warning("routing: domain %s holds no held-out window; left out", domain)
-                    continue
-                batch = engine.objective.make_batch(windows, seeded_generator(cfg.seed, "routing"))
-                rows = len(windows)
-                self._held_out[domain] = [
-                    slice_rows(batch, s, min(s + size, rows)) for s in range(0, rows, size)
-                ]
+            self._held_out = domain_micro_batches(engine, self.cfg.windows, "routing")
         return self._held_out
