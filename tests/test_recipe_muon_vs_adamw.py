@@ -46,7 +46,7 @@ def test_every_preset_fixes_one_target_and_judges_muon_then_its_constrained_vari
     assert list(by_label) == MEASURES
     steps, seconds, final = by_label.values()
     # One target, in steps and in seconds: each preset's pilot's, as the file records it.
-    assert steps.target == seconds.target == {"quick": 5.85, "full": 4.20}[preset]
+    assert steps.target == seconds.target == {"quick": 6.15, "full": 4.20}[preset]
     assert all(m.over == "lr" and m.pick == "best" for m in by_label.values())
     assert [(e.measure, e.variant, e.reference, e.direction) for e in spec.expectations] == [
         ("steps_to_target", "muon", "adamw", "better"),
