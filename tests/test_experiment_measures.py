@@ -224,6 +224,33 @@ def test_steps_to_loss_counts_a_run_that_never_reaches_the_target_at_its_budget(
     assert (pair["variant"], pair["n_censored"], pair["diff"]) == ("plain+lo", 3, 100 / 3)
 
 
+def test_seconds_to_loss_reads_elapsed_s_of_the_first_row_at_the_target():
+    """elapsed_s of the row that reaches 3.8; a run that never does counts at its last row's
+    seconds (censored); a row without elapsed_s is a missing value."""
+    seconds = {"elapsed_s": [7.5, 16.25]}
+    records = [
+        _record("plain+mid", 0, (3.8, 3.5), **seconds),  # at step 50
+        _record("plain+mid", 1, (3.9, 3.6), **seconds),  # at step 100
+        _record("plain+lo", 0, (4.3, 4.0), **seconds),  # never
+        _record("plain+hi", 1, (4.0, NAN), **seconds),  # a NaN loss never reaches it
+        _record("qknorm+mid", 0, (3.75, 3.45)),  # no elapsed_s logged
+    ]
+    spec = _spec([{"name": "seconds_to_loss", "target": 3.8}])
+    table = measure_table(spec, records).to_pylist()
+    by_run = {(row["variant"], row["seed"]): (row["value"], row["censored"]) for row in table}
+    assert by_run[("plain+mid", 0)] == (7.5, False)
+    assert by_run[("plain+mid", 1)] == (16.25, False)
+    assert by_run[("plain+lo", 0)] == (16.25, True)
+    assert by_run[("plain+hi", 1)] == (16.25, True)
+    value, censored = by_run[("qknorm+mid", 0)]
+    assert math.isnan(value) and not censored
+    assert spec.measures[0].higher_is_better is False
+    assert spec.measures[0].describe() == (
+        "training seconds (elapsed_s) to the first validation loss at most 3.8 (a run that "
+        "never reaches it counts at its training seconds, censored)"
+    )
+
+
 def test_metric_reduces_a_logged_field_and_run_field_reads_a_runs_table_column():
     record = _record("plain+lo", 0, (4.0, 3.0, 3.5), attn_logit_max=[2.0, 7.0, 5.0])
     records = [record]
@@ -385,7 +412,7 @@ LR = {"name": "lr_sensitivity", "over": "lr"}
         (
             {"measures": [{"name": "nope"}]},
             "measures.0: unknown measure 'nope'; expected one of ['final_val_loss', "
-            "'lr_sensitivity', 'metric', 'run_field', 'steps_to_loss']",
+            "'lr_sensitivity', 'metric', 'run_field', 'seconds_to_loss', 'steps_to_loss']",
         ),
         (
             {"measures": [LR], "expect": {"measure": "lr_sens", "variant": "plain"}},

@@ -1,7 +1,8 @@
 """Measures of an experiment's training runs, registered in ``config.MEASURES``: one file each.
 
-Importing this package registers them: ``final_val_loss``, ``steps_to_loss``, ``metric`` (a
-field of metrics.jsonl), ``run_field`` (a column of runs.parquet), ``lr_sensitivity``.
+Importing this package registers them: ``final_val_loss``, ``steps_to_loss``, ``seconds_to_loss``,
+``metric`` (a field of metrics.jsonl), ``run_field`` (a column of runs.parquet),
+``lr_sensitivity``.
 """
 
 from transferlab.experiment.measures import (
@@ -9,6 +10,7 @@ from transferlab.experiment.measures import (
     lr_sensitivity,
     metric,
     run_field,
+    seconds_to_loss,
     steps_to_loss,
 )
 from transferlab.experiment.measures.base import MeasureConfig, RunRecord, RunValue
@@ -21,5 +23,6 @@ __all__ = [
     "lr_sensitivity",
     "metric",
     "run_field",
+    "seconds_to_loss",
     "steps_to_loss",
 ]

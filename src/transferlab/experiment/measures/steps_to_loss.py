@@ -10,7 +10,7 @@ counts the censored runs next to each estimate and comparison.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -32,8 +32,13 @@ class StepsToLossConfig(MeasureConfig):
         )
 
     def compute(self, run: RunRecord) -> RunValue:
-        # ``<=`` is False for NaN, so a diverged evaluation never counts as reaching the target.
-        for row in run.validation_rows():
-            if row["val_loss"] <= self.target:
-                return RunValue(float(row["step"]))
-        return RunValue(float(run.config.trainer.max_steps), censored=True)
+        row = first_reaching(run.validation_rows(), self.target)
+        if row is None:
+            return RunValue(float(run.config.trainer.max_steps), censored=True)
+        return RunValue(float(row["step"]))
+
+
+def first_reaching(rows: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """The first of the validation ``rows`` whose loss is at most ``target`` (None: none is).
+    ``<=`` is False for NaN, so a diverged evaluation never counts as reaching the target."""
+    return next((row for row in rows if row["val_loss"] <= target), None)
