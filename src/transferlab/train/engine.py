@@ -178,6 +178,10 @@ class Engine:
         self.row: dict[str, Any] = {}  # fields callbacks add to this step's metrics row
         self.stopping = False  # True on the step at which this call ends early
         self.diverged = False  # True once a step's loss or gradient was not finite (stop)
+        # The model's parts are fixed for the run, so which need step statistics is found once.
+        self._statistics_modules = [
+            m for m in model.modules() if isinstance(m, StepStatistics) and m.needs_step_statistics
+        ]
         self.forward_model = torch.compile(model) if settings.compile else model
         self.ddp_model = dist.wrap(self.forward_model)
         self.amp_dtype = autocast_dtype(settings.precision, dist.device)
@@ -340,11 +344,7 @@ class Engine:
         collective. A step that is one micro batch on one process skips it (its forward sees
         the whole batch); any other step pays one gradient-free forward of its batch, about a
         third of the step's compute, and only when some module needs them."""
-        modules = [
-            m
-            for m in self.model.modules()
-            if isinstance(m, StepStatistics) and m.needs_step_statistics
-        ]
+        modules = self._statistics_modules
         if not modules or (len(micro_batches) == 1 and not self.dist.enabled):
             yield
             return
