@@ -377,16 +377,20 @@ class Engine:
             return self.objective.loss(model, micro)
 
     @torch.no_grad()
-    def evaluate_loss(self, micro_batches: Sequence[Batch]) -> float | None:
+    def evaluate_loss(
+        self, micro_batches: Sequence[Batch], across_ranks: bool = True
+    ) -> float | None:
         """Mean main loss per target over ``micro_batches`` (this rank's share; all ranks
-        together), in eval mode, through the compiled model if there is one."""
+        together, or this rank's alone without ``across_ranks``: no collective, for work only
+        the main process does), in eval mode, through the compiled model if there is one."""
         if not micro_batches:
             return None
         self.model.eval()
         total = sum(float(self.micro_loss(self.forward_model, m).sum) for m in micro_batches)
         self.model.train()
         count = sum(self.objective.n_targets(m) for m in micro_batches)
-        total, count = self.dist.reduce_sum(total, count)
+        if across_ranks:
+            total, count = self.dist.reduce_sum(total, count)
         return total / count if count else None
 
     def _set_lr(self) -> float:

@@ -16,11 +16,9 @@ run measures the same weights on the same windows).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from transferlab.config.registry import CALLBACKS
@@ -63,21 +61,11 @@ class DomainLossCallback(Callback):
             return
         if self._held_out is None:
             self._held_out = domain_micro_batches(engine, self.cfg.windows, "domain_loss")
-        losses = {d: mean_loss(engine, batches) for d, batches in self._held_out.items()}
+        # Only rank 0 measures, so no collective.
+        losses = {
+            d: engine.evaluate_loss(batches, across_ranks=False)
+            for d, batches in self._held_out.items()
+        }
         if losses:
             engine.row |= {f"val_loss_{d}": loss for d, loss in losses.items()}
             engine.row[DOMAIN_MEAN] = float(np.mean(list(losses.values())))
-
-
-@torch.no_grad()
-def mean_loss(engine: Engine, micro_batches: Sequence[Batch]) -> float:
-    """The mean main loss per target of ``micro_batches``, in eval mode, on this process alone
-    (no collective: only rank 0 calls it)."""
-    was_training = engine.model.training
-    engine.model.eval()
-    try:
-        outputs = [engine.micro_loss(engine.model, micro) for micro in micro_batches]
-    finally:
-        engine.model.train(was_training)
-    total = sum(float(out.sum) for out in outputs)
-    return total / sum(out.n_targets for out in outputs)
