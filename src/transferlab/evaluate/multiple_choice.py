@@ -151,8 +151,9 @@ def record_source(path: str) -> type[RecordSourceConfig]:
 def read_items(cfg: MultipleChoiceConfig, path: str, limit: int | None = None) -> list[Item]:
     """The items of ``path`` in file order (the first ``limit``); a one-line error for a record
     that is no item, naming the field and the option that names it."""
-    source = record_source(path)(path=path, text_field=cfg.context_field, id_field=cfg.id_field)
-    source = source.model_copy(update={"limit": limit})
+    source = record_source(path)(
+        path=path, text_field=cfg.context_field, id_field=cfg.id_field, limit=limit
+    )
     stats = SourceStats()
     try:
         docs = list(source.iter_documents(stats))
