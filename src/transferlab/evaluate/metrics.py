@@ -57,7 +57,10 @@ class ChoiceScores:
 def choice_scores(
     logprobs: Sequence[float], gold: int, n_chars: Sequence[int], n_tokens: Sequence[int]
 ) -> ChoiceScores:
-    """The metrics above for one example; needs at least two choices."""
+    """The metrics above for one example; needs at least two choices.
+
+    ``n_chars`` is what ``acc_norm`` divides by: characters, unless the task normalizes by
+    another unit (``multiple_choice``'s ``normalization``: bytes or tokens)."""
     if len(logprobs) < 2 or not len(logprobs) == len(n_chars) == len(n_tokens):
         raise ValueError(
             "choice_scores needs at least two choices and one length per choice; got "
