@@ -118,6 +118,7 @@ def test_filters_are_registered_by_name_and_parsed_from_mappings():
         "fineweb_quality",
         "gopher_quality",
         "gopher_repetition",
+        "language",
     ]
     cfg = validate(
         CurationConfig,

@@ -3,7 +3,7 @@ scored by models transferlab trains itself (a reference LM's perplexity, a quali
 with per-stage statistics and score side files. See ``pipeline`` for the flow.
 
 Filters are registered in ``FILTERS`` by name (``gopher_quality``, ``gopher_repetition``,
-``c4_quality``, ``fineweb_quality``). ``CurationConfig(...).run(documents, out_dir)`` curates a
+``c4_quality``, ``fineweb_quality``, and ``language``, which identifies and tags languages). ``CurationConfig(...).run(documents, out_dir)`` curates a
 stream of ``TextDocument``s; ``inspect(out_dir)`` reads what a run removed; ``stats(documents)``
 counts tokens, lengths and duplicates per domain; ``print_report`` / ``print_stats`` show them.
 """
@@ -22,12 +22,14 @@ from transferlab.curation.documents import DocumentWriter, read_documents
 from transferlab.curation.heuristics import (
     FILTERS,
     C4QualityConfig,
+    FilterConfig,
     FineWebQualityConfig,
     GopherQualityConfig,
     GopherRepetitionConfig,
     HeuristicFilter,
     HeuristicFilterConfig,
 )
+from transferlab.curation.language import LanguageFilter, LanguageFilterConfig
 from transferlab.curation.perplexity import PerplexityConfig, PerplexityFilter
 from transferlab.curation.pipeline import CurationConfig, CurationResult, curate
 from transferlab.curation.reference import ReferenceModelConfig, load_reference_model
@@ -44,11 +46,14 @@ __all__ = [
     "DocumentWriter",
     "DomainStats",
     "ExactDeduplicator",
+    "FilterConfig",
     "FineWebQualityConfig",
     "GopherQualityConfig",
     "GopherRepetitionConfig",
     "HeuristicFilter",
     "HeuristicFilterConfig",
+    "LanguageFilter",
+    "LanguageFilterConfig",
     "MinHashConfig",
     "NearDuplicateDetector",
     "PerplexityConfig",

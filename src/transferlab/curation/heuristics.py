@@ -4,8 +4,12 @@ Each config (registered in ``FILTERS``) mirrors the constructor of one datatrove
 datatrove's defaults, and ``build()`` makes a ``HeuristicFilter`` that runs it in this process:
 datatrove filters are plain objects whose ``filter(doc)`` returns True (keep), False or
 ``(False, reason)``, so no pipeline executor (and none of its worker processes) is needed, and
-the order of documents is ours. English words and sentences are split by datatrove's word
-tokenizer, a blank spaCy English pipeline: nothing is downloaded.
+the order of documents is ours. Words and sentences are split by datatrove's word tokenizer of
+the filter's ``language`` (default English; ``auto``: each document's own, see ``words``), a
+blank spaCy pipeline: nothing is downloaded.
+
+Other filters (``language``) subclass ``FilterConfig`` and build any callable that returns a
+``FilterOutcome``.
 
 ``C4QualityFilter`` also edits a document it keeps (it drops lines without terminal punctuation,
 with too few words, ...); a ``HeuristicFilter`` returns the edited text, as datatrove passes it on.
@@ -13,13 +17,24 @@ with too few words, ...); a ``HeuristicFilter`` returns the edited text, as data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SerializeAsAny
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from transferlab.config.base import ComponentConfig
 from transferlab.config.registry import Registry
+from transferlab.curation.words import ENGLISH, stop_words, word_splitting_problem
+from transferlab.data.language import LANGUAGE_KEY, check_languages, identify
 from transferlab.data.sources import TextDocument
 
 # Heuristic filters by name; importing ``transferlab.curation`` registers every kind.
@@ -27,21 +42,25 @@ FILTERS = Registry("filter", "transferlab.curation")
 
 Ratio = Annotated[float, Field(ge=0, le=1)]
 EMPTIED = "empty_after_filter"  # a document the filter kept but left without text
+AUTO = "auto"  # judge each document in its own language
 
 
 @dataclass(frozen=True)
 class FilterOutcome:
     """What a filter made of one document: kept or not, datatrove's reason for removing it (the
-    filter's name when datatrove gives none) and the text passed on (edited by C4)."""
+    filter's name when datatrove gives none), the text passed on (edited by C4) and metadata
+    to add to a kept document (the language filter's tags)."""
 
     kept: bool
     reason: str | None
     text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class HeuristicFilterConfig(ComponentConfig):
-    """A datatrove heuristic filter; ``label`` names it in statistics (default: its kind), so
-    one kind can appear twice with different thresholds."""
+class FilterConfig(ComponentConfig):
+    """A filter stage of curation; ``label`` names it in statistics (default: its kind), so
+    one kind can appear twice with different settings. ``build()`` returns a callable from a
+    ``TextDocument`` to its ``FilterOutcome``, with the stage name as ``name``."""
 
     label: str | None = Field(default=None, min_length=1)
 
@@ -49,30 +68,81 @@ class HeuristicFilterConfig(ComponentConfig):
     def stage_name(self) -> str:
         return self.label or self.name
 
-    def datatrove_kwargs(self) -> dict[str, Any]:
-        """Constructor arguments of the datatrove filter: every field but name and label."""
-        return self.model_dump(exclude={"name", "label"})
+    def build(self) -> Callable[[TextDocument], FilterOutcome]:
+        raise NotImplementedError
 
-    def make_filter(self) -> Any:
+
+class HeuristicFilterConfig(FilterConfig):
+    """A datatrove heuristic filter, judging words in ``language``: an ISO 639 code, or
+    ``auto`` for each document's ``metadata["language"]`` (identified when missing)."""
+
+    language: str = ENGLISH
+
+    @model_serializer(mode="wrap")
+    def _without_english(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out at English, so curations keyed before the option existed keep their keys.
+        data = handler(self)
+        if self.language == ENGLISH:
+            data.pop("language", None)
+        return data
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str) -> str:
+        return language if language == AUTO else check_languages([language])[0]
+
+    @model_validator(mode="after")
+    def _language_usable(self) -> HeuristicFilterConfig:
+        problem = None if self.language in (AUTO, ENGLISH) else self.language_problem(self.language)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def language_problem(self, language: str) -> str | None:
+        """Why this filter cannot judge ``language`` offline, or None if it can."""
+        return word_splitting_problem(language)
+
+    def datatrove_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the datatrove filter: every field but name, label and
+        language."""
+        return self.model_dump(exclude={"name", "label", "language"})
+
+    def make_filter(self, language: str) -> Any:
+        """The datatrove filter judging ``language`` (a code, never ``auto``)."""
         raise NotImplementedError
 
     def build(self) -> HeuristicFilter:
-        return HeuristicFilter(self.stage_name, self.make_filter())
+        return HeuristicFilter(self.stage_name, self)
 
 
 class HeuristicFilter:
-    """A datatrove filter applied to ``TextDocument``s one at a time."""
+    """A datatrove filter applied to ``TextDocument``s one at a time; with ``language: auto``,
+    one datatrove filter per language met, a document in a language the filter cannot judge
+    being removed (``<name>_unsupported_language:<code>``)."""
 
-    def __init__(self, name: str, datatrove_filter: Any) -> None:
+    def __init__(self, name: str, cfg: HeuristicFilterConfig) -> None:
         self.name = name
-        self._filter = datatrove_filter
+        self._cfg = cfg
+        self._filters: dict[str, Any] = {}  # by language; None where it cannot be judged
+
+    def _filter_for(self, language: str) -> Any:
+        if language not in self._filters:
+            usable = language == self._cfg.language or self._cfg.language_problem(language) is None
+            self._filters[language] = self._cfg.make_filter(language) if usable else None
+        return self._filters[language]
 
     def __call__(self, doc: TextDocument) -> FilterOutcome:
         from datatrove.data import Document
 
+        language = self._cfg.language
+        if language == AUTO:
+            language = doc.metadata.get(LANGUAGE_KEY) or identify(doc.text)[0]
+        datatrove_filter = self._filter_for(language)
+        if datatrove_filter is None:
+            return FilterOutcome(False, f"{self.name}_unsupported_language:{language}", doc.text)
         candidate = Document(text=doc.text, id=doc.id, metadata=dict(doc.metadata))
         try:
-            result = self._filter.filter(candidate)
+            result = datatrove_filter.filter(candidate)
         except ZeroDivisionError:
             # Ratios over zero words or lines, reachable only when a count check is disabled
             # (min_doc_words: null, ...): such a document has nothing to judge.
@@ -90,7 +160,7 @@ def _filter_config(value: Any) -> Any:
 
 
 # A filter given as a name or a mapping with ``name``, validated against the registered class.
-FilterField = Annotated[SerializeAsAny[HeuristicFilterConfig], BeforeValidator(_filter_config)]
+FilterField = Annotated[SerializeAsAny[FilterConfig], BeforeValidator(_filter_config)]
 
 
 @FILTERS.register("gopher_quality")
@@ -107,12 +177,28 @@ class GopherQualityConfig(HeuristicFilterConfig):
     max_ellipsis_lines_ratio: Ratio | None = 0.3
     max_non_alpha_words_ratio: Ratio | None = 0.8  # datatrove's name: min share of alpha words
     min_stop_words: int | None = Field(default=2, ge=0)
-    stop_words: list[str] | None = None  # None: datatrove's eight English stop words
+    # None: datatrove's eight English stop words in English, spaCy's list in other languages
+    stop_words: list[str] | None = None
 
-    def make_filter(self) -> Any:
+    def language_problem(self, language: str) -> str | None:
+        problem = super().language_problem(language)
+        if problem is None and self._counts_stop_words() and stop_words(language) is None:
+            problem = (
+                f"no stop-word list for {language!r} in spaCy; give stop_words or set "
+                "min_stop_words: null"
+            )
+        return problem
+
+    def _counts_stop_words(self) -> bool:
+        return bool(self.min_stop_words) and self.stop_words is None
+
+    def make_filter(self, language: str) -> Any:
         from datatrove.pipeline.filters import GopherQualityFilter
 
-        return GopherQualityFilter(**self.datatrove_kwargs())
+        kwargs = self.datatrove_kwargs()
+        if self._counts_stop_words():
+            kwargs["stop_words"] = list(stop_words(language))
+        return GopherQualityFilter(**kwargs, language=language)
 
 
 @FILTERS.register("gopher_repetition")
@@ -136,13 +222,13 @@ class GopherRepetitionConfig(HeuristicFilterConfig):
         (10, 0.10),
     ]
 
-    def make_filter(self) -> Any:
+    def make_filter(self, language: str) -> Any:
         from datatrove.pipeline.filters import GopherRepetitionFilter
 
         kwargs = self.datatrove_kwargs()
         kwargs["top_n_grams"] = tuple(map(tuple, kwargs["top_n_grams"]))
         kwargs["dup_n_grams"] = tuple(map(tuple, kwargs["dup_n_grams"]))
-        return GopherRepetitionFilter(**kwargs)
+        return GopherRepetitionFilter(**kwargs, language=language)
 
 
 @FILTERS.register("c4_quality")
@@ -163,10 +249,10 @@ class C4QualityConfig(HeuristicFilterConfig):
     filter_curly_bracket: bool = True
     filter_policy: bool = True
 
-    def make_filter(self) -> Any:
+    def make_filter(self, language: str) -> Any:
         from datatrove.pipeline.filters import C4QualityFilter
 
-        return C4QualityFilter(**self.datatrove_kwargs())
+        return C4QualityFilter(**self.datatrove_kwargs(), language=language)
 
 
 @FILTERS.register("fineweb_quality")
@@ -183,10 +269,10 @@ class FineWebQualityConfig(HeuristicFilterConfig):
     char_duplicates_ratio: Ratio = 0.01
     new_line_ratio: float = Field(default=0.3, ge=0)
 
-    def make_filter(self) -> Any:
+    def make_filter(self, language: str) -> Any:
         from datatrove.pipeline.filters import FineWebQualityFilter
 
         kwargs = self.datatrove_kwargs()
         if kwargs["stop_chars"] is not None:
             kwargs["stop_chars"] = tuple(kwargs["stop_chars"])  # str.endswith needs a tuple
-        return FineWebQualityFilter(**kwargs)
+        return FineWebQualityFilter(**kwargs, language=language)

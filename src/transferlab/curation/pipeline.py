@@ -311,6 +311,8 @@ def _filtered(
         if outcome.text != kept.text:
             recorder.trimmed(kept.text, outcome.text)
             kept = replace(kept, text=outcome.text)
+        if outcome.metadata:
+            kept = replace(kept, metadata={**kept.metadata, **outcome.metadata})
     if rows is not None:
         rows.add(row)
     return kept

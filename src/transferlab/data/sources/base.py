@@ -12,13 +12,14 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from transferlab.config.base import ComponentConfig
+from transferlab.data.language import LanguageField
 
 
 class SourceError(ValueError):
@@ -91,6 +92,9 @@ class SourceConfig(ComponentConfig):
     only documents whose id matches one of its glob patterns (``fnmatch``: ``*`` also crosses
     ``/``) and ``exclude`` drops those matching one of its own: together with ``label`` they tag
     domains by path pattern, e.g. a stdlib source of ``["test/*", "*/tests/*"]`` labelled tests.
+    ``language`` (a code, a list, or ``{keep, min_confidence, candidates}``) keeps only documents
+    identified as in one of those languages and tags them (see ``data.language``): one corpus
+    splits into a domain per language.
     """
 
     label: str | None = Field(default=None, min_length=1)
@@ -98,6 +102,16 @@ class SourceConfig(ComponentConfig):
     max_line_chars: int = Field(default=100_000, gt=0)
     match: list[str] | None = Field(default=None, min_length=1)
     exclude: list[str] = Field(default_factory=list)
+    language: LanguageField | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_language(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when unset, so data stages and runs keyed before the option existed keep
+        # their keys.
+        data = handler(self)
+        if self.language is None:
+            data.pop("language", None)
+        return data
 
     @property
     def source_name(self) -> str:
@@ -129,6 +143,11 @@ class SourceConfig(ComponentConfig):
                 if reason is not None:
                     stats.skip(reason, doc.id)
                     continue
+                if self.language is not None:
+                    verdict = self.language.judge(doc.text)
+                    if not verdict.kept:
+                        continue
+                    doc = replace(doc, metadata={**doc.metadata, **verdict.tags()})
                 stats.documents += 1
                 stats.bytes += len(doc.text.encode("utf-8"))
                 yield doc
