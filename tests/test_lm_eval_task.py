@@ -211,3 +211,44 @@ def test_an_unknown_task_name_is_one_line() -> None:
     cfg = TASKS.parse({"name": "lm_eval", "tasks": ["no_such_task_anywhere"]})
     with pytest.raises(ValueError, match="'no_such_task_anywhere' is neither an lm-eval task name"):
         describe(cfg)
+
+
+def test_an_experiment_runs_lm_eval_on_every_run_and_its_rows_pair(tmp_path, monkeypatch) -> None:
+    from transferlab.experiment import ExperimentSpec, load_results, run_experiment
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS * 8))
+    path = _write_task(tmp_path, "toy_exp", MULTIPLE_CHOICE, DOCS)
+    base = {
+        "data": {"sources": [{"name": "jsonl", "path": str(corpus)}], "seq_len": 16},
+        "tokenizer": {"kind": "bpe", "vocab_size": 300},
+        "model": {"d_model": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 32},
+        "schedule": {"name": "constant"},
+        "trainer": {"max_steps": 2, "batch_size": 2, "eval_interval": 2, "eval_batches": 1},
+    }
+    base["trainer"] |= {"checkpoint_interval": 2, "progress": False}
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "lmeval",
+            "base": base,
+            "axes": {"width": {"narrow": {"model.d_model": 16}, "wide": {"model.d_model": 32}}},
+            "seeds": [0, 1],
+            "tasks": [{"name": "lm_eval", "tasks": [str(path)]}],
+            "compare": {"baseline": "narrow", "metric": "acc"},
+        }
+    )
+    result = run_experiment(spec, tmp_path / "exp", log=lambda _: None)
+    rows = load_results(tmp_path / "exp").examples.to_pylist()
+    assert {r["task"] for r in rows} == {"lm_eval:toy_exp"} and len(rows) == 2 * 2 * len(DOCS)
+    ids = {
+        (v, s): sorted(r["example_id"] for r in rows if (r["variant"], r["seed"]) == (v, s))
+        for v in ("narrow", "wide")
+        for s in (0, 1)
+    }
+    assert all(found == [f"toy_exp/{i}" for i in range(len(DOCS))] for found in ids.values())
+    comparison = next(c for c in result.summary["comparisons"] if c["metric"] == "acc")
+    assert (comparison["variant"], comparison["reference"]) == ("wide", "narrow")
+    assert comparison["n_examples"] == len(DOCS) and comparison["higher_is_better"] is True
+    declared = result.summary["metrics"]["lm_eval:toy_exp"]["declared"]
+    assert [m["name"] for m in declared] == ["acc", "acc_norm", "p_correct"]
