@@ -21,7 +21,8 @@ from tiny_experiment import tiny_base
 from transferlab.config import TASKS, ModelConfig, TokenizerConfig
 from transferlab.data.tokenizer import train_tokenizer
 from transferlab.evaluate import IDENTITY_COLUMNS
-from transferlab.evaluate.multiple_choice import build_items, content_id, encode_pair
+from transferlab.evaluate.continuation import encode_pair
+from transferlab.evaluate.multiple_choice import build_items, content_id
 from transferlab.experiment import ExperimentSpec, load_results, run_experiment
 from transferlab.models import build_model
 from transferlab.worlds.bios import BiosConfig

@@ -4,11 +4,13 @@ A task config lists its metrics in the class variable ``TaskConfig.metrics``; ev
 the task carries the identity columns (``IDENTITY_COLUMNS``) plus exactly those metrics. Analysis
 and the report read the declarations, so a new metric needs no change outside its task: its name
 labels tables and axes, ``higher_is_better`` decides what "better" means in a verdict, and
-``range`` clips intervals to the values the metric can take.
+``range`` clips intervals to the values the metric can take. A task whose metrics depend on
+its config (an lm-eval task's come from its task YAML) declares them with ``ConfigMetrics``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,3 +73,15 @@ class MetricSpec:
             "range": list(self.range),
             "description": self.description,
         }
+
+
+class ConfigMetrics:
+    """``TaskConfig.metrics`` for a task whose metrics follow from a config's fields rather than
+    its class: on the class it is ``()`` (nothing is known before a config names what it runs),
+    on a config ``declare(config)``, so analysis reads each config's own declarations."""
+
+    def __init__(self, declare: Callable[[Any], tuple[MetricSpec, ...]]) -> None:
+        self.declare = declare
+
+    def __get__(self, config: Any, owner: type | None = None) -> tuple[MetricSpec, ...]:
+        return () if config is None else self.declare(config)

@@ -193,10 +193,11 @@ class TaskConfig(ComponentConfig):
         if len(set(names)) != len(names):
             raise ValueError(f"{cls.__name__}.metrics {names} repeat a name; declare each once")
 
-    @classmethod
-    def metric(cls, name: str) -> MetricSpec | None:
-        """The declaration of metric ``name``, None when the task does not declare it."""
-        return next((metric for metric in cls.metrics if metric.name == name), None)
+    def metric(self, name: str) -> MetricSpec | None:
+        """The declaration of metric ``name``, None when the task does not declare it (a method
+        of the config, not the class: some tasks' metrics depend on the config, see
+        ``config.metrics.ConfigMetrics``)."""
+        return next((metric for metric in self.metrics if metric.name == name), None)
 
     @property
     def task_name(self) -> str:

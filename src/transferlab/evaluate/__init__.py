@@ -8,6 +8,7 @@ from transferlab.evaluate import (  # noqa: F401 (registers the code tasks and t
     code_module,
     code_name,
     downstream,
+    lm_eval_task,
     multiple_choice,
 )
 from transferlab.evaluate.base import QaTaskConfig, Task

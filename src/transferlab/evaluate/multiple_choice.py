@@ -43,6 +43,7 @@ from transferlab.data.sources.records import RecordSourceConfig
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import Subject, Task
 from transferlab.evaluate.code_tasks import token_budget
+from transferlab.evaluate.continuation import encode_pair
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, NORM_P_CORRECT, P_CORRECT, choice_scores
 from transferlab.evaluate.qa import check_known, example_rng
 from transferlab.evaluate.readers import READINGS
@@ -248,23 +249,6 @@ def fewshot_context(cfg: MultipleChoiceConfig, item: Item, shots: Sequence[Item]
     item's context."""
     answered = [shot.context + cfg.target_delimiter + shot.answer for shot in shots]
     return "".join(text + cfg.separator for text in answered) + item.context
-
-
-def encode_pair(
-    tokenizer: TextTokenizer, context: str, continuation: str
-) -> tuple[list[int], list[int]]:
-    """(context ids, continuation ids) as lm-evaluation-harness encodes a loglikelihood request
-    for a causal model (``TemplateLM._encode_pair``), with ``<bos>`` before the context.
-
-    The context's trailing whitespace moves to the continuation (a word then carries its leading
-    space, as the tokenizers split it); the joined text is encoded once and the continuation is
-    what follows the context's own tokens, so the choice is scored as the joined text tokenizes.
-    """
-    stripped = context.rstrip()
-    continuation = context[len(stripped) :] + continuation
-    context_ids = tokenizer.encode(stripped)
-    whole = tokenizer.encode(stripped + continuation)
-    return [tokenizer.special.bos, *context_ids], whole[len(context_ids) :]
 
 
 def build_items(

@@ -28,7 +28,7 @@ from transferlab.config.schemas import TaskConfig
 from transferlab.data.tokenizer import SpecialTokenIds
 from transferlab.evaluate.features import Pooling, pooled_hidden
 from transferlab.evaluate.pll import pseudo_log_likelihood
-from transferlab.evaluate.score import Request, score_choices
+from transferlab.evaluate.score import Request, Scored, score_choices, score_continuations
 from transferlab.objectives.base import Attention
 
 READINGS: tuple[str, ...] = get_args(Attention)
@@ -56,6 +56,22 @@ class Reader:
         if self.attention == "bidirectional":
             return pseudo_log_likelihood(model, requests, special.mask, batch_size)
         return score_choices(model, requests, batch_size, special.pad, self.attention)
+
+    def loglikelihoods(
+        self,
+        model: nn.Module,
+        requests: Sequence[Request],
+        special: SpecialTokenIds,
+        batch_size: int = 32,
+    ) -> list[list[Scored]]:
+        """Per choice of each request its log-likelihood and whether it is the greedy
+        continuation; a bidirectional model gives neither, so it is refused."""
+        if self.attention == "bidirectional":
+            raise ValueError(
+                "a bidirectional model gives no log-likelihood (only a pseudo-log-likelihood); "
+                "score choices with score_choices, or read a causal or prefix model"
+            )
+        return score_continuations(model, requests, batch_size, special.pad, self.attention)
 
     def features(
         self,

@@ -8,7 +8,9 @@ never sees the positions after it, so padding on the right changes no score. Wit
 ``attention="prefix"`` the context is the model's bidirectional prefix and the choice is read
 causally after it; the prefix ends before the padding, so padding changes no score there either.
 Only the positions that predict a choice token are normalized (``log_softmax`` over the
-vocabulary), not the whole sequence.
+vocabulary), not the whole sequence. ``score_continuations`` also says whether each choice is the
+greedy continuation (every token the argmax where it is predicted), which lm-evaluation-harness's
+``loglikelihood`` requests return beside the log-likelihood.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ from torch import nn
 from transferlab.evaluate.inference import length_batches, model_device
 
 Request = tuple[Sequence[int], Sequence[Sequence[int]]]  # (context ids, [choice ids, ...])
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One choice's summed log-likelihood, and whether greedy decoding would produce it."""
+
+    logprob: float
+    greedy: bool
 
 
 @dataclass
@@ -49,8 +59,20 @@ def score_choices(
     list per request with one float per choice, in the order given; the result does not depend
     on ``batch_size`` (beyond float rounding).
     """
+    scored = score_continuations(model, requests, batch_size, pad_id, attention)
+    return [[choice.logprob for choice in choices] for choices in scored]
+
+
+def score_continuations(
+    model: nn.Module,
+    requests: Sequence[Request],
+    batch_size: int = 32,
+    pad_id: int = 0,
+    attention: Literal["causal", "prefix"] = "causal",
+) -> list[list[Scored]]:
+    """``score_choices`` with, per choice, whether it is the greedy continuation too."""
     stems = _stems(requests)
-    scores = [[0.0] * len(choices) for _, choices in requests]
+    scores: list[list[Scored]] = [[Scored(0.0, False)] * len(choices) for _, choices in requests]
     device = model_device(model)
     with torch.inference_mode():
         for rows in length_batches([len(stem.ids) for stem in stems], batch_size):
@@ -88,8 +110,9 @@ def _stems(requests: Sequence[Request]) -> list[_Stem]:
 
 def _score_stems(
     model: nn.Module, stems: Sequence[_Stem], pad_id: int, device: torch.device, attention: str
-) -> list[list[float]]:
-    """Per stem, the summed log-prob of each member choice (shared prefix + its last token)."""
+) -> list[list[Scored]]:
+    """Per stem, each member choice's summed log-prob (shared prefix + its last token) and
+    whether every one of its tokens is the argmax where it is predicted."""
     width = max(len(stem.ids) for stem in stems)
     inputs = torch.full((len(stems), width), pad_id, dtype=torch.long)
     for b, stem in enumerate(stems):
@@ -107,6 +130,12 @@ def _score_stems(
         logprobs = logits[b, stem.context_len - 1 : end].float().log_softmax(-1).double().cpu()
         shared_targets = torch.tensor(stem.ids[stem.context_len :], dtype=torch.long)
         shared = logprobs[:-1].gather(-1, shared_targets[:, None]).sum()
-        last = logprobs[-1, [token for _, _, token in stem.members]]
-        out.append((shared + last).tolist())
+        shared_greedy = bool((logprobs[:-1].argmax(-1) == shared_targets).all())
+        best_last = int(logprobs[-1].argmax())
+        out.append(
+            [
+                Scored(float(shared + logprobs[-1, token]), shared_greedy and token == best_last)
+                for _, _, token in stem.members
+            ]
+        )
     return out
