@@ -8,6 +8,8 @@ from transferlab.evaluate import (  # noqa: F401 (registers the code tasks and t
     code_module,
     code_name,
     downstream,
+    text_finetune,
+    text_probe,
 )
 from transferlab.evaluate.base import QaTaskConfig, Task
 from transferlab.evaluate.features import last_token_hidden
