@@ -292,3 +292,64 @@ def test_a_killed_finetune_resumes_to_the_same_rows(tmp_path, tokenizer, monkeyp
     monkeypatch.setattr(Engine, "train_step", counted)
     assert task.run(_model(tokenizer), tokenizer, None, "r0", seed=0) == whole
     assert steps == [4, 5, 6, 7, 8]  # from the step-3 checkpoint on
+
+
+# ------------------------------------------------------------------------------ experiment
+def test_an_experiment_pretrains_on_the_corpus_and_pairs_the_rows_across_variants(
+    tmp_path, monkeypatch
+):
+    from transferlab.experiment import ExperimentSpec, load_results, run_experiment
+    from transferlab.worlds.bios import BiosConfig
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+
+    def no_world(self):
+        raise AssertionError("a world was built for tasks on the user's files")
+
+    monkeypatch.setattr(BiosConfig, "build", no_world)
+    files = _files(tmp_path)
+    corpus = [{"text": f"{r['body']} {r['label']}"} for r in _records(200, 5)]
+    source = {"name": "jsonl", "path": _write(tmp_path / "corpus.jsonl", corpus)}
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "classify",
+            "base": {
+                "tokenizer": {"kind": "word"},
+                "data": {"sources": [source], "seq_len": 32, "val_fraction": 0.1},
+                "model": {"d_model": 32, "n_layers": 1, "n_heads": 2},
+                "schedule": {"name": "constant"},
+                "trainer": {
+                    "max_steps": 2,
+                    "batch_size": 4,
+                    "eval_interval": 2,
+                    "eval_batches": 1,
+                    "checkpoint_interval": 2,
+                    "progress": False,
+                },
+            },
+            "axes": {"width": {"narrow": {}, "wide": {"model.d_model": 48}}},
+            "seeds": [0],
+            "tasks": [
+                {"name": "text_probe", "layer": 0, **files},
+                {"name": "text_finetune", "steps": 3, "batch_size": 8, **files},
+            ],
+            "compare": {"baseline": "narrow", "metric": "p_correct"},
+        }
+    )
+    result = run_experiment(spec, tmp_path / "exp", log=lambda _: None)
+    rows = load_results(tmp_path / "exp").examples.to_pylist()
+    ids = {
+        (variant, task): sorted(r["example_id"] for r in rows if (r["variant"], r["task"]) == (variant, task))
+        for variant in ("narrow", "wide")
+        for task in ("text_probe", "text_finetune")
+    }  # fmt: skip
+    expected = sorted(r["id"] for r in _records(30, 2))
+    assert all(found == expected for found in ids.values())
+    probe = [r for r in rows if r["task"] == "text_probe"]
+    assert _accuracy(probe) == 1.0  # layer-0 means: one feature vector per keyword
+    compared = {
+        c["task"]: c["n_examples"]
+        for c in result.summary["comparisons"]
+        if c["metric"] == "correct"
+    }
+    assert compared == {"text_probe": 30, "text_finetune": 30}
