@@ -119,6 +119,8 @@ def test_every_task_declares_its_metrics_with_direction_and_range() -> None:
         "qa_finetune": [("correct", True, unit), ("p_correct", True, unit)],
         "qa_probe": probe,
         "qa_score": choice,
+        "text_finetune": probe,
+        "text_probe": probe,
     }
     assert all(m.description for name in builtin for m in TASKS.get(name).metrics)
 

@@ -10,6 +10,8 @@ from transferlab.evaluate import (  # noqa: F401 (registers the code tasks and t
     downstream,
     lm_eval_task,
     multiple_choice,
+    text_finetune,
+    text_probe,
 )
 from transferlab.evaluate.base import QaTaskConfig, Task
 from transferlab.evaluate.features import last_token_hidden

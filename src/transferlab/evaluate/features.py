@@ -11,6 +11,7 @@ from torch import nn
 from transferlab.evaluate.inference import length_batches, model_device
 
 Pooling = Literal["last", "mean"]
+Layer = int | Literal["all"]  # a probe's layer: an index into the residual stream, or every one
 
 
 def pooled_hidden(
@@ -71,3 +72,17 @@ def last_token_hidden(
 ) -> torch.Tensor:
     """``pooled_hidden`` at each sequence's last token (causal attention)."""
     return pooled_hidden(model, sequences, layers, "last", batch_size)
+
+
+def probe_layers(model: nn.Module, layer: Layer) -> list[int]:
+    """The residual-stream indices (0 = embeddings) ``layer`` names in ``model``: every one for
+    ``"all"``, else the one index (negative counts from the end); out of range is an error."""
+    n_layers = len(model.blocks)
+    if layer == "all":
+        return list(range(n_layers + 1))
+    if not -(n_layers + 1) <= layer <= n_layers:
+        raise ValueError(
+            f"layer={layer} is out of range for a model of {n_layers} layers; "
+            f"use -{n_layers + 1}..{n_layers} or 'all'"
+        )
+    return [layer % (n_layers + 1)]

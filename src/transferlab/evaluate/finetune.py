@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from transferlab.artifacts import content_key, write_json_atomic
-from transferlab.config import OptimizerConfig, ScheduleConfig
+from transferlab.config import OPTIMIZERS, SCHEDULES, OptimizerConfig, ScheduleConfig
+from transferlab.config.schemas import TaskConfig
 from transferlab.evaluate.inference import model_device
 from transferlab.evaluate.lora import LORA_TARGETS, add_lora
 from transferlab.objectives.answer_lm import AnswerLM, Pair
@@ -81,6 +83,52 @@ class FinetuneSettings:
         fields["optimizer"] = self.optimizer_config().to_dict()
         fields["schedule"] = self.schedule_config().to_dict()
         return fields
+
+
+class FinetuneTaskConfig(TaskConfig):
+    """The fine-tuning fields of a task that fine-tunes (``qa_finetune``, ``text_finetune``):
+    ``settings`` turns them into the ``FinetuneSettings`` of its training examples."""
+
+    method: Literal["full", "lora"] = "full"
+    epochs: float = Field(default=10.0, gt=0)  # passes over the training examples
+    steps: int | None = Field(default=None, gt=0)  # when given, overrides epochs
+    batch_size: int = Field(default=32, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    # Any registered optimizer / schedule; when given they replace lr, weight_decay, grad_clip
+    # (AdamW) and warmup_fraction (cosine).
+    optimizer: OPTIMIZERS.type(OptimizerConfig, default="adamw") | None = None
+    schedule: SCHEDULES.type(ScheduleConfig, default="cosine") | None = None
+    micro_batch_size: int | None = Field(default=None, gt=0)
+    # In an experiment the fine-tuning logs and checkpoints in the evaluation's work directory,
+    # so a killed evaluation resumes from its last checkpoint.
+    log_interval: int = Field(default=10, gt=0)
+    checkpoint_interval: int = Field(default=100, gt=0)
+    lora_r: int = Field(default=8, gt=0)
+    lora_alpha: float = Field(default=16.0, gt=0)
+    lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
+
+    def settings(self, n_pairs: int) -> FinetuneSettings:
+        steps = self.steps or steps_for_epochs(self.epochs, n_pairs, self.batch_size)
+        return FinetuneSettings(
+            steps=steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_fraction=self.warmup_fraction,
+            grad_clip=self.grad_clip,
+            method=self.method,
+            lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_targets=tuple(self.lora_targets),
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+            micro_batch_size=self.micro_batch_size,
+            log_interval=self.log_interval,
+            checkpoint_interval=self.checkpoint_interval,
+        )
 
 
 @dataclass

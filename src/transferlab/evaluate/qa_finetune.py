@@ -21,13 +21,11 @@ from pydantic import Field
 from torch import nn
 
 from transferlab.config.metrics import MetricSpec
-from transferlab.config.registry import OPTIMIZERS, SCHEDULES, TASKS
-from transferlab.config.schemas import OptimizerConfig, ScheduleConfig
+from transferlab.config.registry import TASKS
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import QaTaskConfig, Subject, Task, require_bios
-from transferlab.evaluate.finetune import FinetuneSettings, finetune, steps_for_epochs
+from transferlab.evaluate.finetune import FinetuneTaskConfig, finetune
 from transferlab.evaluate.generate import greedy_generate
-from transferlab.evaluate.lora import LORA_TARGETS
 from transferlab.evaluate.metrics import ACCURACY, P_CORRECT, exact_match
 from transferlab.evaluate.qa import encode_answer, encode_prompt, select_items
 from transferlab.evaluate.results import ExampleResult
@@ -35,33 +33,13 @@ from transferlab.evaluate.score import score_choices
 
 
 @TASKS.register("qa_finetune")
-class QaFinetuneConfig(QaTaskConfig):
+class QaFinetuneConfig(QaTaskConfig, FinetuneTaskConfig):
     name: Literal["qa_finetune"] = "qa_finetune"
     # A prefix LM generates causally after its prefix, and causal attention is its case of a
     # prefix of <bos> alone: it fine-tunes (answer_lm, causal) and generates as it was trained
     # to. A bidirectional model was never trained to generate.
     readings: ClassVar[tuple[str, ...]] = ("causal", "prefix")
     reading_limit: ClassVar[str] = "generates causally"
-    method: Literal["full", "lora"] = "full"
-    epochs: float = Field(default=10.0, gt=0)  # passes over the QA-train questions
-    steps: int | None = Field(default=None, gt=0)  # when given, overrides epochs
-    batch_size: int = Field(default=32, gt=0)
-    lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.01, ge=0)
-    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
-    grad_clip: float | None = Field(default=1.0, gt=0)
-    # Any registered optimizer / schedule; when given they replace lr, weight_decay, grad_clip
-    # (AdamW) and warmup_fraction (cosine).
-    optimizer: OPTIMIZERS.type(OptimizerConfig, default="adamw") | None = None
-    schedule: SCHEDULES.type(ScheduleConfig, default="cosine") | None = None
-    micro_batch_size: int | None = Field(default=None, gt=0)
-    # In an experiment the fine-tuning logs and checkpoints in the evaluation's work directory,
-    # so a killed evaluation resumes from its last checkpoint.
-    log_interval: int = Field(default=10, gt=0)
-    checkpoint_interval: int = Field(default=100, gt=0)
-    lora_r: int = Field(default=8, gt=0)
-    lora_alpha: float = Field(default=16.0, gt=0)
-    lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
     max_new_tokens: int = Field(default=16, gt=0)
     eval_batch_size: int = Field(default=64, gt=0)
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
@@ -71,26 +49,6 @@ class QaFinetuneConfig(QaTaskConfig):
 
     def build(self) -> QaFinetuneTask:
         return QaFinetuneTask(self)
-
-    def settings(self, n_pairs: int) -> FinetuneSettings:
-        steps = self.steps or steps_for_epochs(self.epochs, n_pairs, self.batch_size)
-        return FinetuneSettings(
-            steps=steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            warmup_fraction=self.warmup_fraction,
-            grad_clip=self.grad_clip,
-            method=self.method,
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_targets=tuple(self.lora_targets),
-            optimizer=self.optimizer,
-            schedule=self.schedule,
-            micro_batch_size=self.micro_batch_size,
-            log_interval=self.log_interval,
-            checkpoint_interval=self.checkpoint_interval,
-        )
 
 
 class QaFinetuneTask(Task[QaFinetuneConfig]):

@@ -33,6 +33,7 @@ from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import TASKS
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import QaTaskConfig, Subject, Task, require_bios
+from transferlab.evaluate.features import Layer, probe_layers
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
 from transferlab.evaluate.qa import encode_prompt, select_items
@@ -46,7 +47,7 @@ class QaProbeConfig(QaTaskConfig):
     name: Literal["qa_probe"] = "qa_probe"
     readings: ClassVar[tuple[str, ...]] = READINGS
     position: Literal["name_last", "question_last"] = "name_last"
-    layer: int | Literal["all"] = -1  # index into the residual stream; -1: after the last block
+    layer: Layer = -1  # index into the residual stream; -1: after the last block
     l2: float = Field(default=1e-3, ge=0)
     max_iter: int = Field(default=200, gt=0)
     batch_size: int = Field(default=64, gt=0)
@@ -76,7 +77,7 @@ class QaProbeTask(Task[QaProbeConfig]):
         world = require_bios(subject.world, cfg.task_name)
         splits = sorted({"train", *cfg.eval_splits})
         items = select_items(world, splits, cfg.attribute_names)
-        layers = self._layers(subject.model)
+        layers = probe_layers(subject.model, cfg.layer)
         features = self._features(
             subject.model, subject.tokenizer, world, items, layers, subject.reader
         )
@@ -90,17 +91,6 @@ class QaProbeTask(Task[QaProbeConfig]):
                 )
             rows += [by_item[i] for i in sorted(by_item)]  # in the world's item order
         return rows
-
-    def _layers(self, model: nn.Module) -> list[int]:
-        n_layers = len(model.blocks)
-        if self.cfg.layer == "all":
-            return list(range(n_layers + 1))
-        if not -(n_layers + 1) <= self.cfg.layer <= n_layers:
-            raise ValueError(
-                f"layer={self.cfg.layer} is out of range for a model of {n_layers} layers; "
-                f"use -{n_layers + 1}..{n_layers} or 'all'"
-            )
-        return [self.cfg.layer % (n_layers + 1)]
 
     def _features(
         self,
