@@ -65,9 +65,10 @@ from transferlab.data import PackedLoader, prepare_data
 from transferlab.models import build_model
 from transferlab.optim import optimizer_state_bytes
 from transferlab.train.batching import plan_batches
+from transferlab.train.callbacks.validation import validation_set, weighted_loss
 from transferlab.train.distributed import DistContext
 from transferlab.train.engine import Engine, LoopSettings
-from transferlab.train.trainer import resolve_model_vocab, validation_batches
+from transferlab.train.trainer import resolve_model_vocab
 
 MIB = 1024**2
 PART_REGISTRIES = {"attention": ATTENTIONS, "mlp": MLPS, "norm": NORMS, "linear": LINEARS}
@@ -173,8 +174,10 @@ class Trainee:
         return sum(tail) / len(tail)
 
     def val_loss(self) -> float | None:
-        batches = validation_batches(self.cfg, self.data, self.objective, self.plan, self.dist)
-        return self.engine.evaluate_loss(batches)
+        validation = validation_set(self.cfg, self.data, self.objective, self.plan, self.dist)
+        if validation is None:
+            return None
+        return weighted_loss(validation.evaluate(self.engine), validation.weights)
 
 
 # ----------------------------------------------------------------------------- memory

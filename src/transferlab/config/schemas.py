@@ -329,7 +329,10 @@ class TrainerConfig(BaseConfig):
     batch_size: int = Field(default=32, gt=0)  # global, in sequences, per optimizer step
     micro_batch_size: int | None = Field(default=None, gt=0)  # per process; None: no accumulation
     eval_interval: int = Field(default=50, gt=0)
-    eval_batches: int = Field(default=4, ge=0)
+    eval_batches: int = Field(default=4, ge=0)  # validation windows: eval_batches * batch_size
+    # How val_loss weighs the data domains' validation losses (train/callbacks/validation.py):
+    # mixture (each domain's share of the training mixture), tokens (its held-out tokens), uniform
+    validation_weighting: Literal["mixture", "tokens", "uniform"] = "mixture"
     log_interval: int = Field(default=10, gt=0)
     checkpoint_interval: int = Field(default=100, gt=0)
     keep_checkpoints: int = Field(default=2, gt=0)

@@ -6,7 +6,11 @@ columns are the union of what the tasks declare; a task's rows are null in the m
 not declare (``summary.json``'s ``metrics`` says which columns belong to which task).
 ``EXP_DIR/results/runs.parquet``: one row per run (per stage of a chain): variant, seed, stage,
 the run it started from, final losses, its base learning rate, size, cost, optimizer state size in bytes,
-and whether (``diverged``) and where (``diverged_step``) it diverged and stopped.
+and whether (``diverged``) and where (``diverged_step``) it diverged and stopped. A run on
+``data.sources`` adds ``final_val_loss/<domain>``, each domain's last validation loss (null in
+the rows of runs without that domain), and every run its ``val_weighting``: how its
+``final_val_loss`` weighs the domains (``trainer.validation_weighting``; null for runs trained
+before it was recorded).
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
 world, or each source with its training documents and tokens, the tokens the mixture sampled,
 epochs, and for a curated source the documents curation kept of those it read.
@@ -33,6 +37,7 @@ from transferlab.experiment.measures import RunRecord
 from transferlab.experiment.planner import Plan, PlannedRun
 from transferlab.experiment.spec import ExperimentSpec
 from transferlab.train import read_metrics
+from transferlab.train.callbacks.validation import DOMAIN_PREFIX
 from transferlab.train.checkpoint import read_run_config
 from transferlab.train.run_dir import RUN_INFO_FILE
 
@@ -68,7 +73,7 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
         examples=pa.concat_tables(examples, promote_options="default")
         if examples
         else pa.table({}),
-        runs=pa.Table.from_pylist(summaries),
+        runs=rows_table(summaries),
         curves=curve_table(plan.runs),
         measures=measure_table(plan.spec, records),
     )
@@ -103,6 +108,7 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
     info = json.loads((run.run_dir / "run_info.json").read_text())
     val = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
     train = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
+    validation = info.get("validation") or {}
     return {
         "variant": run.variant,
         "seed": run.seed,
@@ -113,6 +119,8 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
         "tokens": rows[-1]["tokens"] if rows else 0,
         "final_val_loss": val[-1] if val else float("nan"),
         "final_train_loss": train[-1] if train else float("nan"),
+        **final_domain_losses(rows),
+        "val_weighting": validation.get("weighting"),
         "lr": run.config.optimizer.lr,  # the base learning rate (the schedule multiplies it)
         "params_non_embedding": info["params_non_embedding"],
         "params_total": info["params_total"],
@@ -124,6 +132,23 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
         "diverged": bool(info.get("diverged", False)),
         "diverged_step": info.get("diverged_step"),
     }
+
+
+def final_domain_losses(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """``final_val_loss/<domain>``: the last ``val_loss/<domain>`` each domain logged."""
+    return {
+        f"final_{key}": value
+        for row in rows
+        for key, value in row.items()
+        if key.startswith(DOMAIN_PREFIX) and value is not None
+    }
+
+
+def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """A table of ``rows`` with the union of their columns (in first-seen order): runs on
+    different domains log different per-domain columns, null where a run has none."""
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    return pa.Table.from_pylist([{name: row.get(name) for name in names} for row in rows])
 
 
 CURVE_SCHEMA = pa.schema(

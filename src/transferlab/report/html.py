@@ -38,6 +38,7 @@ from transferlab.report.inputs import (
 from transferlab.report.markup import Markup, esc, figure, join, table, tag
 from transferlab.report.series import variant_bands
 from transferlab.report.stability import LOGIT_KEY, LrSweep, lr_sweep
+from transferlab.train.callbacks.validation import DOMAIN_PREFIX
 
 REPORT_NAME = "report.html"
 SAMPLE_PREDICTIONS = 5  # per variant, from its first seed
@@ -262,7 +263,50 @@ def _training(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
         f"the band spans the lowest to the highest seed. Seeds per variant: {seeds}."
     )
     uri = plots.data_uri(plots.training_curves(curves, colors))
-    return join([tag("h2", "Training curves"), figure(uri, "training curves", caption)])
+    return join(
+        [
+            tag("h2", "Training curves"),
+            figure(uri, "training curves", caption),
+            _domain_validation(record, curves, colors),
+        ]
+    )
+
+
+# How each trainer.validation_weighting makes val_loss of the per-domain losses.
+WEIGHTING_TEXT = {
+    "mixture": "weighted by each domain's share of the training mixture",
+    "tokens": "weighted by each domain's held-out tokens",
+    "uniform": "the unweighted mean over the domains",
+}
+
+
+def _domain_validation(
+    record: ExperimentRecord, curves: dict[str, list[list[dict[str, Any]]]], colors: dict[str, str]
+) -> Markup:
+    """Each data domain's validation loss vs step, for runs on ``data.sources`` (nothing for
+    runs that logged no per-domain loss), with how ``val_loss`` weighs them."""
+    domains = list(
+        dict.fromkeys(
+            key.removeprefix(DOMAIN_PREFIX)
+            for runs in curves.values()
+            for rows in runs
+            for row in rows
+            for key in row
+            if key.startswith(DOMAIN_PREFIX)
+        )
+    )
+    if not domains:
+        return Markup("")
+    weightings = sorted({str(r["val_weighting"]) for r in record.runs if r.get("val_weighting")})
+    stated = "; ".join(f"{w}: {WEIGHTING_TEXT.get(w, w)}" for w in weightings) or "not recorded"
+    caption = (
+        "Validation loss per data domain: each domain's held-out windows (an equal share of the "
+        "validation windows per domain), the mean over seeds at each step and the band from the "
+        "lowest to the highest seed. The validation loss above (and final val loss) is "
+        f"sum over domains of weight x domain loss, trainer.validation_weighting = {stated}."
+    )
+    uri = plots.data_uri(plots.domain_val_curves(curves, domains, colors))
+    return figure(uri, "validation loss per domain", caption)
 
 
 def _stability(record: ExperimentRecord, colors: dict[str, str]) -> Markup:

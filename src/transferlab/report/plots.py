@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from transferlab.report.formatting import is_number
 from transferlab.report.series import SeedBand, variant_bands
+from transferlab.train.callbacks.validation import DOMAIN_PREFIX
 
 VERDICT_COLORS = {"better": "#2e7d32", "worse": "#c62828", "inconclusive": "#757575"}
 _PALETTE = (
@@ -72,6 +73,23 @@ def metric_curves(
     over its seeds with a band from the lowest to the highest seed."""
     fig = Figure(figsize=(7, 3.6), layout="constrained")
     _loss_axis(fig.subplots(), curves, key, colors, ylabel)
+    return fig
+
+
+def domain_val_curves(
+    curves: dict[str, list[list[dict[str, Any]]]], domains: Sequence[str], colors: dict[str, str]
+) -> Figure:
+    """Each data domain's validation loss (``val_loss/<domain>``) vs step, one panel per domain
+    (four to a row), drawn as ``training_curves`` draws the losses."""
+    columns = min(len(domains), 4)
+    rows = -(-len(domains) // columns)
+    fig = Figure(figsize=(3.2 * columns + 1, 3.2 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False).ravel())
+    for ax, domain in zip(axes, domains, strict=False):
+        _loss_axis(ax, curves, DOMAIN_PREFIX + domain, colors, ylabel="val loss")
+        ax.set_title(plain(domain))
+    for ax in axes[len(domains) :]:
+        ax.set_visible(False)
     return fig
 
 

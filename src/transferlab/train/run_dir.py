@@ -52,7 +52,7 @@ def run_dir_of(cfg: RunConfig) -> Path:
 # Fields added after runs were first keyed, with the value that means "as before": left out of
 # the key at that value, so runs cached before the field existed keep their key.
 ADDED_FIELDS: dict[str, dict[str, Any]] = {
-    "trainer": {"callbacks": [], "on_divergence": "raise"},
+    "trainer": {"callbacks": [], "on_divergence": "raise", "validation_weighting": "mixture"},
     "objective": {"z_loss": 0.0},
     "model": {
         "attention": {"name": "mha"},

@@ -21,9 +21,8 @@ from transferlab.artifacts import write_json_atomic
 from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.models import build_model, count_parameters, flops_per_token
-from transferlab.objectives import Batch, Objective
 from transferlab.optim import TrainingStateBytes, param_groups
-from transferlab.train.batching import BatchPlan, local_micro_batches, plan_batches
+from transferlab.train.batching import plan_batches
 from transferlab.train.callbacks import (
     CheckpointCallback,
     MetricsLogCallback,
@@ -31,12 +30,12 @@ from transferlab.train.callbacks import (
     TrainingStateCallback,
     ValidationCallback,
 )
+from transferlab.train.callbacks.validation import validation_set
 from transferlab.train.checkpoint import list_checkpoints
 from transferlab.train.distributed import DistContext, init_distributed
 from transferlab.train.engine import Callback, Engine, LoopSettings, TrainingDiverged
 from transferlab.train.init import data_config, initialize_from_parent
 from transferlab.train.memory import check_memory
-from transferlab.train.rng import seeded_generator
 from transferlab.train.run_dir import RunDir, config_key, run_dir_of
 
 log = logging.getLogger(__name__)
@@ -139,9 +138,8 @@ class Pretraining:
         loader = PackedLoader(
             data.train_folder(), cfg.data.seq_len, cfg.trainer.batch_size, seed=cfg.seed
         )
-        self.validation = ValidationCallback(
-            validation_batches(cfg, data, objective, self.plan, dist), cfg.trainer.eval_interval
-        )
+        self.validation_set = validation_set(cfg, data, objective, self.plan, dist)
+        self.validation = ValidationCallback(self.validation_set, cfg.trainer.eval_interval)
         self.engine = Engine(
             model,
             objective,
@@ -214,6 +212,8 @@ class Pretraining:
             "autocast": str(self.engine.amp_dtype) if self.engine.amp_dtype else None,
             "data_key": data.key,
             "config_key": self.key,
+            # The domains val_loss covers and their weights (None: no validation)
+            "validation": self.validation_set.describe() if self.validation_set else None,
         }
 
     def _write_run_files(self, data: PreparedData) -> None:
@@ -255,23 +255,3 @@ class Pretraining:
         self.info.update(sizes.as_dict())
         if self.dist.is_main:
             write_json_atomic(self.run_dir.run_info, self.info)
-
-
-def validation_batches(
-    cfg: RunConfig, data: PreparedData, objective: Objective, plan: BatchPlan, dist: DistContext
-) -> list[Batch]:
-    """Up to ``eval_batches * batch_size`` validation windows in stream order, as micro batches
-    of this rank's share; the objective's randomness is seeded once, so every evaluation sees
-    exactly the same inputs and targets."""
-    t, folder = cfg.trainer, data.val_folder()
-    if folder is None or t.eval_batches == 0:
-        return []
-    n_windows = max(folder.n_tokens - 1, 0) // cfg.data.seq_len  # as PackedLoader cuts
-    rows = min(t.eval_batches * t.batch_size, n_windows)
-    rows -= rows % dist.world_size
-    if rows == 0:
-        log.warning("validation data holds no full window of seq_len tokens; no val loss")
-        return []
-    window = PackedLoader(folder, cfg.data.seq_len, rows).fixed_batches(1)[0]
-    batch = objective.make_batch(window, seeded_generator(cfg.seed, "eval"))
-    return local_micro_batches(batch, plan, dist.rank)

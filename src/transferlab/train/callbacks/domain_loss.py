@@ -7,10 +7,9 @@ Logged in ``metrics.jsonl``: ``val_loss_<domain>``, the domain's mean loss per t
 loss, as ``val_loss``: no auxiliary losses), and ``val_loss_domain_mean``, the unweighted mean of
 those over the domains.
 
-Why beside ``val_loss``: the trainer's validation reads the first ``eval_batches * batch_size``
-windows of the validation split, which holds the domains one after the other, so it weights each
-domain by its validation tokens (or, when the split is longer than that, reads only the first
-domains). Here each domain counts alone. Rank 0 measures; the callback keeps no state (a resumed
+Beside the trainer's validation (which logs ``val_loss/<domain>`` on an equal share of its
+``eval_batches * batch_size`` windows, ``callbacks.validation``), this reads each domain's own
+number of windows on its own schedule. Rank 0 measures; the callback keeps no state (a resumed
 run measures the same weights on the same windows).
 """
 
