@@ -81,6 +81,11 @@ def result_config(config: dict[str, Any]) -> dict[str, Any]:
     for section, added in ADDED_FIELDS.items():
         out[section] = {k: v for k, v in config[section].items() if added.get(k, _MISSING) != v}
     out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in RESUMABLE_TRAINER_FIELDS}
+    # A run of several domains validates on every domain since validation_weighting exists (its
+    # val_loss read mostly the first domain before): new keys, so a run cached under the old
+    # measure never mixes into an experiment with runs measured the new way.
+    if len(config.get("data", {}).get("sources") or []) > 1:
+        out["validation"] = "every_domain"
     return out
 
 
