@@ -162,6 +162,15 @@ def test_the_weighting_is_keyed_only_away_from_its_default(tiny_config):
         tiny_config("trainer.validation_weighting=mean")
 
 
+def test_only_runs_of_several_domains_get_the_every_domain_marker(tiny_config, tmp_path):
+    """Their val_loss changed meaning, so their keys change; one-domain keys stay as before."""
+    assert "validation" not in result_config(tiny_config().to_dict())
+    two = two_domain_config(tiny_config, tmp_path).to_dict()
+    assert result_config(two)["validation"] == "every_domain"
+    one = {**two, "data": {**two["data"], "sources": two["data"]["sources"][:1]}}
+    assert "validation" not in result_config(one)
+
+
 def test_a_domain_without_weight_is_logged_but_not_counted(tiny_config, tmp_path):
     cfg = two_domain_config(tiny_config, tmp_path, "data.mixture={weights: {prose: 1}}")
     result = train(cfg)
