@@ -3,13 +3,14 @@
 Importing this package registers every task in ``transferlab.config.TASKS``.
 """
 
-from transferlab.evaluate import (  # noqa: F401 (registers the code tasks and the callback)
+from transferlab.evaluate import (  # noqa: F401 (registers the real-text tasks and the callback)
     code_likelihood,
     code_module,
     code_name,
     downstream,
+    text_likelihood,
 )
-from transferlab.evaluate.base import QaTaskConfig, Task
+from transferlab.evaluate.base import QaTaskConfig, Task, TaskNote
 from transferlab.evaluate.features import last_token_hidden
 from transferlab.evaluate.finetune import (
     FinetuneResult,
@@ -43,6 +44,7 @@ __all__ = [
     "QaScoreTask",
     "QaTaskConfig",
     "Task",
+    "TaskNote",
     "add_lora",
     "build_requests",
     "check_rows",
