@@ -190,3 +190,151 @@ def test_a_bidirectional_model_is_refused_before_any_work(tmp_path, tokenizer, m
         "does not give; use "
     )
     assert message.endswith("an objective with causal or prefix attention")
+
+
+SUBJECTS = {
+    "en": ["The dog", "A cat", "My friend", "The teacher", "Our neighbour", "The child"],
+    "de": ["Der Hund", "Eine Katze", "Mein Freund", "Die Lehrerin", "Unser Nachbar", "Das Kind"],
+}
+ACTIONS = {
+    "en": ["reads a book", "walks home", "sings loudly", "eats bread", "sleeps late"],
+    "de": ["liest ein Buch", "geht nach Hause", "singt laut", "isst Brot", "schläft lange"],
+}
+
+
+def _corpus(language: str) -> list[str]:
+    """30 distinct short documents in ``language``."""
+    subjects, actions = SUBJECTS[language], ACTIONS[language]
+    return [
+        f"{s} {a} and {b}."
+        for s in subjects
+        for a, b in zip(actions, [*actions[1:], actions[0]], strict=True)
+    ]
+
+
+def _data_config(tmp_path: Path, tiny_config, **mixture):
+    paths = {}
+    for language in ("en", "de"):
+        records = [{"text": text} for text in _corpus(language)]
+        paths[language] = _write_jsonl(tmp_path / f"{language}.jsonl", records)
+    sources = [{"name": "jsonl", "path": str(p), "label": lang} for lang, p in paths.items()]
+    overrides = [f"data.sources={json.dumps(sources)}", "tokenizer.kind=bpe"]
+    overrides += ["tokenizer.vocab_size=300", "data.val_fraction=0.2"]
+    if mixture:
+        overrides.append(f"data.mixture={json.dumps(mixture)}")
+    return tiny_config(*overrides)
+
+
+def test_the_data_stage_records_exactly_its_training_texts(tmp_path, tiny_config, monkeypatch):
+    from transferlab.data.digests import TRAIN_DIGESTS_FILE, TextDigests, training_digests
+    from transferlab.data.prepare import prepare_data
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    cfg = _data_config(tmp_path, tiny_config, weights={"en": 1.0, "de": 0.0})
+    data = prepare_data(cfg)
+    trained = training_digests(data.root, cfg)
+    assert (data.root / TRAIN_DIGESTS_FILE).is_file()
+    info = json.loads((data.root / "info.json").read_text())
+    val_docs = {d["name"]: d["docs"] for d in info["validation"]["domains"]}
+    en_seen = [text for text in _corpus("en") if text in trained]
+    # Every English text trains except its validation ones; German (weight 0) never does.
+    assert len(en_seen) == len(_corpus("en")) - val_docs["en"] and len(trained) == len(en_seen)
+    assert not any(text in trained for text in _corpus("de"))
+    # Compared after whitespace normalization only.
+    assert ("  " + en_seen[0].replace(" ", "\n\t ")) in trained
+    assert en_seen[0].upper() not in trained
+    # A stage built before the file existed: every document of the corpus counts (a superset).
+    (data.root / TRAIN_DIGESTS_FILE).unlink()
+    legacy = training_digests(data.root, cfg)
+    assert all(text in legacy for text in _corpus("en") + _corpus("de"))
+    assert TextDigests.of_texts(_corpus("en")).union(trained).values.tolist() == sorted(
+        TextDigests.of_texts(_corpus("en")).values.tolist()
+    )
+
+
+def test_an_experiment_pairs_documents_across_variants_and_counts_the_overlap(
+    tmp_path, monkeypatch
+):
+    from rich.console import Console
+    from tests.tiny_experiment import tiny_base
+
+    from transferlab.experiment import ExperimentSpec, load_results, run_experiment
+    from transferlab.report import print_summary, write_report
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
+    corpus = {}
+    for language in ("en", "de"):
+        path = tmp_path / f"{language}.jsonl"
+        corpus[language] = {"name": "jsonl", "path": str(path), "label": language}
+        _write_jsonl(path, [{"text": text} for text in _corpus(language)])
+    # The held-out file holds three new texts per language and every German corpus text again,
+    # its spaces turned into line breaks: the same text after whitespace normalization.
+    held = [{"text": t, "language": "en"} for t in EN + ["A bird sings in the tree."]]
+    held += [{"text": t, "language": "de"} for t in DE + ["Ein Vogel singt im Baum."]]
+    held += [{"text": t.replace(" ", "\n"), "language": "de"} for t in _corpus("de")]
+    _write_jsonl(tmp_path / "heldout.jsonl", held)
+    base = tiny_base(2)
+    base.pop("world")
+    base["tokenizer"] = {"kind": "bpe", "vocab_size": 300}
+    base["data"]["val_fraction"] = 0.2
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "own-text",
+            "base": base,
+            "axes": {
+                "data": {
+                    "en": {"data.sources": [corpus["en"]]},
+                    "mixed": {"data.sources": [corpus["en"], corpus["de"]]},
+                }
+            },
+            "seeds": [0, 1],
+            "tasks": [
+                {
+                    "name": "text_likelihood",
+                    "sources": [{"name": "jsonl", "path": str(tmp_path / "heldout.jsonl")}],
+                    "group_by": "language",
+                }
+            ],
+            "compare": {"baseline": "en", "metric": "bits_per_byte"},
+        }
+    )
+    result = run_experiment(spec, tmp_path / "exp", log=lambda _: None)
+
+    rows = load_results(tmp_path / "exp").examples.to_pylist()
+    ids = {
+        (v, s): {r["example_id"] for r in rows if (r["variant"], r["seed"]) == (v, s)}
+        for v in ("en", "mixed")
+        for s in (0, 1)
+    }
+    # 24 of the 30 German corpus texts trained the mixed variant (6 went to validation), so
+    # they are left out of its rows; the English-only variant saw none of them.
+    assert len(ids["en", 0]) == 3 + 3 + 30 and len(ids["mixed", 0]) == 3 + 3 + 6
+    assert ids["mixed", 0] < ids["en", 0] and ids["en", 0] == ids["en", 1]
+    comparison = next(c for c in result.summary["comparisons"] if c["metric"] == "bits_per_byte")
+    assert (comparison["variant"], comparison["reference"]) == ("mixed", "en")
+    assert comparison["n_examples"] == 12  # paired on the documents both were scored on
+    notes = {
+        (n["variant"], n["name"], n["group"]): (n["low"], n["high"], n["runs"])
+        for n in result.summary["notes"]
+    }
+    assert notes == {
+        ("en", "documents", "en"): (3, 3, 2),
+        ("en", "in_pretraining", "en"): (0, 0, 2),
+        ("en", "documents", "de"): (33, 33, 2),
+        ("en", "in_pretraining", "de"): (0, 0, 2),
+        ("mixed", "documents", "en"): (3, 3, 2),
+        ("mixed", "in_pretraining", "en"): (0, 0, 2),
+        ("mixed", "documents", "de"): (9, 9, 2),
+        ("mixed", "in_pretraining", "de"): (24, 24, 2),
+    }
+    groups = {(g["variant"], g["group"]) for g in result.summary["groups"]}
+    assert groups == {(v, lang) for v in ("en", "mixed") for lang in ("en", "de")}
+
+    console = Console(record=True, width=200)
+    print_summary(tmp_path / "exp", console)
+    text = " ".join(console.export_text().split())  # titles wrap at their table's width
+    assert "text_likelihood: bits_per_byte (lower is better) per group" in text
+    assert "│ in_pretraining │ de │ 0 │ 24 │" in text  # per variant: en, mixed
+    assert "in_pretraining: held-out documents left out because the pretraining data" in text
+    html = write_report(tmp_path / "exp").read_text()
+    assert "Task notes" in html and "in_pretraining" in html
