@@ -338,3 +338,28 @@ def test_an_experiment_pairs_documents_across_variants_and_counts_the_overlap(
     assert "in_pretraining: held-out documents left out because the pretraining data" in text
     html = write_report(tmp_path / "exp").read_text()
     assert "Task notes" in html and "in_pretraining" in html
+
+
+def test_a_chain_of_stages_has_seen_the_texts_of_every_stage(tmp_path, tiny_config, monkeypatch):
+    from transferlab.data.digests import TRAIN_DIGESTS_FILE, TextDigests
+    from transferlab.data.prepare import keyed_data_dir
+    from transferlab.train.run_dir import RUN_INFO_FILE, RunDir
+    from transferlab.train.trained_texts import trained_texts
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+
+    def stage(name: str, texts: list[str], *overrides: str) -> Path:
+        """A run directory as the trainer leaves it, its data stage holding ``texts``."""
+        run = RunDir(tmp_path / name)
+        run.write_config(tiny_config(f"name={name}", *overrides))
+        (run.root / RUN_INFO_FILE).write_text(json.dumps({"data_key": f"key-{name}"}))
+        keyed_data_dir(f"key-{name}").mkdir(parents=True)
+        TextDigests.of_texts(texts).save(keyed_data_dir(f"key-{name}") / TRAIN_DIGESTS_FILE)
+        return run.root
+
+    parent = stage("parent", EN)
+    child = stage("child", DE, f"init.from_run={parent}")
+    seen = trained_texts(child)
+    assert all(text in seen for text in EN + DE) and len(seen) == len(EN + DE)
+    assert not any(text in seen for text in ES)
+    assert len(trained_texts(parent)) == len(EN)
