@@ -12,8 +12,8 @@ from torch import nn
 from transferlab.config import TASKS, ModelConfig, TokenizerConfig
 from transferlab.data.tokenizer import train_tokenizer
 from transferlab.evaluate import IDENTITY_COLUMNS
-from transferlab.evaluate.code_likelihood import bits_per_byte
 from transferlab.evaluate.code_tasks import pretraining_documents, split_functions
+from transferlab.evaluate.likelihood import bits_per_byte
 from transferlab.models import build_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::transferlab.data.sources.SkippedDocumentsWarning")

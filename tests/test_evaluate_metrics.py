@@ -120,6 +120,7 @@ def test_every_task_declares_its_metrics_with_direction_and_range() -> None:
         "qa_probe": probe,
         "qa_score": choice,
         "text_finetune": probe,
+        "text_likelihood": [("bits_per_byte", False, (0.0, None))],
         "text_probe": probe,
     }
     assert all(m.description for name in builtin for m in TASKS.get(name).metrics)

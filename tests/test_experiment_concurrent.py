@@ -37,9 +37,9 @@ def test_two_executors_at_once_train_and_evaluate_each_stage_once(tmp_path, monk
         trained.append(cfg.name)
         return real_train(cfg, resume=resume, **options)
 
-    def write_eval(planned, rows):
+    def write_eval(planned, rows, notes):
         written.append(planned.key)
-        real_write(planned, rows)
+        real_write(planned, rows, notes)
 
     monkeypatch.setattr(executor_module, "train", train)
     monkeypatch.setattr(executor_module, "_write_eval", write_eval)

@@ -9,13 +9,15 @@ statistics can read a domain's held-out text alone.
 
 Up-sampling repeats a domain over several epochs (each a fresh seeded permutation of its
 documents), down-sampling takes a seeded subset; the sampled documents of all domains are
-interleaved by a seeded shuffle. Only document indices are held in memory; text and tokens
-stream from the sources and the per-domain shards.
+interleaved by a seeded shuffle. Only document indices (and one 8-byte text digest per
+document, for ``train_digests.npy``: see ``digests``) are held in memory; text and tokens stream
+from the sources and the per-domain shards.
 """
 
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.config.schemas import MixtureConfig, RunConfig
+from transferlab.data.digests import TRAIN_DIGESTS_FILE, TextDigests, text_digest
 from transferlab.data.shards import TokenizedFolder, write_tokenized
 from transferlab.data.sources import SourceConfig
 from transferlab.data.tokenizer import TextTokenizer, write_tokenizer
@@ -53,10 +56,11 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
     tokenizer = write_tokenizer(
         cfg.tokenizer, cfg.data.tokenizer_file, lambda: _texts(sources), out / "tokenizer.json"
     )
-    domains = {
-        s.source_name: _tokenize_domain(s, tokenizer, out / "domains" / s.source_name)
-        for s in sources
-    }
+    domains, digests = {}, {}
+    for s in sources:
+        domains[s.source_name], digests[s.source_name] = _tokenize_domain(
+            s, tokenizer, out / "domains" / s.source_name
+        )
     rng = np.random.default_rng([cfg.data.mixture.seed if cfg.data.mixture else 0, 0x3A7])
     splits = split_distinct_texts(domains, cfg.data.val_fraction, rng)
     val = [(d, int(i)) for d, (_, val_ids) in splits.items() for i in val_ids]
@@ -68,6 +72,7 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
         rng,
     )
     write_tokenized(_read(domains, picks), out / "train", tokenizer.vocab_size, name)
+    TextDigests.of(digests[d][i] for d, i in picks).save(out / TRAIN_DIGESTS_FILE)
     return {
         "domains": [
             asdict(p) | {"epochs": round(p.epochs, 4)} | by_name[p.name].provenance() for p in plans
@@ -163,13 +168,18 @@ def _texts(sources: list[SourceConfig]) -> Iterator[str]:
             yield doc.text
 
 
-def _tokenize_domain(source: SourceConfig, tokenizer: TextTokenizer, out: Path) -> TokenizedFolder:
+def _tokenize_domain(
+    source: SourceConfig, tokenizer: TextTokenizer, out: Path
+) -> tuple[TokenizedFolder, array]:
+    """The source's documents tokenized into ``out``, and the text digest of each (in order)."""
     bos, eos = tokenizer.special.bos, tokenizer.special.eos
+    digests = array("Q")  # 8 bytes a document
 
     def encoded() -> Iterator[list[int]]:
         chunk: list[str] = []
         for doc in source.iter_documents():
             chunk.append(doc.text)
+            digests.append(text_digest(doc.text))
             if len(chunk) == ENCODE_CHUNK:
                 yield from ([bos, *ids, eos] for ids in tokenizer.encode_batch(chunk))
                 chunk = []
@@ -179,7 +189,7 @@ def _tokenize_domain(source: SourceConfig, tokenizer: TextTokenizer, out: Path) 
     folder = TokenizedFolder(out)
     if folder.n_docs == 0:
         raise ValueError(f"source {source.source_name!r} yielded no documents; check its path")
-    return folder
+    return folder, digests
 
 
 def _read(

@@ -9,6 +9,7 @@ share a world and tokenizer share one copy and an interrupted build is never reu
     <key>/train/           datatrove layout (see ``shards``)
     <key>/val/             same; absent when val_fraction is 0
     <key>/info.json        token and document counts, vocab size, dtype, how validation was chosen
+    <key>/train_digests.npy  digests of the training texts (``digests``; not part of the key)
     <key>/COMPLETE
 
 Validation never shares a text with training. A world that makes fresh entities (bios: people no
@@ -46,6 +47,7 @@ import numpy as np
 from transferlab.artifacts import cache_root, cached_dir, content_key
 from transferlab.config import ConfigError
 from transferlab.config.schemas import RunConfig
+from transferlab.data.digests import TRAIN_DIGESTS_FILE, TextDigests
 from transferlab.data.mixture import build_from_sources
 from transferlab.data.shards import TOKEN_DTYPES, TokenizedFolder, token_size_for, write_tokenized
 from transferlab.data.tokenizer import UNK_TOKEN, SpecialTokenIds, TextTokenizer, write_tokenizer
@@ -158,7 +160,12 @@ def _cached(root: Path, key: str) -> PreparedData:
 
 def data_dir(cfg: RunConfig) -> Path:
     """Where ``prepare_data`` caches ``cfg``'s data stage (complete once built)."""
-    return cache_root() / "data" / data_key(cfg)
+    return keyed_data_dir(data_key(cfg))
+
+
+def keyed_data_dir(key: str) -> Path:
+    """The data stage of key ``key`` (a run's ``run_info.json`` records its ``data_key``)."""
+    return cache_root() / "data" / key
 
 
 def data_key(cfg: RunConfig) -> str:
@@ -281,6 +288,7 @@ def _build_from_world(cfg: RunConfig, out: Path, name: str) -> dict[str, Any]:
     )
     if cfg.data.val_fraction > 0 and world.validation_documents(0) is not None:
         _write_docs(tokenizer, docs, out / "train", name)
+        TextDigests.of_texts(docs).save(out / TRAIN_DIGESTS_FILE)
         train_tokens = TokenizedFolder(out / "train").n_tokens
         target = max(math.ceil(cfg.data.val_fraction * train_tokens), validation_floor(cfg))
         val_docs = _held_out(world, tokenizer, target, train_tokens / len(docs))
@@ -289,6 +297,7 @@ def _build_from_world(cfg: RunConfig, out: Path, name: str) -> dict[str, Any]:
     groups = world.document_groups()
     train_ids, val_ids = split_groups(groups, docs, cfg.data.val_fraction, cfg.world.seed)
     _write_docs(tokenizer, [docs[i] for i in train_ids], out / "train", name)
+    TextDigests.of_texts(docs[i] for i in train_ids).save(out / TRAIN_DIGESTS_FILE)
     _write_docs(tokenizer, [docs[i] for i in val_ids], out / "val", name)
     by = "group" if len(set(groups)) < len(groups) else "document"
     return {"validation": {"by": by, "groups": len({groups[i] for i in val_ids})}}

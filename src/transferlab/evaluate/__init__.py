@@ -3,7 +3,7 @@
 Importing this package registers every task in ``transferlab.config.TASKS``.
 """
 
-from transferlab.evaluate import (  # noqa: F401 (registers the code tasks and the callback)
+from transferlab.evaluate import (  # noqa: F401 (registers the real-text tasks and the callback)
     code_likelihood,
     code_module,
     code_name,
@@ -11,9 +11,10 @@ from transferlab.evaluate import (  # noqa: F401 (registers the code tasks and t
     lm_eval_task,
     multiple_choice,
     text_finetune,
+    text_likelihood,
     text_probe,
 )
-from transferlab.evaluate.base import QaTaskConfig, Task
+from transferlab.evaluate.base import QaTaskConfig, Task, TaskNote
 from transferlab.evaluate.features import last_token_hidden
 from transferlab.evaluate.finetune import (
     FinetuneResult,
@@ -47,6 +48,7 @@ __all__ = [
     "QaScoreTask",
     "QaTaskConfig",
     "Task",
+    "TaskNote",
     "add_lora",
     "build_requests",
     "check_rows",

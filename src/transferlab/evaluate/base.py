@@ -32,6 +32,20 @@ class Subject:
     run_id: str  # names the rows, so they pair across variants and seeds
     seed: int  # the run's seed: draws choices and shots the same way for every variant
     reader: Reader  # how the model is read (its objective's attention)
+    # The run's directory, where a task finds what the model was trained on (its config, its
+    # data stage: ``train.trained_texts``); None for a model given without one.
+    run_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class TaskNote:
+    """A count about one evaluation as a whole rather than one example (say, the documents of a
+    group left out because the model trained on them), shown beside the task's results."""
+
+    name: str
+    group: str
+    value: float
+    description: str  # what is counted, for the report: "held-out documents left out ..."
 
 
 class Task(ABC, Generic[C]):
@@ -42,6 +56,8 @@ class Task(ABC, Generic[C]):
         # Where a task that trains (fine-tuning) keeps its checkpoints and metrics so a killed
         # evaluation resumes; the executor sets it, None trains in memory only.
         self.work_dir: Path | None = None
+        # What the last ``run`` noted about the evaluation as a whole; the executor keeps it.
+        self.notes: list[TaskNote] = []
 
     def run(
         self,
@@ -51,17 +67,21 @@ class Task(ABC, Generic[C]):
         run_id: str,
         seed: int,
         reading: Attention | Reader = "causal",
+        run_dir: Path | None = None,
     ) -> list[dict[str, Any]]:
         """One result row (``ExampleResult.to_dict()``) per example; ``model`` is left unchanged.
 
         ``reading``: the attention of the objective that trained ``model`` (a run config's
         ``objective.attention``), or a ``Reader``; a task that cannot read it says so first.
+        ``run_dir``: the directory of the run that trained ``model``, if there is one. What the
+        task notes about the evaluation as a whole is in ``self.notes`` afterwards.
         """
         reader = as_reader(reading)
         problem = reading_error(self.cfg, reader.attention)
         if problem:
             raise ValueError(problem)
-        return self.read(Subject(model, tokenizer, world, run_id, seed, reader))
+        self.notes = []
+        return self.read(Subject(model, tokenizer, world, run_id, seed, reader, run_dir))
 
     @abstractmethod
     def read(self, subject: Subject) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ the same number on a scale that compresses exactly the differences between good 
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -32,6 +31,7 @@ from transferlab.evaluate.code_tasks import (
     token_budget,
     top_module,
 )
+from transferlab.evaluate.likelihood import bits_per_byte
 from transferlab.evaluate.qa import check_known
 from transferlab.evaluate.results import ExampleResult
 
@@ -88,8 +88,3 @@ class CodeLikelihoodTask(Task[CodeLikelihoodConfig]):
                 ).to_dict()
             )
         return rows
-
-
-def bits_per_byte(logprob: float, text: str) -> float:
-    """Bits per UTF-8 byte of ``text`` given its natural-log probability ``logprob``."""
-    return -logprob / math.log(2) / max(len(text.encode("utf-8")), 1)

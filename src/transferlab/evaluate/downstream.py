@@ -104,7 +104,13 @@ class DownstreamCallback(Callback):
         for task_cfg in self.cfg.tasks:
             task = task_cfg.build()
             rows = task.run(
-                engine.model, tokenizer, world, cfg.name, cfg.seed, cfg.objective.attention
+                engine.model,
+                tokenizer,
+                world,
+                cfg.name,
+                cfg.seed,
+                cfg.objective.attention,
+                engine.run_dir,
             )
             path = downstream_path(engine.run_dir, engine.step, task_cfg.task_name)
             path.parent.mkdir(parents=True, exist_ok=True)

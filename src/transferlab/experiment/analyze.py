@@ -1,7 +1,7 @@
 """From result tables to the numbers a report shows: per-variant estimates with intervals, paired
-comparisons with verdicts, per-group tables, loss-vs-downstream rank correlations, the measures
-of the training runs (``measure_analysis``), and the experiment's verdicts on its stated
-expectations (``verdicts``)."""
+comparisons with verdicts, per-group tables, the tasks' notes, loss-vs-downstream rank
+correlations, the measures of the training runs (``measure_analysis``), and the experiment's
+verdicts on its stated expectations (``verdicts``)."""
 
 from __future__ import annotations
 
@@ -65,11 +65,40 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
             summary["groups"] += _group_estimates(spec, examples, task, shown)
         summary["comparisons"] += _comparisons(spec, examples, task, metrics)
         summary["correlations"] += _correlations(spec, tables, task, metrics)
+    summary["notes"] = task_notes(tables.notes)
     summary["curves"] = _curves(spec, tables.curves)
     summary["measures"] = analyze_measures(spec, tables.measures, tables.runs)
     summary["verdicts"] = expectation_verdicts(spec, summary["comparisons"], summary["measures"])
     summary["verdict"] = summary["verdicts"][0] if summary["verdicts"] else dict(NO_EXPECTATION)
     return summary
+
+
+def task_notes(table: pa.Table) -> list[dict[str, Any]]:
+    """The tasks' notes per (task, note, group, variant), in the order first written: the
+    lowest and highest value over the variant's runs (equal when its seeds share the data), and
+    how many runs noted it."""
+    merged: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for row in table.to_pylist():
+        key = (row["task"], row["name"], row["group"], row["variant"])
+        entry = merged.setdefault(
+            key,
+            {
+                "task": row["task"],
+                "name": row["name"],
+                "group": row["group"],
+                "variant": row["variant"],
+                "description": row["description"],
+                "low": row["value"],
+                "high": row["value"],
+                "runs": 0,
+            },
+        )
+        entry["low"], entry["high"] = (
+            min(entry["low"], row["value"]),
+            max(entry["high"], row["value"]),
+        )
+        entry["runs"] += 1
+    return list(merged.values())
 
 
 def _curves(spec: ExperimentSpec, table: pa.Table) -> list[dict[str, Any]]:

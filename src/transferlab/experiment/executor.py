@@ -9,12 +9,13 @@ still to do once it has it, so every stage is computed once and the others wait 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 from collections.abc import Callable, Hashable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 
 import pyarrow as pa
@@ -23,8 +24,9 @@ import torch
 
 from transferlab.artifacts import CorruptArtifact, atomic_dir, stage_lock
 from transferlab.data.tokenizer import TextTokenizer
+from transferlab.evaluate.base import TaskNote
 from transferlab.evaluate.results import check_rows
-from transferlab.experiment.planner import Plan, PlannedEval, PlannedRun
+from transferlab.experiment.planner import NOTES_FILE, Plan, PlannedEval, PlannedRun
 from transferlab.train import LoadedRun, load_run, train
 
 Log = Callable[[str], None]
@@ -85,9 +87,11 @@ def run_job(job: Job) -> str:
                 task = planned.task.build()
                 task.work_dir = planned.work_dir
                 reading = loaded.config.objective.attention  # read as its objective trained it
-                rows = task.run(loaded.model, tokenizer, world, run.key, run.seed, reading)
+                rows = task.run(
+                    loaded.model, tokenizer, world, run.key, run.seed, reading, run.run_dir
+                )
                 check_rows(planned.task, rows)  # before caching: a bad row must not be reused
-                _write_eval(planned, rows)
+                _write_eval(planned, rows, task.notes)
     return run.key
 
 
@@ -114,12 +118,15 @@ def _final_model(job: Job) -> LoadedRun:
     return load_run(job.run.run_dir)
 
 
-def _write_eval(planned: PlannedEval, rows: list[dict]) -> None:
-    """The evaluation's rows (and its fine-tuning metrics, if it trained), written complete or
-    not at all; the work directory that let a killed evaluation resume goes afterwards."""
+def _write_eval(planned: PlannedEval, rows: list[dict], notes: list[TaskNote]) -> None:
+    """The evaluation's rows and notes (and its fine-tuning metrics, if it trained), written
+    complete or not at all; the work directory that let a killed evaluation resume goes
+    afterwards."""
     finetune_metrics = planned.work_dir / "finetune" / "metrics.jsonl"
     with atomic_dir(planned.out_dir) as tmp:
         pq.write_table(pa.Table.from_pylist(rows), tmp / "rows.parquet")
+        if notes:
+            (tmp / NOTES_FILE).write_text(json.dumps([asdict(note) for note in notes], indent=2))
         if finetune_metrics.is_file():
             shutil.copyfile(finetune_metrics, tmp / "finetune_metrics.jsonl")
     shutil.rmtree(planned.work_dir, ignore_errors=True)

@@ -22,6 +22,7 @@ EVAL_FORMAT_VERSION = (
     3  # 3: qa_score draws no <unk> distractors  # 2: rows hold their task's declared metrics only
 )
 Status = Literal["done", "partial", "todo"]
+NOTES_FILE = "notes.json"  # an evaluation's notes, beside its rows
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ class PlannedEval:
     @property
     def rows_path(self) -> Path:
         return self.out_dir / "rows.parquet"
+
+    @property
+    def notes_path(self) -> Path:
+        """The task's notes on the evaluation as a whole (``evaluate.TaskNote``s); absent when
+        it noted nothing."""
+        return self.out_dir / NOTES_FILE
 
     @property
     def work_dir(self) -> Path:

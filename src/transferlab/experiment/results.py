@@ -14,6 +14,10 @@ before it was recorded).
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
 world, or each source with its training documents and tokens, the tokens the mixture sampled,
 epochs, and for a curated source the documents curation kept of those it read.
+``EXP_DIR/results/notes.parquet``: what tasks noted about each evaluation as a whole (the
+held-out documents ``text_likelihood`` left out because the run pretrained on them, say), one
+row per (run, task, note, group): variant, seed, stage, run_id, task, name, group, value,
+description.
 ``EXP_DIR/results/curves.parquet``: the transfer curves (``curves:`` in the spec), one row per
 (run, evaluated step, task, example): variant, seed, stage, run_id, step, tokens (trained on by
 that step), task, example_id, group and the metrics its task declares; empty without curves.
@@ -48,6 +52,7 @@ class ResultTables:
     runs: pa.Table
     curves: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], CURVE_SCHEMA))
     measures: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], MEASURE_SCHEMA))
+    notes: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], NOTE_SCHEMA))
 
 
 def results_dir(exp_dir: Path) -> Path:
@@ -76,6 +81,7 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
         runs=rows_table(summaries),
         curves=curve_table(plan.runs),
         measures=measure_table(plan.spec, records),
+        notes=note_table(plan),
     )
     out = results_dir(exp_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,6 +89,7 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
     write_parquet_atomic(tables.runs, out / "runs.parquet")
     write_parquet_atomic(tables.curves, out / "curves.parquet")
     write_parquet_atomic(tables.measures, out / "measures.parquet")
+    write_parquet_atomic(tables.notes, out / "notes.parquet")
     first_runs: dict[str, PlannedRun] = {}
     for run in plan.runs:
         first_runs.setdefault(run.variant, run)  # the seeds of a variant share its data stage
@@ -208,6 +215,35 @@ def _curve_rows(run: PlannedRun, callback: DownstreamConfig) -> list[dict[str, A
     return [{**row, **identity, "tokens": row["step"] * tokens_per_step} for row in rows]
 
 
+NOTE_SCHEMA = pa.schema(
+    [
+        ("variant", pa.string()),
+        ("seed", pa.int64()),
+        ("stage", pa.string()),
+        ("run_id", pa.string()),
+        ("task", pa.string()),
+        ("name", pa.string()),
+        ("group", pa.string()),
+        ("value", pa.float64()),
+        ("description", pa.string()),
+    ]
+)
+
+
+def note_table(plan: Plan) -> pa.Table:
+    """Every evaluation's notes (``evaluate.TaskNote``: counts about the evaluation as a whole,
+    such as held-out documents left out), one row per (run, task, note, group)."""
+    rows = []
+    for planned in plan.evals:
+        if not planned.notes_path.is_file():
+            continue
+        run = planned.run
+        identity = {"variant": run.variant, "seed": run.seed, "stage": run.stage}
+        identity |= {"run_id": run.key, "task": planned.task.task_name}
+        rows += [identity | note for note in json.loads(planned.notes_path.read_text())]
+    return pa.Table.from_pylist(rows, NOTE_SCHEMA)
+
+
 MEASURE_SCHEMA = pa.schema(
     [
         ("variant", pa.string()),
@@ -307,10 +343,10 @@ def load_results(exp_dir: Path) -> ResultTables:
             f"{exp_dir} has no results/examples.parquet; run the experiment first "
             "(transferlab run EXPERIMENT.yaml)"
         )
-    # Absent in results written before curves (measures) existed: the defaults, empty tables.
+    # Absent in results written before curves (measures, notes) existed: empty tables.
     later = {
         name: pq.read_table(out / f"{name}.parquet")
-        for name in ("curves", "measures")
+        for name in ("curves", "measures", "notes")
         if (out / f"{name}.parquet").is_file()
     }
     return ResultTables(

@@ -81,3 +81,11 @@ def duration(seconds: Any) -> str:
 def count(value: Any) -> str:
     """Integers with thousands separators (``1,234,567``); other values as they are."""
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else number(value)
+
+
+def note_value(row: dict[str, Any] | None) -> str:
+    """A task note's value over a variant's runs: ``3``, or ``2-4`` when its runs differ."""
+    if row is None:
+        return "n/a"
+    low, high = row["low"], row["high"]
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"

@@ -2,7 +2,7 @@
 scripts) with the verdicts first, then the plan, training curves, the measures of the training
 runs, stability (attention logits, loss vs learning rate), expert routing (for runs with the
 routing callback), downstream estimates, paired differences, loss-vs-downstream correlations,
-per-group tables and sample predictions.
+per-group tables, the tasks' notes (held-out documents left out, ...) and sample predictions.
 
 Every string that comes from data (names, descriptions, overrides, predictions) goes through the
 escaping helpers of ``markup.py``. A Content-Security-Policy forbids scripts and any load from
@@ -91,6 +91,7 @@ def render(record: ExperimentRecord) -> str:
         _differences(record),
         _correlations(record, colors),
         _groups(record),
+        _notes(record),
         _samples(record),
     ]
     return (
@@ -725,6 +726,30 @@ def _groups(record: ExperimentRecord) -> Markup:
     if len(parts) == 1:
         parts.append(tag("p", "No per-group results.", cls="note"))
     return join(parts)
+
+
+def _notes(record: ExperimentRecord) -> Markup:
+    """Per task, what it noted about its evaluations (summary ``notes``), by group and variant;
+    nothing for an experiment whose tasks noted nothing."""
+    parts = []
+    variants = record.variants()
+    for task in record.tasks():
+        rows = _summary_rows(record, "notes", task)
+        if not rows:
+            continue
+        cells = {(str(r["name"]), str(r["group"]), str(r["variant"])): r for r in rows}
+        keys = dict.fromkeys((str(r["name"]), str(r["group"])) for r in rows)
+        body = [
+            [name, group, *(fmt.note_value(cells.get((name, group, v))) for v in variants)]
+            for name, group in keys
+        ]
+        described = {str(r["name"]): str(r["description"]) for r in rows}
+        parts += [
+            tag("h3", f"Task: {task}"),
+            table(["note", "group", *variants], body, set(range(2, len(variants) + 2))),
+            tag("p", "; ".join(f"{n}: {d}" for n, d in described.items()), cls="note"),
+        ]
+    return join([tag("h2", "Task notes"), *parts]) if parts else join([])
 
 
 def _group_cell(row: dict[str, Any] | None) -> Markup:

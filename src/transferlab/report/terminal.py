@@ -1,6 +1,6 @@
 """The terminal summary of an experiment: per task, the metric it is shown by (the primary one if
 the task declares it, else its headline) for each variant and the paired comparisons, as rich
-tables; per measure of the training runs its estimates and comparisons over seeds; then the
+tables, with its per-group means (a few groups) and its notes; per measure of the training runs its estimates and comparisons over seeds; then the
 verdict lines, one per expectation. Data strings go in as ``Text`` so that
 rich never reads a variant name like ``[bold]x`` as markup."""
 
@@ -31,6 +31,9 @@ _VERDICT_STYLE = {
 }
 
 
+MAX_GROUPS_SHOWN = 12  # groups of a task the terminal summary lists; report.html shows all
+
+
 def print_summary(exp_dir: Path, console: Console) -> None:
     """Print, per task, the estimates of its shown metric and their comparisons, then per
     measure its estimates and comparisons; then the verdicts."""
@@ -46,6 +49,9 @@ def print_summary(exp_dir: Path, console: Console) -> None:
         comparisons = comparisons_table(summary, task, metric, level)
         if comparisons.row_count:
             console.print(comparisons)
+        for extra in (groups_table(summary, task, level), notes_table(summary, task)):
+            if extra is not None:
+                console.print(extra)
     if summary.get("curves"):
         console.print(curves_line(summary))
     for measure in summary.get("measures") or []:
@@ -122,6 +128,46 @@ def estimates_table(summary: dict[str, Any], task: str, metric: str, level: str)
         table.add_row(
             Text(str(row["variant"])), fmt.interval(row["mean"], row["low"], row["high"]), _n(row)
         )
+    return table
+
+
+def groups_table(summary: dict[str, Any], task: str, level: str) -> Table | None:
+    """The task's per-group means by variant, for a task of 2 to ``MAX_GROUPS_SHOWN`` groups
+    (more, such as a code task's modules, are left to report.html); else None."""
+    rows = [row for row in summary.get("groups", []) if row.get("task") == task]
+    groups = list(dict.fromkeys(str(row["group"]) for row in rows))
+    if not 2 <= len(groups) <= MAX_GROUPS_SHOWN:
+        return None
+    variants = list(dict.fromkeys(str(row["variant"]) for row in rows))
+    label = metric_label(summary, task, str(rows[0]["metric"]))
+    title = Text(f"{task}: {label} per group, mean [{level} interval]")
+    table = Table(title=title, title_justify="left")
+    _columns(table, ["group"], variants)
+    cells = {(str(row["group"]), str(row["variant"])): row for row in rows}
+    for group in groups:
+        found = [cells.get((group, variant)) for variant in variants]
+        table.add_row(
+            Text(group),
+            *(fmt.interval(c["mean"], c["low"], c["high"]) if c else "n/a" for c in found),
+        )
+    return table
+
+
+def notes_table(summary: dict[str, Any], task: str) -> Table | None:
+    """What the task noted about its evaluations (per note and group, by variant; a range when
+    a variant's runs differ), with what each note counts below; None when it noted nothing."""
+    rows = [row for row in summary.get("notes", []) if row.get("task") == task]
+    if not rows:
+        return None
+    variants = list(dict.fromkeys(str(row["variant"]) for row in rows))
+    described = {str(row["name"]): str(row["description"]) for row in rows}
+    caption = "; ".join(f"{name}: {text}" for name, text in described.items())
+    table = Table(title=Text(f"{task}: notes"), title_justify="left", caption=Text(caption))
+    _columns(table, ["note", "group"], variants)
+    cells = {(str(r["name"]), str(r["group"]), str(r["variant"])): r for r in rows}
+    for name, group in dict.fromkeys((str(r["name"]), str(r["group"])) for r in rows):
+        values = (fmt.note_value(cells.get((name, group, variant))) for variant in variants)
+        table.add_row(Text(name), Text(group), *values)
     return table
 
 
