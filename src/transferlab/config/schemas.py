@@ -269,7 +269,9 @@ class ModelConfig(BaseConfig):
     the registries ``ATTENTIONS``, ``MLPS``, ``NORMS``, ``LINEARS``; the defaults compose the
     dense Llama-style model). ``preset`` fills every field not given explicitly."""
 
-    preset: str | None = None
+    # The registry in the metadata names the kind for ``transferlab explain``; a name is looked
+    # up (and refused when unknown) by ``_apply_preset``.
+    preset: Annotated[str, MODEL_PRESETS] | None = None
     vocab_size: int | None = Field(default=None, gt=0)  # None: taken from the tokenizer
     d_model: int = Field(default=64, gt=0)
     n_layers: int = Field(default=2, gt=0)

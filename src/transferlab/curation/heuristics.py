@@ -16,14 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SerializeAsAny
+from pydantic import Field
 
 from transferlab.config.base import ComponentConfig
-from transferlab.config.registry import Registry
+from transferlab.config.registry import FILTERS
 from transferlab.data.sources import TextDocument
-
-# Heuristic filters by name; importing ``transferlab.curation`` registers every kind.
-FILTERS = Registry("filter", "transferlab.curation")
 
 Ratio = Annotated[float, Field(ge=0, le=1)]
 EMPTIED = "empty_after_filter"  # a document the filter kept but left without text
@@ -85,12 +82,8 @@ class HeuristicFilter:
         return FilterOutcome(True, None, candidate.text)
 
 
-def _filter_config(value: Any) -> Any:
-    return FILTERS.parse(value)
-
-
 # A filter given as a name or a mapping with ``name``, validated against the registered class.
-FilterField = Annotated[SerializeAsAny[HeuristicFilterConfig], BeforeValidator(_filter_config)]
+FilterField = FILTERS.type(HeuristicFilterConfig)
 
 
 @FILTERS.register("gopher_quality")
