@@ -256,14 +256,17 @@ def _source_comments(cls: type) -> dict[str, str]:
 
 
 def _docstring_fragment(model: type, name: str) -> str | None:
-    """The text after "``name``: " in the first docstring of the hierarchy that has it,
-    up to the end of its clause (a ``;`` or a sentence's end outside parentheses)."""
-    marker = re.compile(rf"``{re.escape(name)}``: ")
+    """The clause of the first docstring of the hierarchy that opens on ``name`` in double
+    backticks (at the docstring's start or after a ``.`` or ``;``): the text after
+    "``name``: ", or the whole clause ("``limit`` keeps only ..."), up to a ``;`` or a
+    sentence's end outside brackets."""
+    marker = re.compile(rf"(?:^|(?<=[.;] ))``{re.escape(name)}``(?:(: )|(?=[ (,]))")
     for cls in model.__mro__:
         doc = " ".join((cls.__dict__.get("__doc__") or "").split())
         found = marker.search(doc)
         if found:
-            return _clause(doc[found.end() :], stops=".;")
+            start = found.end() if found.group(1) else found.start()
+            return _clause(doc[start:], stops=".;")
     return None
 
 
