@@ -185,29 +185,6 @@ def test_recipes_list_and_show():
     assert missing.exit_code == 2 and "no recipe named 'nope'" in missing.output
 
 
-def test_components_lists_every_registry():
-    result = runner.invoke(app, ["components"], terminal_width=200)
-    assert result.exit_code == 0, result.output
-    flat = " ".join(result.output.split())  # rich wraps long lines at spaces
-    for expected in (
-        "worlds: bios",
-        "objectives: answer_lm, clm, mlm",
-        "schedules: constant, cosine, wsd",
-        "attentions: mha",
-        "mlps: gelu, moe, swiglu",
-        "norms: rmsnorm",
-        "linears: dense, low_rank",
-        "callbacks: domain_loss, downstream, lipschitz, routing, stability",
-        "measures: final_val_loss, lr_sensitivity, metric, run_field, seconds_to_loss, "
-        "steps_to_loss",
-        "python_stdlib",
-        "qa_finetune",
-        "code_function_name",
-        "tiny",
-    ):
-        assert expected in flat
-
-
 @pytest.mark.parametrize("info", list_recipes(), ids=lambda info: info.name)
 def test_every_recipe_preset_plans_valid_runs_and_states_its_claim(info, tmp_path):
     assert info.claim and info.presets

@@ -12,21 +12,6 @@ import yaml
 from rich.console import Console
 
 from transferlab.config import ConfigError, RunConfig, load_config
-from transferlab.config.registry import (
-    ATTENTIONS,
-    CALLBACKS,
-    LINEARS,
-    MEASURES,
-    MLPS,
-    MODEL_PRESETS,
-    NORMS,
-    OBJECTIVES,
-    OPTIMIZERS,
-    SCHEDULES,
-    SOURCES,
-    TASKS,
-    WORLDS,
-)
 
 app = typer.Typer(
     help="Pretrain variants, transfer them to downstream tasks, compare them with statistics.",
@@ -467,12 +452,50 @@ def show_config(
 
 @app.command()
 def components() -> None:
-    """List the registered components: worlds, sources, objectives, optimizers, schedules, model
-    presets, model parts (attentions, mlps, norms, linears), downstream tasks, training
-    callbacks and the measures an experiment computes of its runs."""
-    registries = (WORLDS, SOURCES, OBJECTIVES, OPTIMIZERS, SCHEDULES, MODEL_PRESETS)
-    for registry in (*registries, ATTENTIONS, MLPS, NORMS, LINEARS, TASKS, CALLBACKS, MEASURES):
-        console.print(f"[bold]{registry.kind}s[/]: {', '.join(registry.names())}")
+    """List every registered component by kind (sources, filters, tasks, objectives, optimizers,
+    schedules, model presets and parts, callbacks, measures, worlds), each with one line on what
+    it is; `transferlab explain NAME` shows its options."""
+    from transferlab.catalog import catalog, components_text
+
+    for heading, rows in components_text(catalog()):
+        console.print(f"[bold]{heading}[/]")
+        width = max((len(name) for name, _ in rows), default=0)
+        for name, text in rows:
+            console.print(
+                f"  {name:<{width}}  {text}", markup=False, highlight=False, soft_wrap=True
+            )
+
+
+@app.command()
+def explain(
+    name: str | None = typer.Argument(
+        None,
+        help="A component (jsonl, gopher_quality, qa_score ...), KIND/NAME when a name is "
+        "ambiguous, or a config section (run.trainer, trainer, experiment.expect ...).",
+    ),
+    all_: bool = typer.Option(False, "--all", help="Every section and component."),
+    markdown: bool = typer.Option(
+        False, "--markdown", help="Markdown (with --all: docs/reference.md) instead of text."
+    ),
+) -> None:
+    """Print the options of a component or a config section: type, default, constraint and
+    what each does."""
+    from transferlab.catalog import catalog, explain_text, find, reference_markdown
+
+    entries = catalog()
+    if (name is None) == (not all_):
+        _fail("give a NAME or --all (not both)")
+    if all_:
+        if markdown:
+            sys.stdout.write(reference_markdown(entries))
+        else:
+            sys.stdout.write("\n\n".join(explain_text(e, entries) for e in entries) + "\n")
+        return
+    try:
+        entry = find(name, entries)
+    except ValueError as exc:
+        _fail(str(exc))
+    sys.stdout.write(explain_text(entry, entries) + "\n")
 
 
 def main() -> None:

@@ -18,6 +18,10 @@ from transferlab.config.base import ComponentConfig
 
 C = TypeVar("C", bound=type)
 
+# Every registry in the order created, so ``transferlab components`` and the reference list a new
+# registry without being told of it.
+REGISTRIES: list[Registry] = []
+
 
 class Registry:
     """Name -> registered object (a config class, or a preset value)."""
@@ -27,6 +31,7 @@ class Registry:
         self.packages = packages  # imported on first lookup: importing them registers entries
         self._entries: dict[str, Any] = {}
         self._loaded = False
+        REGISTRIES.append(self)
 
     def register(self, name: str) -> Callable[[C], C]:
         def decorator(obj: C) -> C:
@@ -77,10 +82,13 @@ class Registry:
             raise ValueError(f"expected a {self.kind} name or a mapping with 'name'")
         return self.get(value["name"]).model_validate(value)
 
-    def type(self, base: type, default: str) -> Any:
+    def type(self, base: type, default: str | None = None) -> Any:
         """Annotated type of a value holding a component of this registry (e.g. a list item);
-        a mapping without ``name`` means ``default``."""
-        return Annotated[SerializeAsAny[base], BeforeValidator(lambda v: self.parse(v, default))]
+        a mapping without ``name`` means ``default`` (None: ``name`` is required). The registry itself rides along in the
+        metadata (pydantic ignores it), so ``config.options`` can name the kind a field holds."""
+        return Annotated[
+            SerializeAsAny[base], BeforeValidator(lambda v: self.parse(v, default)), self
+        ]
 
     def field(self, base: type, default: str) -> Any:
         """A config field holding a component of this registry, ``default`` when not given."""
@@ -107,3 +115,5 @@ NORMS = Registry("norm", "transferlab.models.parts")
 LINEARS = Registry("linear", "transferlab.models.parts")
 # ``curated`` (a source after a curation pipeline) lives with curation, which reads sources.
 SOURCES = Registry("source", "transferlab.data.sources", "transferlab.curation.source")
+# Heuristic quality filters of a curation pipeline (``curation.filters``).
+FILTERS = Registry("filter", "transferlab.curation")

@@ -86,10 +86,10 @@ class OptimizerConfig(ComponentConfig):
     (``optim.groups``): by default matrices decay and norm gains, biases and embeddings (unless
     ``decay_embeddings``) do not; ``groups`` overrides that by name, the first match winning."""
 
-    lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.1, ge=0)
-    grad_clip: float | None = Field(default=1.0, gt=0)
-    decay_embeddings: bool = False
+    lr: float = Field(default=1e-3, gt=0)  # peak learning rate (the schedule multiplies it)
+    weight_decay: float = Field(default=0.1, ge=0)  # decoupled weight decay of the matrices
+    grad_clip: float | None = Field(default=1.0, gt=0)  # max global gradient norm; None: none
+    decay_embeddings: bool = False  # also decay the embeddings
     groups: list[ParamGroupConfig] = Field(default_factory=list)
 
     @field_validator("groups")
@@ -120,7 +120,7 @@ class OptimizerConfig(ComponentConfig):
 class ScheduleConfig(ComponentConfig):
     """Learning-rate multiplier as a function of the step (0-based), pure so resume is exact."""
 
-    warmup_steps: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0)  # linear warmup steps from 0 to the full lr
 
     def build(self, max_steps: int) -> Any:
         raise NotImplementedError
@@ -209,9 +209,12 @@ class TaskConfig(ComponentConfig):
 
 # ----------------------------------------------------------------------------- concrete schemas
 class TokenizerConfig(BaseConfig):
+    """The tokenizer trained on the run's corpus."""
+
+    # word: whitespace-split words (unseen words become <unk>); bpe: byte-level BPE (no <unk>)
     kind: Literal["word", "bpe"] = "word"
-    vocab_size: int = Field(default=8192, gt=8)
-    min_frequency: int = Field(default=1, ge=1)
+    vocab_size: int = Field(default=8192, gt=8)  # at most this many tokens, specials included
+    min_frequency: int = Field(default=1, ge=1)  # a word or merge seen fewer times is left out
 
 
 class MixtureConfig(BaseConfig):
@@ -237,14 +240,17 @@ class MixtureConfig(BaseConfig):
 
 
 class DataConfig(BaseConfig):
-    seq_len: int = Field(default=128, gt=1)
-    val_fraction: float = Field(default=0.02, ge=0, lt=1)
+    """What the run trains on: the world's corpus (default), real-text ``sources`` mixed by
+    ``mixture``, or an existing tokenized folder (``path``)."""
+
+    seq_len: int = Field(default=128, gt=1)  # tokens per packed training sequence
+    val_fraction: float = Field(default=0.02, ge=0, lt=1)  # documents held out for validation
     # Pretrain on real text instead of the world's corpus: streamed sources mixed by domain.
     sources: list[SOURCES.type(ComponentConfig, default="jsonl")] = Field(default_factory=list)
-    mixture: MixtureConfig | None = None
+    mixture: MixtureConfig | None = None  # None: every domain at its natural share
     # Or train on an existing tokenized folder (datatrove layout).
     path: str | None = None
-    tokenizer_file: str | None = None
+    tokenizer_file: str | None = None  # the tokenizer.json that data.path was made with
 
     @model_validator(mode="after")
     def _one_corpus(self) -> DataConfig:
@@ -270,21 +276,23 @@ class ModelConfig(BaseConfig):
     the registries ``ATTENTIONS``, ``MLPS``, ``NORMS``, ``LINEARS``; the defaults compose the
     dense Llama-style model). ``preset`` fills every field not given explicitly."""
 
-    preset: str | None = None
+    # The registry in the metadata names the kind for ``transferlab explain``; a name is looked
+    # up (and refused when unknown) by ``_apply_preset``.
+    preset: Annotated[str, MODEL_PRESETS] | None = None
     vocab_size: int | None = Field(default=None, gt=0)  # None: taken from the tokenizer
-    d_model: int = Field(default=64, gt=0)
-    n_layers: int = Field(default=2, gt=0)
-    n_heads: int = Field(default=4, gt=0)
+    d_model: int = Field(default=64, gt=0)  # width of the residual stream
+    n_layers: int = Field(default=2, gt=0)  # transformer blocks
+    n_heads: int = Field(default=4, gt=0)  # attention heads; must divide d_model
     d_ff: int | None = Field(default=None, gt=0)  # None: the mlp part's default width
-    max_seq_len: int = Field(default=1024, gt=0)
-    rope_theta: float = Field(default=10000.0, gt=0)
-    norm_eps: float = Field(default=1e-5, gt=0)
-    qk_norm: bool = False
-    tie_embeddings: bool = True
-    init_std: float = Field(default=0.02, gt=0)
-    attention: ATTENTIONS.field(PartConfig, default="mha")
-    mlp: MLPS.field(PartConfig, default="swiglu")
-    norm: NORMS.field(PartConfig, default="rmsnorm")
+    max_seq_len: int = Field(default=1024, gt=0)  # longest sequence; at least data.seq_len
+    rope_theta: float = Field(default=10000.0, gt=0)  # base of the rotary embeddings
+    norm_eps: float = Field(default=1e-5, gt=0)  # epsilon of the norms
+    qk_norm: bool = False  # normalize queries and keys before attention (QK-norm)
+    tie_embeddings: bool = True  # the output head shares the input embedding's weights
+    init_std: float = Field(default=0.02, gt=0)  # std of the normal weight initialization
+    attention: ATTENTIONS.field(PartConfig, default="mha")  # the blocks' attention part
+    mlp: MLPS.field(PartConfig, default="swiglu")  # the blocks' feed-forward part
+    norm: NORMS.field(PartConfig, default="rmsnorm")  # the norm part
     linear: LINEARS.field(PartConfig, default="dense")  # the blocks' projections (not the head)
 
     @model_validator(mode="before")
@@ -325,22 +333,25 @@ class ModelConfig(BaseConfig):
 
 
 class TrainerConfig(BaseConfig):
-    max_steps: int = Field(default=200, gt=0)
+    """How the run trains: steps, batches, intervals, precision, device, where it writes."""
+
+    max_steps: int = Field(default=200, gt=0)  # optimizer steps
     batch_size: int = Field(default=32, gt=0)  # global, in sequences, per optimizer step
     micro_batch_size: int | None = Field(default=None, gt=0)  # per process; None: no accumulation
-    eval_interval: int = Field(default=50, gt=0)
-    eval_batches: int = Field(default=4, ge=0)  # validation windows: eval_batches * batch_size
+    eval_interval: int = Field(default=50, gt=0)  # steps between validations (and the last)
+    # validation windows per evaluation: eval_batches * batch_size, an equal share per domain
+    eval_batches: int = Field(default=4, ge=0)
     # How val_loss weighs the data domains' validation losses (train/callbacks/validation.py):
     # mixture (each domain's share of the training mixture), tokens (its held-out tokens), uniform
     validation_weighting: Literal["mixture", "tokens", "uniform"] = "mixture"
-    log_interval: int = Field(default=10, gt=0)
-    checkpoint_interval: int = Field(default=100, gt=0)
-    keep_checkpoints: int = Field(default=2, gt=0)
+    log_interval: int = Field(default=10, gt=0)  # steps between rows of metrics.jsonl
+    checkpoint_interval: int = Field(default=100, gt=0)  # steps between checkpoints
+    keep_checkpoints: int = Field(default=2, gt=0)  # the newest N complete checkpoints are kept
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, else fp32
-    device: str = "auto"
-    compile: bool = False
-    out_dir: str = "runs"
-    progress: bool = True
+    device: str = "auto"  # auto: CUDA when available, else CPU; or cpu, cuda, cuda:N
+    compile: bool = False  # torch.compile the model
+    out_dir: str = "runs"  # run directories are written at out_dir/NAME
+    progress: bool = True  # show a progress bar
     # A loss or gradient norm that is not finite: raise fails the run (TrainingDiverged); stop
     # ends it at that step as a finished run recorded as diverged (run_info.json), so an lr
     # sweep whose highest learning rates diverge still reaches its analysis.
@@ -369,15 +380,15 @@ class InitConfig(BaseConfig):
 class RunConfig(BaseConfig):
     """One pretraining run: everything that determines its result (plus where to write it)."""
 
-    name: str = "run"
-    seed: Seed = 0
-    world: WORLDS.field(WorldConfig, default="bios")
+    name: str = "run"  # the run directory's name (trainer.out_dir/NAME)
+    seed: Seed = 0  # initialization and data order
+    world: WORLDS.field(WorldConfig, default="bios")  # the synthetic world (corpus and tasks)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    objective: OBJECTIVES.field(ObjectiveConfig, default="clm")
+    objective: OBJECTIVES.field(ObjectiveConfig, default="clm")  # how the model learns
     optimizer: OPTIMIZERS.field(OptimizerConfig, default="adamw")
-    schedule: SCHEDULES.field(ScheduleConfig, default="cosine")
+    schedule: SCHEDULES.field(ScheduleConfig, default="cosine")  # the learning-rate schedule
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     init: InitConfig | None = None  # None: a fresh (random) initialization
 

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BeforeValidator, Field, SerializeAsAny
+from pydantic import Field
 
 from transferlab.curation.documents import update_digest
 from transferlab.data.sources import SOURCES, SourceConfig, iter_documents
 
-
-def _source_config(value: Any) -> Any:
-    return SOURCES.parse(value)
-
-
 # A source given as a mapping with ``name`` (``{name: jsonl, path: ...}``).
-SourceField = Annotated[SerializeAsAny[SourceConfig], BeforeValidator(_source_config)]
+SourceField = SOURCES.type(SourceConfig)
 SourceList = Annotated[list[SourceField], Field(min_length=1)]
 
 

@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BeforeValidator,
     Field,
-    SerializeAsAny,
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
@@ -32,13 +30,10 @@ from pydantic import (
 )
 
 from transferlab.config.base import ComponentConfig
-from transferlab.config.registry import Registry
+from transferlab.config.registry import FILTERS
 from transferlab.curation.words import ENGLISH, stop_words, word_splitting_problem
 from transferlab.data.language import LANGUAGE_KEY, check_languages, identify
 from transferlab.data.sources import TextDocument
-
-# Heuristic filters by name; importing ``transferlab.curation`` registers every kind.
-FILTERS = Registry("filter", "transferlab.curation")
 
 Ratio = Annotated[float, Field(ge=0, le=1)]
 EMPTIED = "empty_after_filter"  # a document the filter kept but left without text
@@ -155,12 +150,8 @@ class HeuristicFilter:
         return FilterOutcome(True, None, candidate.text)
 
 
-def _filter_config(value: Any) -> Any:
-    return FILTERS.parse(value)
-
-
 # A filter given as a name or a mapping with ``name``, validated against the registered class.
-FilterField = Annotated[SerializeAsAny[FilterConfig], BeforeValidator(_filter_config)]
+FilterField = FILTERS.type(FilterConfig)
 
 
 @FILTERS.register("gopher_quality")

@@ -23,8 +23,10 @@ from transferlab.data.sources import SOURCES, TextDocument, iter_documents
 
 
 class CurationJob(BaseConfig):
+    """A curation job file (``transferlab data curate JOB``): sources and their curation."""
+
     sources: list[SOURCES.type(ComponentConfig, default="jsonl")] = Field(min_length=1)
-    curation: CurationConfig = Field(default_factory=CurationConfig)
+    curation: CurationConfig = Field(default_factory=CurationConfig)  # what to remove
 
     def documents(self) -> Iterator[TextDocument]:
         return iter_documents(self.sources)

@@ -89,8 +89,8 @@ class StageInit(BaseConfig):
 class StageSpec(BaseConfig):
     """One run of a chain: the previous stage's config plus ``overrides`` (dotted keys)."""
 
-    name: str
-    overrides: Overrides = Field(default_factory=dict)
+    name: str  # a word; keys of overrides elsewhere may start with it
+    overrides: Overrides = Field(default_factory=dict)  # dotted keys on the previous stage
     init: StageInit = Field(default_factory=StageInit)
 
     @model_validator(mode="after")
@@ -112,12 +112,12 @@ class CompareSpec(BaseConfig):
     comes from the metric's declaration; ``higher_is_better``, when given, must agree with it.
     """
 
-    baseline: str | None = None
-    pairs: list[tuple[str, str]] = Field(default_factory=list)
-    metric: str | None = None
-    higher_is_better: bool | None = None
+    baseline: str | None = None  # every variant is compared with this one
+    pairs: list[tuple[str, str]] = Field(default_factory=list)  # or these [variant, reference]
+    metric: str | None = None  # the primary metric (None: the headline metric)
+    higher_is_better: bool | None = None  # None: from the metric's declaration
     min_effect: float = Field(default=0.0, ge=0)  # differences inside +-min_effect do not count
-    level: float = Field(default=0.95, gt=0, lt=1)
+    level: float = Field(default=0.95, gt=0, lt=1)  # confidence level of the intervals
 
 
 class ExpectSpec(BaseConfig):
@@ -125,12 +125,12 @@ class ExpectSpec(BaseConfig):
     ``reference`` (default: the other side of the first comparison that has ``variant``) on
     ``measure`` (a measure's label) or else on ``task`` (first task by default)."""
 
-    variant: str
-    direction: Literal["better", "worse"] = "better"
-    task: str | None = None
-    measure: str | None = None
-    reference: str | None = None
-    claim: str = ""
+    variant: str  # the variant the claim is about
+    direction: Literal["better", "worse"] = "better"  # what variant is expected to be
+    task: str | None = None  # the task it is judged on (None: the first, unless a measure)
+    measure: str | None = None  # or the measure (its label) it is judged on
+    reference: str | None = None  # the other side (None: from the first comparison of variant)
+    claim: str = ""  # the claim in words, shown with the verdict
 
     @model_validator(mode="after")
     def _one_subject(self) -> ExpectSpec:
@@ -151,22 +151,29 @@ class CurvesSpec(BaseConfig):
     """Transfer curves: ``tasks`` on the current weights every ``every`` steps (and at the last
     step) of the runs of ``stage``."""
 
-    every: int = Field(gt=0)
+    every: int = Field(gt=0)  # steps between evaluations
+    # empty: the experiment's tasks
     tasks: list[TASKS.type(TaskConfig, default="qa_score")] = Field(default_factory=list)
     stage: str | None = None  # None: the last stage
 
 
 class ExperimentSpec(BaseConfig):
-    name: str
+    """An experiment file (``transferlab run FILE``): variants of a base run, seeds, tasks,
+    measures, comparisons and expectations."""
+
+    name: str  # the experiment's folder (experiments/NAME)
     description: str = ""
-    base: dict[str, Any] = Field(default_factory=dict)
+    base: dict[str, Any] = Field(default_factory=dict)  # a run config (see run), shared by all
+    # axis -> level -> dotted overrides of base; several axes make a grid of variants
     axes: dict[str, dict[str, Overrides]] = Field(default_factory=dict)
-    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)  # training seeds
+    # downstream tasks every run is evaluated on
     tasks: list[TASKS.type(TaskConfig, default="qa_finetune")] = Field(default_factory=list)
-    compare: CompareSpec = Field(default_factory=CompareSpec)
-    expect: one_or_many(ExpectSpec) | None = None
-    stages: list[StageSpec] = Field(default_factory=list)
-    curves: CurvesSpec | None = None
+    compare: CompareSpec = Field(default_factory=CompareSpec)  # which variants are compared
+    expect: one_or_many(ExpectSpec) | None = None  # the predictions the verdicts judge
+    stages: list[StageSpec] = Field(default_factory=list)  # chained runs (default: one)
+    curves: CurvesSpec | None = None  # transfer curves: tasks during pretraining
+    # quantities of the training runs themselves
     measures: list[MEASURES.type(MeasureConfig, default="final_val_loss")] = Field(
         default_factory=list
     )
