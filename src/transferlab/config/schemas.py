@@ -219,7 +219,8 @@ class MixtureConfig(BaseConfig):
     ``weights``: relative token shares per domain (default: each domain's natural share);
     ``tokens``: the training-token budget (default: the natural total). A domain asked for more
     tokens than it has is repeated over several epochs (counted in ``info.json``), one asked for
-    fewer is subsampled; documents are drawn by a seeded sampler.
+    fewer is subsampled; documents are drawn by a seeded sampler. When ``weights`` are given, a
+    domain of weight 0 (or not named) is left out of the run (``DataConfig.left_out``).
     """
 
     weights: dict[str, float] = Field(default_factory=dict)
