@@ -13,7 +13,12 @@ from transferlab.config import ConfigError, RunConfig, validate
 from transferlab.config.schemas import DataWarningsConfig
 from transferlab.data import DataWarning, tokenizer_scope
 from transferlab.data.mixture_warnings import domain_warnings
-from transferlab.data.prepare import data_key, prepare_data, validation_domains
+from transferlab.data.prepare import (
+    UnknownTokensWarning,
+    data_key,
+    prepare_data,
+    validation_domains,
+)
 from transferlab.experiment import ExperimentSpec, plan_experiment
 from transferlab.experiment.results import data_rows
 from transferlab.report.html import render
@@ -89,6 +94,27 @@ def test_a_shared_tokenizer_is_trained_once_on_every_listed_domain(tmp_path, mon
     own = [_info(prepare_data(_config(tmp_path, w))) for w in ({"en": 1, "de": 0}, None)]
     assert own[0]["tokenizer_sha256"] != own[1]["tokenizer_sha256"]
     assert own[1]["tokenizer_sha256"] == infos[1]["tokenizer_sha256"]  # same texts, same bytes
+
+
+def test_a_weight_0_source_is_never_opened(tmp_path):
+    cfg = _config(tmp_path, {"en": 1, "de": 0})
+    missing = cfg.data.sources[1].model_copy(update={"path": str(tmp_path / "absent.jsonl")})
+    data = cfg.data.model_copy(update={"sources": [cfg.data.sources[0], missing]})
+    prepared = prepare_data(cfg.model_copy(update={"data": data}))
+    assert _info(prepared)["left_out"] == [{"name": "de", "reason": "mixture weight 0"}]
+    natural = data.model_copy(update={"mixture": None})  # now de is read, and is not there
+    with pytest.raises(ValueError, match="absent.jsonl' does not exist"):
+        prepare_data(cfg.model_copy(update={"data": natural}))
+
+
+def test_a_child_stage_reads_its_parents_tokenizer_whatever_the_scope(tmp_path):
+    parent = prepare_data(_config(tmp_path, {"en": 1, "de": 0}))
+    shared = _config(tmp_path, tokenizer_scope="shared")
+    data = shared.data.model_copy(update={"tokenizer_file": str(parent.tokenizer_path)})
+    with pytest.warns(UnknownTokensWarning):  # de's words: the parent's vocabulary lacks them
+        child = prepare_data(shared.model_copy(update={"data": data}))
+    assert child.tokenizer_path.read_bytes() == parent.tokenizer_path.read_bytes()
+    assert _info(child)["tokenizer_domains"] is None
 
 
 def test_scope_and_left_out_domains_key_the_data_and_the_run_only_when_they_apply(tmp_path):

@@ -94,10 +94,10 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
 
 
 def _write_tokenizer(cfg: RunConfig, path: Path) -> TextTokenizer:
-    """The corpus's tokenizer, written to ``path``: read from ``data.tokenizer_file``, copied
-    from the experiment-wide one (``tokenizer_scope: shared``), or trained on the domains the
-    run mixes in."""
-    if cfg.data.tokenizer_scope == "shared":
+    """The corpus's tokenizer, written to ``path``: read from ``data.tokenizer_file`` (a child
+    stage's parent's, whatever the scope), copied from the one trained on every listed domain
+    (``tokenizer_scope: shared``), or trained on the domains the run mixes in."""
+    if cfg.data.tokenizer_scope == "shared" and cfg.data.tokenizer_file is None:
         return write_tokenizer(cfg.tokenizer, str(shared_tokenizer_file(cfg)), list, path)
     sources = tokenizer_sources(cfg)
     return write_tokenizer(
