@@ -44,6 +44,13 @@ def test_inspect_lists_the_reasons_that_removed_most_documents_first(tmp_path):
     )
     text = _printed(inspect(tmp_path))
     assert "zz_main (50), c_rare (3), b_rare (2)" in text and "a_rare" not in text
+    assert "warning" not in text  # 44% kept
+
+
+def test_a_curation_that_keeps_almost_nothing_warns():
+    report = CurationReport(Tally(1000), Tally(9), [])
+    assert "warning: curation kept less than 1% of the documents" in _printed(report)
+    assert "warning" not in _printed(CurationReport(Tally(1000), Tally(10), []))
 
 
 def test_a_rewriting_filter_counts_and_samples_what_it_changed(tmp_path):

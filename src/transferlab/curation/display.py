@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from transferlab.config.schemas import DataWarningsConfig
 from transferlab.curation.corpus_stats import CorpusStats, bucket_label
 from transferlab.curation.dedup import DedupConfig
 from transferlab.curation.report import CurationReport, StageStats
@@ -25,8 +26,8 @@ def _pct(part: int, whole: int) -> str:
 
 def print_report(report: CurationReport, console: Console, samples: bool = True) -> None:
     """What deduplication was asked for (defaults said so); per stage: documents in, removed
-    and rewritten, words removed, the reasons that removed the most; then samples of removed
-    and rewritten documents."""
+    and rewritten, words removed, the reasons that removed the most; what was kept (a warning
+    when it is almost nothing); then samples of removed and rewritten documents."""
     if "dedup" in report.config:  # a hand-made report may hold no config
         console.print(dedup_summary(report.config["dedup"]), highlight=False)
     table = Table(title="Curation: what each stage removed")
@@ -42,6 +43,14 @@ def print_report(report: CurationReport, console: Console, samples: bool = True)
         f"({_pct(kept.documents, given.documents)}), {kept.tokens:,} of {given.tokens:,} words "
         f"({_pct(kept.tokens, given.tokens)})"
     )
+    low = DataWarningsConfig().min_kept_fraction
+    if given.documents and kept.documents / given.documents < low:
+        console.print(
+            f"warning: curation kept less than {low:.0%} of the documents (the default "
+            "data.warnings.min_kept_fraction of a run); the reasons above say what removed them",
+            style="bold yellow",
+            highlight=False,
+        )
     if samples:
         _print_samples(report, console)
 
