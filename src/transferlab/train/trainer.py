@@ -9,6 +9,7 @@ seeded from ``cfg.seed``: the model's initialization (``torch.manual_seed`` befo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -214,6 +215,8 @@ class Pretraining:
             "autocast": str(self.engine.amp_dtype) if self.engine.amp_dtype else None,
             "data_key": data.key,
             "config_key": self.key,
+            # Runs that read text with the same tokenizer (data.tokenizer_scope) share this.
+            "tokenizer_sha256": hashlib.sha256(data.tokenizer_path.read_bytes()).hexdigest(),
         }
 
     def _write_run_files(self, data: PreparedData) -> None:
