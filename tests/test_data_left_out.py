@@ -148,14 +148,17 @@ def test_a_shared_scope_without_sources_or_with_a_tokenizer_file_fails_in_one_li
 def test_an_experiment_refuses_shared_variants_with_different_sources(tmp_path):
     base = {"tokenizer": {"kind": "word"}, "data": _data(tmp_path, tokenizer_scope="shared")}
     en_only = {"data.sources": base["data"]["sources"][:1]}
-    spec = ExperimentSpec.model_validate(
-        {"name": "mix", "base": base, "axes": {"mix": {"both": {}, "en": en_only}}}
-    )
+
+    def planned(levels: dict, **spec) -> int:
+        spec = {"name": "mix", "base": base, "axes": {"mix": levels}, **spec}
+        return len(plan_experiment(ExperimentSpec.model_validate(spec), tmp_path / "store").runs)
+
     with pytest.raises(ConfigError, match="variants 'both' and 'en' .* list different data"):
-        plan_experiment(spec, tmp_path / "store")
-    weights = {"data.mixture": {"weights": {"en": 1, "de": 0}}}
-    spec = spec.model_copy(update={"axes": {"mix": {"both": {}, "en": weights}}})
-    assert len(plan_experiment(spec, tmp_path / "store").runs) == 2
+        planned({"both": {}, "en": en_only})
+    assert planned({"both": {}, "en": {"data.mixture": {"weights": {"en": 1, "de": 0}}}}) == 2
+    # A later stage reads its parent's tokenizer: its sources may differ by variant.
+    later = {"both": {}, "en": {"more.data.sources": en_only["data.sources"]}}
+    assert planned(later, stages=[{"name": "pretrain"}, {"name": "more"}]) == 4
 
 
 def test_a_domain_repeated_past_max_epochs_warns_and_the_threshold_keys_nothing(tmp_path):

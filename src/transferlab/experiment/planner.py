@@ -123,10 +123,11 @@ def plan_experiment(spec: ExperimentSpec, store: Path | None = None) -> Plan:
 
 def _check_shared_tokenizers(runs: list[PlannedRun]) -> None:
     """Refuse ``data.tokenizer_scope: shared`` runs of one stage whose ``data.sources`` differ:
-    each list trains its own tokenizer, so the variants would not share one as asked."""
+    each list trains its own tokenizer, so the variants would not share one as asked. A later
+    stage reads its parent's tokenizer, so only first stages train one."""
     first: dict[str, PlannedRun] = {}
     for run in runs:
-        if run.config.data.tokenizer_scope != "shared":
+        if run.config.data.tokenizer_scope != "shared" or run.parent is not None:
             continue
         other = first.setdefault(run.stage, run)
         if _source_dicts(run) != _source_dicts(other):
