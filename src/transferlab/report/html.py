@@ -181,7 +181,7 @@ def _data(record: ExperimentRecord) -> Markup:
         return Markup("")
     rows = [_data_row(row) for row in record.data]
     header = ["variant", "domain", "docs", "tokens", "tokens sampled", "epochs", "curation kept"]
-    header += ["tokenizer"]
+    header.append("tokenizer")  # its scope and digest: variants with one digest share it
     note = (
         "The training split of each variant's data stage (shared by its seeds): documents and "
         "tokens per domain, the tokens the mixture sampled from it and the epochs that makes, "
