@@ -3,6 +3,7 @@ normalization under gradient accumulation, divergence, and loading a run back.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -40,6 +41,8 @@ def test_run_writes_config_tokenizer_metrics_run_info_and_checkpoints(tiny_confi
     # config.yaml is the resolved config: the given one with the tokenizer's vocab size.
     assert read_run_config(run) == resolve_model_vocab(cfg, data.vocab_size)
     assert (run / "tokenizer.json").read_bytes() == data.tokenizer_path.read_bytes()
+    recorded = json.loads((run / "run_info.json").read_text())["tokenizer_sha256"]
+    assert recorded == hashlib.sha256(data.tokenizer_path.read_bytes()).hexdigest()
 
     rows = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 9))

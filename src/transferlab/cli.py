@@ -400,7 +400,8 @@ def data_inspect(
     directory: Path = typer.Argument(..., help="An output directory of `transferlab data curate`."),
     samples: bool = typer.Option(True, "--samples/--no-samples", help="Show removed documents."),
 ) -> None:
-    """Per filter: documents and tokens removed, and a sample of removed documents."""
+    """Per stage: documents removed and rewritten, words removed, the main reasons, and samples
+    of removed and rewritten documents."""
     from transferlab.curation import inspect, print_report
 
     try:
@@ -416,12 +417,16 @@ def data_stats(
     near_dups: bool = typer.Option(
         False, "--near-dups", help="Also count MinHash near-duplicates."
     ),
+    tokenizer: Path | None = typer.Option(
+        None, help="Count this tokenizer.json's tokens (a run directory holds one), not words."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Tokens per domain, length histogram and duplicate rates of a corpus."""
+    """Words per domain (tokens with --tokenizer), length histogram and duplicate rates."""
     import json
 
     from transferlab.curation import MinHashConfig, print_stats, read_documents, stats
+    from transferlab.data.tokenizer import TextTokenizer
 
     if (config is None) == (curated is None):
         _fail("give either a curation job CONFIG or --curated DIR")
@@ -431,7 +436,8 @@ def data_stats(
         else _load_job(config, []).documents()
     )
     try:
-        result = stats(documents, minhash=MinHashConfig() if near_dups else None)
+        counter = TextTokenizer.from_file(tokenizer) if tokenizer else None
+        result = stats(documents, minhash=MinHashConfig() if near_dups else None, tokenizer=counter)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     if as_json:

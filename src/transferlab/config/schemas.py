@@ -223,7 +223,8 @@ class MixtureConfig(BaseConfig):
     ``weights``: relative token shares per domain (default: each domain's natural share);
     ``tokens``: the training-token budget (default: the natural total). A domain asked for more
     tokens than it has is repeated over several epochs (counted in ``info.json``), one asked for
-    fewer is subsampled; documents are drawn by a seeded sampler.
+    fewer is subsampled; documents are drawn by a seeded sampler. When ``weights`` are given, a
+    domain of weight 0 (or not named) is left out of the run (``DataConfig.left_out``).
     """
 
     weights: dict[str, float] = Field(default_factory=dict)
@@ -239,6 +240,16 @@ class MixtureConfig(BaseConfig):
         return self
 
 
+class DataWarningsConfig(BaseConfig):
+    """When the data stage warns (in the terminal and in the report's data warnings), without
+    changing the data: a domain the mixture repeats for more than ``max_epochs`` epochs (up to
+    about 4 are nearly as good as new data, Muennighoff et al. 2023), and a curated domain of
+    which curation kept less than ``min_kept_fraction`` of the documents it read."""
+
+    max_epochs: float = Field(default=4.0, gt=0)
+    min_kept_fraction: float = Field(default=0.01, ge=0, le=1)
+
+
 class DataConfig(BaseConfig):
     """What the run trains on: the world's corpus (default), real-text ``sources`` mixed by
     ``mixture``, or an existing tokenized folder (``path``)."""
@@ -248,9 +259,22 @@ class DataConfig(BaseConfig):
     # Pretrain on real text instead of the world's corpus: streamed sources mixed by domain.
     sources: list[SOURCES.type(ComponentConfig, default="jsonl")] = Field(default_factory=list)
     mixture: MixtureConfig | None = None  # None: every domain at its natural share
+    # What trains the tokenizer of a corpus of sources: the domains this run mixes in
+    # ("variant"), or every domain of data.sources, weight 0 or not ("shared"), so variants that
+    # differ only in mixture weights read their text with one tokenizer.
+    tokenizer_scope: Literal["variant", "shared"] = "variant"
+    warnings: DataWarningsConfig = Field(default_factory=DataWarningsConfig)
     # Or train on an existing tokenized folder (datatrove layout).
     path: str | None = None
     tokenizer_file: str | None = None  # the tokenizer.json that data.path was made with
+
+    def left_out(self) -> list[str]:
+        """The sources the mixture gives weight 0 (or names no weight for, when it names some):
+        a run reads nothing of them, not even to train its tokenizer."""
+        weights = self.mixture.weights if self.mixture else {}
+        if not weights:
+            return []
+        return [s.source_name for s in self.sources if not weights.get(s.source_name, 0.0) > 0]
 
     @model_validator(mode="after")
     def _one_corpus(self) -> DataConfig:
@@ -268,6 +292,16 @@ class DataConfig(BaseConfig):
         unknown = sorted(set(self.mixture.weights) - set(names)) if self.mixture else []
         if unknown:
             raise ValueError(f"data.mixture.weights names {unknown}, not among sources {names}")
+        if self.tokenizer_scope == "shared" and not self.sources:
+            raise ValueError(
+                "data.tokenizer_scope: shared trains one tokenizer on data.sources; give sources "
+                "or drop the field"
+            )
+        if self.tokenizer_scope == "shared" and self.tokenizer_file:
+            raise ValueError(
+                "data.tokenizer_scope: shared trains a tokenizer, data.tokenizer_file reads one; "
+                "keep one"
+            )
         return self
 
 

@@ -1,7 +1,8 @@
 """Corpus statistics: tokens per domain, length histograms and duplicate rates, streamed.
 
-A domain is a document's source name. Tokens are whitespace-separated tokens, or a tokenizer's
-tokens when one is given. Lengths are bucketed by powers of two (bucket ``b`` holds documents
+A domain is a document's source name. Lengths count whitespace-separated words, or a
+tokenizer's tokens when one is given (``CorpusStats.unit`` says which; the fields keep the name
+``tokens`` for both). Lengths are bucketed by powers of two (bucket ``b`` holds documents
 of ``b`` to ``2b - 1`` tokens; bucket 0 the empty ones). A document is an exact duplicate when
 its normalized text repeats an earlier document's (in any domain), and a near duplicate when,
 not being an exact one, its MinHash signature matches an earlier kept document's; the count goes
@@ -63,11 +64,12 @@ class DomainStats:
 @dataclass
 class CorpusStats:
     """Per-domain statistics (domains sorted by name) and their total; ``near_duplicates``
-    says whether near duplicates were looked for."""
+    says whether near duplicates were looked for, ``unit`` what the lengths count."""
 
     domains: dict[str, DomainStats]
     total: DomainStats
     near_duplicates: bool
+    unit: str = "words"  # or "tokens": a tokenizer's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,4 +96,5 @@ def stats(
         total.add(tokens, len(doc.text), kind)
     for domain in (*domains.values(), total):
         domain.length_histogram = dict(sorted(domain.length_histogram.items()))
-    return CorpusStats(dict(sorted(domains.items())), total, near is not None)
+    unit = "tokens" if tokenizer else "words"
+    return CorpusStats(dict(sorted(domains.items())), total, near is not None, unit)

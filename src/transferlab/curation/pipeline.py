@@ -309,7 +309,7 @@ def _filtered(
             kept = None
             break
         if outcome.text != kept.text:
-            recorder.trimmed(kept.text, outcome.text)
+            recorder.trimmed(kept, outcome.text)
             kept = replace(kept, text=outcome.text)
         if outcome.metadata:
             kept = replace(kept, metadata={**kept.metadata, **outcome.metadata})

@@ -2,7 +2,8 @@
 
 ``StageStats`` is filled while documents stream through a stage; the whole ``CurationReport``
 is saved as ``curation_stats.json`` in the output directory, where ``inspect`` reads it back and
-``print_report`` shows it. Tokens are whitespace-separated tokens (``count_tokens``).
+``print_report`` shows it. Its ``tokens`` are whitespace-separated words (``count_tokens``),
+shown as words.
 """
 
 from __future__ import annotations
@@ -71,11 +72,24 @@ class SampleReservoir:
 
 
 @dataclass
+class ModifiedSample:
+    """A document a stage kept but rewrote (C4 drops lines), before and after, each cut to the
+    report's sample length."""
+
+    source: str
+    id: str
+    tokens_before: int
+    tokens_after: int
+    before: str
+    after: str
+
+
+@dataclass
 class StageStats:
     """One stage (a filter, a deduplication, a model-based filter): documents in and removed,
-    tokens and characters removed (C4 also trims documents it keeps: ``docs_modified``), the
-    count per removal reason, samples of removed documents, and stage details (thresholds,
-    score files)."""
+    tokens and characters removed (C4 also trims documents it keeps: ``docs_modified``, with
+    ``modified_samples``), the count per removal reason, samples of removed documents, and
+    stage details (thresholds, score files)."""
 
     name: str
     kind: str  # "filter", "dedup" or "score"
@@ -88,10 +102,16 @@ class StageStats:
     reasons: dict[str, int] = field(default_factory=dict)
     samples: list[RemovedSample] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    modified_samples: list[ModifiedSample] = field(default_factory=list)
 
     @property
     def docs_out(self) -> int:
         return self.docs_in - self.docs_removed
+
+    def top_reasons(self, n: int) -> list[tuple[str, int]]:
+        """The ``n`` reasons that removed the most documents, most first (ties by name):
+        ``curation_stats.json`` stores ``reasons`` with its keys sorted by name."""
+        return sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 class StageRecorder:
@@ -104,6 +124,7 @@ class StageRecorder:
         self.stats = StageStats(name, kind)
         self._reasons: Counter[str] = Counter()
         self._samples = SampleReservoir(sample_size, f"{seed}:{name}")
+        self._modified = SampleReservoir(sample_size, f"{seed}:{name}:modified")
         self._sample_chars = sample_chars
 
     def seen(self, doc: TextDocument) -> None:
@@ -127,14 +148,23 @@ class StageRecorder:
             RemovedSample(doc.source, doc.id, reason, tokens, text, duplicate_of, score)
         )
 
-    def trimmed(self, before: str, after: str) -> None:
+    def trimmed(self, doc: TextDocument, after: str) -> None:
+        """``doc`` was kept with its text rewritten to ``after``."""
+        before, cut = doc.text, self._sample_chars
+        tokens_before, tokens_after = count_tokens(before), count_tokens(after)
         self.stats.docs_modified += 1
-        self.stats.tokens_removed += count_tokens(before) - count_tokens(after)
+        self.stats.tokens_removed += tokens_before - tokens_after
         self.stats.chars_removed += len(before) - len(after)
+        self._modified.offer(
+            ModifiedSample(
+                doc.source, doc.id, tokens_before, tokens_after, before[:cut], after[:cut]
+            )
+        )
 
     def finish(self, **details: Any) -> StageStats:
         self.stats.reasons = dict(sorted(self._reasons.items(), key=lambda kv: (-kv[1], kv[0])))
         self.stats.samples = self._samples.items()
+        self.stats.modified_samples = self._modified.items()
         self.stats.details.update(details)
         return self.stats
 
@@ -163,7 +193,9 @@ class CurationReport:
         stages = []
         for stage in data["stages"]:
             samples = [RemovedSample(**s) for s in stage["samples"]]
-            stages.append(StageStats(**{**stage, "samples": samples}))
+            # Absent from reports written before rewrites were sampled.
+            modified = [ModifiedSample(**s) for s in stage.get("modified_samples", [])]
+            stages.append(StageStats(**{**stage, "samples": samples, "modified_samples": modified}))
         return cls(
             Tally(**data["input"]), Tally(**data["output"]), stages, data["config"], data["files"]
         )

@@ -1,6 +1,7 @@
 """Tokenizers, tokenized shards in the datatrove layout, deterministic loaders, the data stage."""
 
 from transferlab.data.loader import PackedLoader, document_windows, eval_batches
+from transferlab.data.mixture_warnings import DataWarning
 from transferlab.data.prepare import (
     PreparedData,
     data_key,
@@ -13,6 +14,7 @@ from transferlab.data.shards import TokenizedFolder, token_size_for, write_token
 from transferlab.data.tokenizer import SpecialTokenIds, TextTokenizer, train_tokenizer
 
 __all__ = [
+    "DataWarning",
     "PackedLoader",
     "PreparedData",
     "SpecialTokenIds",

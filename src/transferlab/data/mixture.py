@@ -12,6 +12,11 @@ documents), down-sampling takes a seeded subset; the sampled documents of all do
 interleaved by a seeded shuffle. Only document indices (and one 8-byte text digest per
 document, for ``train_digests.npy``: see ``digests``) are held in memory; text and tokens stream
 from the sources and the per-domain shards.
+
+A domain of weight 0 (or one the weights do not name) takes no part: it is not read, tokenized,
+validated on or, unless ``data.tokenizer_scope`` is ``shared``, in the tokenizer's texts;
+``info.json`` lists it under ``left_out``, and records the tokenizer's scope, the domains that
+trained it and its file's SHA-256 (equal across variants that share it).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from transferlab.data.digests import TRAIN_DIGESTS_FILE, TextDigests, text_diges
 from transferlab.data.shards import TokenizedFolder, write_tokenized
 from transferlab.data.sources import SourceConfig
 from transferlab.data.tokenizer import TextTokenizer, write_tokenizer
+from transferlab.data.tokenizer_scope import shared_tokenizer_file, source_texts, tokenizer_sources
 
 ENCODE_CHUNK = 1024
 
@@ -51,11 +57,10 @@ class DomainPlan:
 
 def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object]:
     """Write ``tokenizer.json``, ``train/`` and ``val/`` into ``out``; return info for info.json."""
-    sources: list[SourceConfig] = list(cfg.data.sources)
+    left_out = cfg.data.left_out()
+    sources = [s for s in cfg.data.sources if s.source_name not in left_out]
     by_name = {s.source_name: s for s in sources}
-    tokenizer = write_tokenizer(
-        cfg.tokenizer, cfg.data.tokenizer_file, lambda: _texts(sources), out / "tokenizer.json"
-    )
+    tokenizer = _write_tokenizer(cfg, out / "tokenizer.json")
     domains, digests = {}, {}
     for s in sources:
         domains[s.source_name], digests[s.source_name] = _tokenize_domain(
@@ -83,7 +88,26 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
             "groups": len(val),
             "domains": [{"name": d, "docs": len(ids)} for d, (_, ids) in splits.items()],
         },
+        "left_out": [{"name": d, "reason": "mixture weight 0"} for d in left_out],
+        "tokenizer_scope": cfg.data.tokenizer_scope,
+        # None: read from data.tokenizer_file, whichever texts trained it.
+        "tokenizer_domains": None
+        if cfg.data.tokenizer_file
+        else [s.source_name for s in tokenizer_sources(cfg)],
+        "tokenizer_sha256": hashlib.sha256((out / "tokenizer.json").read_bytes()).hexdigest(),
     }
+
+
+def _write_tokenizer(cfg: RunConfig, path: Path) -> TextTokenizer:
+    """The corpus's tokenizer, written to ``path``: read from ``data.tokenizer_file`` (a child
+    stage's parent's, whatever the scope), copied from the one trained on every listed domain
+    (``tokenizer_scope: shared``), or trained on the domains the run mixes in."""
+    if cfg.data.tokenizer_scope == "shared" and cfg.data.tokenizer_file is None:
+        return write_tokenizer(cfg.tokenizer, str(shared_tokenizer_file(cfg)), list, path)
+    sources = tokenizer_sources(cfg)
+    return write_tokenizer(
+        cfg.tokenizer, cfg.data.tokenizer_file, lambda: source_texts(sources), path
+    )
 
 
 def sample_mixture(
@@ -160,12 +184,6 @@ def _pick(hashes: list[bytes], val_fraction: float, rng: np.random.Generator) ->
 
 def _digest(tokens: np.ndarray) -> bytes:
     return hashlib.blake2b(tokens.tobytes(), digest_size=16).digest()
-
-
-def _texts(sources: list[SourceConfig]) -> Iterator[str]:
-    for source in sources:
-        for doc in source.iter_documents():
-            yield doc.text
 
 
 def _tokenize_domain(

@@ -49,6 +49,7 @@ from transferlab.config import ConfigError
 from transferlab.config.schemas import RunConfig
 from transferlab.data.digests import TRAIN_DIGESTS_FILE, TextDigests
 from transferlab.data.mixture import build_from_sources
+from transferlab.data.mixture_warnings import warn_data
 from transferlab.data.shards import TOKEN_DTYPES, TokenizedFolder, token_size_for, write_tokenized
 from transferlab.data.tokenizer import UNK_TOKEN, SpecialTokenIds, TextTokenizer, write_tokenizer
 
@@ -129,7 +130,9 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
     key = data_key(cfg)
     root = cached_dir(data_dir(cfg), lambda tmp: _build(cfg, tmp, key), verify=_open_cached)
     data = _cached(root, key)
-    _warn_unknown(cfg, json.loads((root / "info.json").read_text()))
+    info = json.loads((root / "info.json").read_text())
+    _warn_unknown(cfg, info)
+    warn_data(info, cfg.data.warnings)
     return data
 
 
@@ -173,6 +176,11 @@ def data_key(cfg: RunConfig) -> str:
     (what ``prepare_data`` caches under)."""
     if cfg.data.sources:
         corpus = {"sources": [s.to_dict() for s in cfg.data.sources], "mixture": cfg.data.mixture}
+        # Keyed only when they apply, so stages built before either existed keep their keys.
+        if cfg.data.left_out():
+            corpus["left_out"] = cfg.data.left_out()
+        if cfg.data.tokenizer_scope != "variant":
+            corpus["tokenizer_scope"] = cfg.data.tokenizer_scope
         return content_key(corpus, tokenizer_identity(cfg), cfg.data.val_fraction, FORMAT_VERSION)
     # A world's held-out validation grows with the trainer's validation batch, so that is keyed.
     return content_key(

@@ -124,7 +124,30 @@ def plan_experiment(spec: ExperimentSpec, store: Path | None = None) -> Plan:
                 task_key = {k: v for k, v in task.to_dict().items() if k != "stage"}
                 key = content_key(run.key, task_key, EVAL_FORMAT_VERSION)
                 evals.append(PlannedEval(run, task, key, store / "evals" / key))
+    _check_shared_tokenizers(runs)
     return Plan(spec=spec, runs=runs, evals=evals)
+
+
+def _check_shared_tokenizers(runs: list[PlannedRun]) -> None:
+    """Refuse ``data.tokenizer_scope: shared`` runs of one stage whose ``data.sources`` differ:
+    each list trains its own tokenizer, so the variants would not share one as asked. A later
+    stage reads its parent's tokenizer, so only first stages train one."""
+    first: dict[str, PlannedRun] = {}
+    for run in runs:
+        if run.config.data.tokenizer_scope != "shared" or run.parent is not None:
+            continue
+        other = first.setdefault(run.stage, run)
+        if _source_dicts(run) != _source_dicts(other):
+            raise ConfigError(
+                f"data.tokenizer_scope: shared, but variants {other.variant!r} and "
+                f"{run.variant!r} (stage {run.stage}) list different data.sources, so they "
+                "cannot share a tokenizer; give every variant the same sources and leave a "
+                "domain out with mixture weight 0"
+            )
+
+
+def _source_dicts(run: PlannedRun) -> list[dict[str, Any]]:
+    return [s.to_dict() for s in run.config.data.sources]
 
 
 def _check_readings(tasks: list[TaskConfig], variant: str, cfg: RunConfig) -> None:

@@ -13,7 +13,9 @@ the rows of runs without that domain), and every run its ``val_weighting``: how 
 before it was recorded).
 ``EXP_DIR/results/data.parquet``: what each variant pretrained on, one row per data domain: the
 world, or each source with its training documents and tokens, the tokens the mixture sampled,
-epochs, and for a curated source the documents curation kept of those it read.
+epochs, for a curated source the documents curation kept of those it read, the tokenizer
+(``variant`` or ``shared`` and its digest), the data warnings of each domain, and a row with
+``left_out`` for each domain the mixture gives weight 0.
 ``EXP_DIR/results/notes.parquet``: what tasks noted about each evaluation as a whole (the
 held-out documents ``text_likelihood`` left out because the run pretrained on them, say), one
 row per (run, task, note, group): variant, seed, stage, run_id, task, name, group, value,
@@ -35,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transferlab.artifacts import write_parquet_atomic
+from transferlab.data.mixture_warnings import domain_warnings
 from transferlab.data.prepare import data_dir
 from transferlab.evaluate.downstream import DownstreamConfig, read_downstream
 from transferlab.experiment.measures import RunRecord
@@ -286,6 +289,7 @@ def run_record(run: PlannedRun, summary: dict[str, object]) -> RunRecord:
     return RunRecord(summary, metrics, read_run_config(run.run_dir), info)
 
 
+TOKENIZER_DIGITS = 8  # of the tokenizer file's SHA-256 shown per variant: enough to tell apart
 DATA_SCHEMA = pa.schema(
     [
         ("variant", pa.string()),
@@ -296,6 +300,9 @@ DATA_SCHEMA = pa.schema(
         ("epochs", pa.float64()),
         ("curation_input_docs", pa.int64()),
         ("curation_kept_docs", pa.int64()),
+        ("left_out", pa.bool_()),  # mixture weight 0: nothing of the domain was read
+        ("tokenizer", pa.string()),  # its scope and the first hex digits of its SHA-256
+        ("warnings", pa.list_(pa.string())),  # ``mixture_warnings.domain_warnings``
     ]
 )
 
@@ -321,7 +328,10 @@ def data_rows(run: PlannedRun) -> list[dict[str, object]]:
                 "epochs": 1.0,
             }
         ]
-    return [
+    # Stages built before tokenizer scopes were recorded had variant-scoped tokenizers.
+    scope, digest = info.get("tokenizer_scope", "variant"), info.get("tokenizer_sha256")
+    tokenizer = f"{scope} {digest[:TOKENIZER_DIGITS]}" if digest else scope
+    mixed = [
         {
             "variant": run.variant,
             "domain": d["name"],
@@ -331,9 +341,17 @@ def data_rows(run: PlannedRun) -> list[dict[str, object]]:
             "epochs": d["epochs"],
             "curation_input_docs": d.get("curation", {}).get("input_docs"),
             "curation_kept_docs": d.get("curation", {}).get("kept_docs"),
+            "left_out": False,
+            "tokenizer": tokenizer,
+            "warnings": domain_warnings(d, cfg.data.warnings),
         }
         for d in info["domains"]
     ]
+    left_out = [
+        {"variant": run.variant, "domain": d["name"], "left_out": True, "tokenizer": tokenizer}
+        for d in info.get("left_out", [])
+    ]
+    return mixed + left_out
 
 
 def load_results(exp_dir: Path) -> ResultTables:

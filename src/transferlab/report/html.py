@@ -181,26 +181,49 @@ def _data(record: ExperimentRecord) -> Markup:
     """What each variant pretrained on: per domain, its training split and what was sampled."""
     if not record.data:
         return Markup("")
-    rows = [
-        [
-            row["variant"],
-            row["domain"],
-            fmt.count(row["docs"]),
-            fmt.count(row["tokens"]),
-            fmt.count(row["sampled_tokens"]),
-            fmt.number(row["epochs"], digits=2),
-            _curation_cell(row),
-        ]
-        for row in record.data
-    ]
+    rows = [_data_row(row) for row in record.data]
     header = ["variant", "domain", "docs", "tokens", "tokens sampled", "epochs", "curation kept"]
+    header.append("tokenizer")  # its scope and digest: variants with one digest share it
     note = (
         "The training split of each variant's data stage (shared by its seeds): documents and "
         "tokens per domain, the tokens the mixture sampled from it and the epochs that makes, "
         "and for a curated source the documents curation kept of those it read. Training then "
-        "reads as many of the sampled tokens as its steps take (the Runs table's tokens)."
+        "reads as many of the sampled tokens as its steps take (the Runs table's tokens). A "
+        "domain of mixture weight 0 is left out: nothing of it is read. The tokenizer is "
+        "trained on each variant's own domains (variant) or on every listed domain (shared); "
+        "variants with the same digest read text with the same token ids."
     )
-    return join([tag("h2", "Data"), tag("p", note, cls="note"), table(header, rows)])
+    parts = [tag("h2", "Data"), tag("p", note, cls="note"), table(header, rows)]
+    return join([*parts, _data_warnings(record.data)])
+
+
+def _data_row(row: dict[str, Any]) -> list[str]:
+    tokenizer = row.get("tokenizer") or "n/a"  # data.parquet written before it was recorded
+    if row.get("left_out"):
+        return [row["variant"], row["domain"], "left out (weight 0)", "-", "-", "-", "-", tokenizer]
+    return [
+        row["variant"],
+        row["domain"],
+        fmt.count(row["docs"]),
+        fmt.count(row["tokens"]),
+        fmt.count(row["sampled_tokens"]),
+        fmt.number(row["epochs"], digits=2),
+        _curation_cell(row),
+        tokenizer,
+    ]
+
+
+def _data_warnings(data: list[dict[str, Any]]) -> Markup:
+    """Each variant's data warnings (``data.warnings``): heavy repetition, curation that kept
+    almost nothing."""
+    items = [
+        tag("li", f"{row['variant']}: {message}")
+        for row in data
+        for message in row.get("warnings") or []
+    ]
+    if not items:
+        return Markup("")
+    return join([tag("h3", "Data warnings"), tag("ul", *items, cls="warnings")])
 
 
 def _curation_cell(row: dict[str, Any]) -> str:

@@ -54,6 +54,7 @@ def run_dir_of(cfg: RunConfig) -> Path:
 ADDED_FIELDS: dict[str, dict[str, Any]] = {
     "trainer": {"callbacks": [], "on_divergence": "raise", "validation_weighting": "mixture"},
     "objective": {"z_loss": 0.0},
+    "data": {"tokenizer_scope": "variant"},
     "model": {
         "attention": {"name": "mha"},
         "mlp": {"name": "swiglu"},
@@ -61,6 +62,11 @@ ADDED_FIELDS: dict[str, dict[str, Any]] = {
         "linear": {"name": "dense"},
     },
 }
+
+
+# Fields that only say what to report, never what is computed: left out of the key and free to
+# change on resume.
+REPORTING_FIELDS = {"data": frozenset({"warnings"})}
 
 
 def diverged_step(root: Path) -> int | None:
@@ -76,11 +82,13 @@ def diverged_step(root: Path) -> int | None:
 
 def result_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a config dict that determines a run's result: without the resumable trainer
-    fields, and without added fields at their "as before" value."""
+    fields and the ``REPORTING_FIELDS``, and without added fields at their "as before" value."""
     out = dict(config)
     for section, added in ADDED_FIELDS.items():
         out[section] = {k: v for k, v in config[section].items() if added.get(k, _MISSING) != v}
     out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in RESUMABLE_TRAINER_FIELDS}
+    for section, fields in REPORTING_FIELDS.items():
+        out[section] = {k: v for k, v in out[section].items() if k not in fields}
     # A run of several domains validates on every domain since validation_weighting exists (its
     # val_loss read mostly the first domain before): new keys, so a run cached under the old
     # measure never mixes into an experiment with runs measured the new way.
@@ -105,6 +113,8 @@ def config_key(cfg: RunConfig, parent_key: str | None = None) -> str:
     (the parent may not be trained yet)."""
     config = result_config(cfg.to_dict())
     config.pop("init")  # a fresh run hashes exactly as before ``init`` existed
+    if cfg.data.left_out():  # such a run trained on every source before they were left out
+        config["data"]["left_out"] = cfg.data.left_out()
     if cfg.init is None:
         return content_key(config)
     step = cfg.init.step

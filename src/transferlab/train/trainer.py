@@ -9,6 +9,7 @@ seeded from ``cfg.seed``: the model's initialization (``torch.manual_seed`` befo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -214,6 +215,8 @@ class Pretraining:
             "config_key": self.key,
             # The domains val_loss covers and their weights (None: no validation)
             "validation": self.validation_set.describe() if self.validation_set else None,
+            # Runs that read text with the same tokenizer (data.tokenizer_scope) share this.
+            "tokenizer_sha256": hashlib.sha256(data.tokenizer_path.read_bytes()).hexdigest(),
         }
 
     def _write_run_files(self, data: PreparedData) -> None:
