@@ -99,9 +99,10 @@ class SourceConfig(ComponentConfig):
 
     label: str | None = Field(default=None, min_length=1)
     limit: int | None = Field(default=None, gt=0)
+    # skip a document with a longer line (counted as long_line): minified or binary-like text
     max_line_chars: int = Field(default=100_000, gt=0)
     match: list[str] | None = Field(default=None, min_length=1)
-    exclude: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)  # drop documents whose id matches one
     language: LanguageField | None = None
 
     @model_serializer(mode="wrap")
