@@ -182,8 +182,8 @@ def undocumented(entries: list[Entry]) -> list[str]:
     for entry in entries:
         if not isinstance(entry.target, type):
             continue  # a model preset: values, no options
-        walk = sections(entry.name, entry.target) if entry.kind != SECTION else []
-        for path, model in walk or [(entry.name, entry.target)]:
+        own = [(entry.name, entry.target)]
+        for path, model in own if entry.kind == SECTION else sections(entry.name, entry.target):
             opts = entry.options() if path == entry.name else options(model)
             inner = "" if path == entry.name else f"{path.removeprefix(entry.name + '.')}."
             blank += [f"{entry.key}: {inner}{o.name}" for o in opts if not o.description]

@@ -31,6 +31,8 @@ class AdamSettings(OptimizerConfig):
 
 @OPTIMIZERS.register("adamw")
 class AdamWConfig(AdamSettings):
+    """AdamW (decoupled weight decay) over the parameter groups of ``optim.groups``."""
+
     name: Literal["adamw"] = "adamw"
 
     def build(self, model: nn.Module) -> torch.optim.AdamW:
