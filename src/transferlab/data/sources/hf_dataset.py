@@ -30,7 +30,7 @@ class HfDatasetConfig(RecordSourceConfig):
     name: Literal["hf_dataset"] = "hf_dataset"
     path: str | None = None  # a directory written by save_to_disk (read offline)
     dataset: str | None = None  # a hub dataset name, streamed (needs the network)
-    subset: str | None = None
+    subset: str | None = None  # the hub dataset's config (subset) name; None: its default
     split: str = "train"
     revision: str | None = None  # the hub commit, tag or branch read; None: the latest
     batch_size: int = Field(default=1024, gt=0)  # rows read at a time from a saved dataset

@@ -63,7 +63,10 @@ class PythonStdlibConfig(SourceConfig):
     include_tests: bool = False  # also read the test packages (test, tests, idle_test)
     modules: list[str] | None = None
     root: str | None = None  # the directory of Python sources read; None: this stdlib
+    # every file, the files off the code tasks' held-out split (a corpus for a model they
+    # judge), or only the held-out ones
     side: Literal["all", "pretraining", "heldout"] = "all"
+    # share of the files held out (give the code tasks' heldout_fraction)
     heldout_fraction: float = Field(default=0.25, gt=0, lt=1)
     heldout_seed: int = 0  # seeds the held-out split of files (give the code tasks' seed)
 
