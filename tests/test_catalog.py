@@ -11,7 +11,7 @@ import pytest
 from pydantic import Field
 from typer.testing import CliRunner
 
-from transferlab.catalog import Entry, catalog, find, reference_markdown
+from transferlab.catalog import SECTION, Entry, catalog, find, reference_markdown, sections
 from transferlab.cli import app
 from transferlab.config import BaseConfig, ComponentConfig
 from transferlab.config.options import Option, options, summary
@@ -172,4 +172,46 @@ def test_reference_doc_is_current():
     assert REFERENCE.read_text() == expected, (
         "docs/reference.md is out of date: regenerate it with "
         "`transferlab explain --all --markdown > docs/reference.md`"
+    )
+
+
+def undocumented(entries: list[Entry]) -> list[str]:
+    """``KIND/NAME: [section.]option`` of every option with an empty description, nested
+    sections of a component included (a config section's are entries of their own)."""
+    blank = []
+    for entry in entries:
+        if not isinstance(entry.target, type):
+            continue  # a model preset: values, no options
+        own = [(entry.name, entry.target)]
+        for path, model in own if entry.kind == SECTION else sections(entry.name, entry.target):
+            opts = entry.options() if path == entry.name else options(model)
+            inner = "" if path == entry.name else f"{path.removeprefix(entry.name + '.')}."
+            blank += [f"{entry.key}: {inner}{o.name}" for o in opts if not o.description]
+    return blank
+
+
+def test_undocumented_finds_a_blank_option_also_in_a_nested_section():
+    class Blank(BaseConfig):
+        """Nothing said about its option."""
+
+        depth: int = 1
+
+    class Holder(ComponentConfig):
+        """Holds a section."""
+
+        name: Literal["holder"] = "holder"
+        size: int = 1  # described
+        nested: Blank = Field(default_factory=Blank)
+
+    assert undocumented([Entry("widget", "holder", Holder)]) == [
+        "widget/holder: nested",
+        "widget/holder: nested.depth",
+    ]
+
+
+def test_every_shipped_option_has_a_description():
+    blank = undocumented(shipped(catalog()))
+    assert blank == [], (
+        f"{len(blank)} options have no description: {blank}; write one as the comment beside "
+        "or above the field (see config.options)"
     )

@@ -53,7 +53,7 @@ def check_folder_name(name: str, used_as: str) -> str:
 class WorldConfig(ComponentConfig):
     """A synthetic world: a seeded generator of a pretraining corpus and downstream tasks."""
 
-    seed: Seed = 0
+    seed: Seed = 0  # what the world's people, texts and task items are drawn from
 
     def build(self) -> Any:
         raise NotImplementedError
@@ -76,7 +76,7 @@ class ParamGroupConfig(BaseConfig):
     ``weight_decay``: replaces the default (None keeps it); ``lr_scale``: multiplies the
     optimizer's learning rate for these parameters (through the schedule too)."""
 
-    pattern: str = Field(min_length=1)
+    pattern: str = Field(min_length=1)  # fnmatch pattern over parameter names
     weight_decay: float | None = Field(default=None, ge=0)
     lr_scale: float = Field(default=1.0, gt=0)
 
@@ -229,7 +229,7 @@ class MixtureConfig(BaseConfig):
 
     weights: dict[str, float] = Field(default_factory=dict)
     tokens: int | None = Field(default=None, gt=0)
-    seed: Seed = 0
+    seed: Seed = 0  # draws the validation documents and the sampled training documents
 
     @model_validator(mode="after")
     def _weights_are_positive(self) -> MixtureConfig:
@@ -246,7 +246,8 @@ class DataWarningsConfig(BaseConfig):
     about 4 are nearly as good as new data, Muennighoff et al. 2023), and a curated domain of
     which curation kept less than ``min_kept_fraction`` of the documents it read."""
 
-    max_epochs: float = Field(default=4.0, gt=0)
+    max_epochs: float = Field(default=4.0, gt=0)  # warn when a domain repeats more than this
+    # warn when curation keeps less than this share of a curated domain's documents
     min_kept_fraction: float = Field(default=0.01, ge=0, le=1)
 
 
@@ -263,7 +264,7 @@ class DataConfig(BaseConfig):
     # ("variant"), or every domain of data.sources, weight 0 or not ("shared"), so variants that
     # differ only in mixture weights read their text with one tokenizer.
     tokenizer_scope: Literal["variant", "shared"] = "variant"
-    warnings: DataWarningsConfig = Field(default_factory=DataWarningsConfig)
+    warnings: DataWarningsConfig = Field(default_factory=DataWarningsConfig)  # when to warn
     # Or train on an existing tokenized folder (datatrove layout).
     path: str | None = None
     tokenizer_file: str | None = None  # the tokenizer.json that data.path was made with
@@ -417,13 +418,13 @@ class RunConfig(BaseConfig):
     name: str = "run"  # the run directory's name (trainer.out_dir/NAME)
     seed: Seed = 0  # initialization and data order
     world: WORLDS.field(WorldConfig, default="bios")  # the synthetic world (corpus and tasks)
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)  # trained on the corpus
+    data: DataConfig = Field(default_factory=DataConfig)  # the corpus: world, sources or folder
+    model: ModelConfig = Field(default_factory=ModelConfig)  # its shape and parts
     objective: OBJECTIVES.field(ObjectiveConfig, default="clm")  # how the model learns
-    optimizer: OPTIMIZERS.field(OptimizerConfig, default="adamw")
+    optimizer: OPTIMIZERS.field(OptimizerConfig, default="adamw")  # lr, decay, param groups
     schedule: SCHEDULES.field(ScheduleConfig, default="cosine")  # the learning-rate schedule
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)  # steps, batches, precision
     init: InitConfig | None = None  # None: a fresh (random) initialization
 
     @field_validator("name")

@@ -36,14 +36,15 @@ class QualityClassifierConfig(BaseConfig):
     """Trained on the documents of ``positive`` (label 1) and ``negative`` (label 0), the two
     classes weighted equally; ``threshold`` selects and is left out of the score key."""
 
-    positive: SourceList
-    negative: SourceList
-    ngrams: int = Field(default=2, ge=1, le=5)
-    buckets: int = Field(default=1 << 18, ge=16)
-    max_words: int = Field(default=4096, gt=0)
-    epochs: int = Field(default=10, gt=0)
+    positive: SourceList  # sources of documents like those to keep (label 1)
+    negative: SourceList  # sources of documents like those to drop (label 0)
+    ngrams: int = Field(default=2, ge=1, le=5)  # features: word n-grams for n = 1..ngrams
+    buckets: int = Field(default=1 << 18, ge=16)  # hash buckets the n-grams share (weights)
+    max_words: int = Field(default=4096, gt=0)  # only a document's first max_words words count
+    epochs: int = Field(default=10, gt=0)  # passes over the training documents
     lr: float = Field(default=0.5, gt=0)  # AdaGrad's base step
-    seed: int = 0
+    seed: int = 0  # the order training visits the documents in
+    # the least score kept: a document's probability of being positive
     threshold: float = Field(default=0.5, ge=0, le=1)
 
     SELECTION_FIELDS: ClassVar[frozenset[str]] = frozenset({"threshold"})

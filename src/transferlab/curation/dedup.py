@@ -31,10 +31,11 @@ class MinHashConfig(BaseConfig):
     """Near-duplicates: documents whose sets of ``ngram``-word shingles have an estimated
     Jaccard similarity of at least ``threshold``, estimated from ``num_perm`` permutations."""
 
-    num_perm: int = Field(default=128, ge=4)
+    num_perm: int = Field(default=128, ge=4)  # permutations per signature: more, more exact
+    # the least estimated Jaccard similarity to an earlier kept document that makes a duplicate
     threshold: float = Field(default=0.7, gt=0, le=1)
-    ngram: int = Field(default=5, ge=1)
-    seed: int = 1
+    ngram: int = Field(default=5, ge=1)  # words per shingle
+    seed: int = 1  # draws the permutations
 
 
 class DedupConfig(BaseConfig):

@@ -71,7 +71,7 @@ class HeuristicFilterConfig(FilterConfig):
     """A datatrove heuristic filter, judging words in ``language``: an ISO 639 code, or
     ``auto`` for each document's ``metadata["language"]`` (identified when missing)."""
 
-    language: str = ENGLISH
+    language: str = ENGLISH  # how words and sentences are split (and stop words chosen)
 
     @model_serializer(mode="wrap")
     def _without_english(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -159,14 +159,21 @@ class GopherQualityConfig(HeuristicFilterConfig):
     """Gopher's quality rules (Rae et al. 2021, appendix A1); None disables a rule."""
 
     name: Literal["gopher_quality"] = "gopher_quality"
+    # drop a document of fewer words (words of punctuation only not counted)
     min_doc_words: int | None = Field(default=50, ge=0)
-    max_doc_words: int | None = Field(default=100_000, ge=0)
+    max_doc_words: int | None = Field(default=100_000, ge=0)  # drop a document of more words
+    # drop a document whose mean word length (characters) is below this
     min_avg_word_length: int | None = Field(default=3, ge=0)
+    # drop a document whose mean word length (characters) is above this
     max_avg_word_length: int | None = Field(default=10, ge=0)
+    # drop a document with more "#", or more ellipses, per word than this
     max_symbol_word_ratio: float | None = Field(default=0.1, ge=0)
+    # drop a document with a larger share of lines starting with a bullet ("•" or "-")
     max_bullet_lines_ratio: Ratio | None = 0.9
+    # drop a document with a larger share of lines ending in an ellipsis
     max_ellipsis_lines_ratio: Ratio | None = 0.3
     max_non_alpha_words_ratio: Ratio | None = 0.8  # datatrove's name: min share of alpha words
+    # drop a document with fewer distinct stop words (of stop_words) than this
     min_stop_words: int | None = Field(default=2, ge=0)
     # None: datatrove's eight English stop words in English, spaCy's list in other languages
     stop_words: list[str] | None = None
@@ -196,14 +203,23 @@ class GopherQualityConfig(HeuristicFilterConfig):
 class GopherRepetitionConfig(HeuristicFilterConfig):
     """Gopher's repetition rules: duplicated lines and paragraphs, and the character share of
     the most frequent n-grams (``top_n_grams``) and of all duplicated n-grams (``dup_n_grams``),
-    as ``[n, max fraction]`` pairs."""
+    as ``[n, max fraction]`` pairs. None disables a line or paragraph rule, an empty list the
+    n-gram rules."""
 
     name: Literal["gopher_repetition"] = "gopher_repetition"
+    # drop a document with a larger share of lines that repeat an earlier line
     dup_line_frac: Ratio | None = 0.3
+    # drop a document with a larger share of paragraphs (split at blank lines) that repeat an
+    # earlier paragraph
     dup_para_frac: Ratio | None = 0.3
+    # drop a document with a larger share of its characters in repeated lines
     dup_line_char_frac: Ratio | None = 0.2
+    # drop a document with a larger share of its characters in repeated paragraphs
     dup_para_char_frac: Ratio | None = 0.2
+    # [n, max]: drop a document whose most frequent word n-gram covers more than max of its
+    # characters
     top_n_grams: list[tuple[int, Ratio]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
+    # [n, max]: drop a document whose repeated word n-grams cover more than max of its characters
     dup_n_grams: list[tuple[int, Ratio]] = [
         (5, 0.15),
         (6, 0.14),
@@ -229,15 +245,19 @@ class C4QualityConfig(HeuristicFilterConfig):
     a count rule."""
 
     name: Literal["c4_quality"] = "c4_quality"
+    # judge each line (C4); false: each sentence, joined back with spaces
     split_paragraph: bool = True
-    remove_citations: bool = True
+    remove_citations: bool = True  # delete Wikipedia citation marks ("[1]", "[edit]") in lines
+    # drop lines not ending in . ? ! " or ' (or ending in "...")
     filter_no_terminal_punct: bool = True
+    # drop a document with fewer sentences in its kept lines
     min_num_sentences: int = Field(default=5, ge=-1)
-    min_words_per_line: int = Field(default=3, ge=-1)
-    max_word_length: int = Field(default=1000, ge=-1)
-    filter_lorem_ipsum: bool = True
-    filter_javascript: bool = True
-    filter_curly_bracket: bool = True
+    min_words_per_line: int = Field(default=3, ge=-1)  # drop lines of fewer whitespace words
+    max_word_length: int = Field(default=1000, ge=-1)  # drop lines with a longer word (chars)
+    filter_lorem_ipsum: bool = True  # drop a document containing "lorem ipsum"
+    filter_javascript: bool = True  # drop lines mentioning "javascript"
+    filter_curly_bracket: bool = True  # drop a document with a "{" in a kept line
+    # drop lines with a policy phrase ("terms of use", "privacy policy", "uses cookies", ...)
     filter_policy: bool = True
 
     def make_filter(self, language: str) -> Any:
@@ -252,12 +272,16 @@ class FineWebQualityConfig(HeuristicFilterConfig):
     lines, of characters in duplicated lines, and newlines per word."""
 
     name: Literal["fineweb_quality"] = "fineweb_quality"
+    # drop a document whose share of (non-blank) lines ending in a stop_chars mark is smaller
     line_punct_thr: Ratio = 0.12
-    line_punct_exclude_zero: bool = False
+    line_punct_exclude_zero: bool = False  # keep a document none of whose lines so end
     stop_chars: list[str] | None = None  # None: datatrove's terminal punctuation
+    # drop a document whose share of short lines (short_line_length) is larger
     short_line_thr: Ratio = 0.67
-    short_line_length: int = Field(default=30, ge=0)
+    short_line_length: int = Field(default=30, ge=0)  # a line of at most this many chars is short
+    # drop a document with a larger share of its characters in repeated lines
     char_duplicates_ratio: Ratio = 0.01
+    # drop a document with more newlines per word (list-like text)
     new_line_ratio: float = Field(default=0.3, ge=0)
 
     def make_filter(self, language: str) -> Any:

@@ -25,6 +25,7 @@ from transferlab.data.sources import SOURCES, TextDocument, iter_documents
 class CurationJob(BaseConfig):
     """A curation job file (``transferlab data curate JOB``): sources and their curation."""
 
+    # the sources curated together (dedup spans them all), ``{path: ...}`` meaning jsonl
     sources: list[SOURCES.type(ComponentConfig, default="jsonl")] = Field(min_length=1)
     curation: CurationConfig = Field(default_factory=CurationConfig)  # what to remove
 

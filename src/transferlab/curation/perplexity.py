@@ -39,10 +39,14 @@ class PerplexityConfig(BaseConfig):
 
     reference: ReferenceModelConfig
     max_tokens: int = Field(default=1024, gt=0)
-    batch_size: int = Field(default=16, gt=0)
+    batch_size: int = Field(default=16, gt=0)  # windows the reference model scores at once
+    # head: the documents of lowest perplexity, up to this percentile (most reference-like)
     head_percentile: float = Field(default=30, ge=0, le=100)
+    # tail: the documents of highest perplexity, from this percentile on; middle: between
     tail_percentile: float = Field(default=60, ge=0, le=100)
-    keep: list[Bucket] = Field(default_factory=lambda: ["head", "middle"], min_length=1)
+    keep: list[Bucket] = Field(default_factory=lambda: ["head", "middle"], min_length=1)  # kept
+    # [lo, hi]: keep the documents whose perplexity percentile rank is in [lo, hi) instead of
+    # the buckets of keep; None: keep decides
     band: tuple[float, float] | None = None
 
     SELECTION_FIELDS: ClassVar[frozenset[str]] = frozenset(

@@ -91,13 +91,13 @@ class CurationConfig(BaseConfig):
     or below a classifier threshold. ``sample_size`` removed documents per stage (cut to
     ``sample_chars``) are kept for inspection, drawn with ``seed``."""
 
-    filters: list[FilterField] = Field(default_factory=list)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    perplexity: PerplexityConfig | None = None
-    classifier: QualityClassifierConfig | None = None
+    filters: list[FilterField] = Field(default_factory=list)  # heuristic filters, first, in order
+    dedup: DedupConfig = Field(default_factory=DedupConfig)  # then duplicate removal
+    perplexity: PerplexityConfig | None = None  # then this (None: none)
+    classifier: QualityClassifierConfig | None = None  # then this (None: none)
     sample_size: int = Field(default=5, ge=0)
-    sample_chars: int = Field(default=500, gt=0)
-    seed: int = 0
+    sample_chars: int = Field(default=500, gt=0)  # a sampled document is cut to this many chars
+    seed: int = 0  # draws the sampled removed documents
 
     @model_validator(mode="after")
     def _stage_names_distinct(self) -> CurationConfig:

@@ -40,16 +40,16 @@ class ReferenceModelConfig(BaseConfig):
     """A tiny causal LM trained for ``steps`` steps of ``batch_size`` random windows of
     ``seq_len`` tokens of the ``sources`` (a byte-level BPE of ``vocab_size`` tokens)."""
 
-    sources: SourceList
+    sources: SourceList  # the reference text (CCNet: Wikipedia); head is what resembles it
     vocab_size: int = Field(default=512, ge=260)  # 256 bytes + 4 special tokens at least
-    d_model: int = Field(default=64, gt=0)
-    n_layers: int = Field(default=2, gt=0)
-    n_heads: int = Field(default=4, gt=0)
-    seq_len: int = Field(default=64, gt=1)
-    steps: int = Field(default=300, gt=0)
-    batch_size: int = Field(default=16, gt=0)
-    lr: float = Field(default=3e-3, gt=0)
-    seed: int = 0
+    d_model: int = Field(default=64, gt=0)  # the model's width
+    n_layers: int = Field(default=2, gt=0)  # transformer blocks
+    n_heads: int = Field(default=4, gt=0)  # attention heads (d_model must divide by it)
+    seq_len: int = Field(default=64, gt=1)  # tokens per training window and per scored window
+    steps: int = Field(default=300, gt=0)  # training steps
+    batch_size: int = Field(default=16, gt=0)  # windows per training step
+    lr: float = Field(default=3e-3, gt=0)  # AdamW's peak learning rate (cosine schedule)
+    seed: int = 0  # initialization and the windows' offsets
 
     @model_validator(mode="after")
     def _shape_is_valid(self) -> ReferenceModelConfig:

@@ -39,8 +39,8 @@ class CuratedSourceConfig(SourceConfig):
     name is ``label``, else the inner source's name."""
 
     name: Literal["curated"] = "curated"
-    source: SourceField
-    curation: CurationConfig = Field(default_factory=CurationConfig)
+    source: SourceField  # the source read (any source; a name alone means its defaults)
+    curation: CurationConfig = Field(default_factory=CurationConfig)  # what to remove from it
 
     @property
     def source_name(self) -> str:

@@ -98,8 +98,10 @@ class LanguageSelection(BaseConfig):
     any) with a probability of at least ``min_confidence``; identification considers only
     ``candidates`` when given."""
 
-    keep: Languages | None = None
+    keep: Languages | None = None  # ISO 639 codes of the languages kept; None: any
+    # the least probability of the identified language a kept document needs (0: any)
     min_confidence: float = Field(default=0.0, ge=0, le=1)
+    # the only languages identification chooses among; None: every language it knows
     candidates: Languages | None = None
 
     @field_validator("keep", "candidates")

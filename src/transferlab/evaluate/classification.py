@@ -56,12 +56,13 @@ class ClassificationConfig(TaskConfig):
 
     uses_world: ClassVar[bool] = False
     path: str | None = None  # one file, split by test_fraction
-    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)  # share of path's examples tested
     train_path: str | None = None  # or the two splits in two files
-    test_path: str | None = None
+    test_path: str | None = None  # the test examples, with train_path
     format: Literal["auto", "jsonl", "parquet"] = "auto"  # auto: .parquet is parquet, else jsonl
-    text_field: str = Field(default="text", min_length=1)
-    label_field: str = Field(default="label", min_length=1)
+    text_field: str = Field(default="text", min_length=1)  # the record's field holding the text
+    label_field: str = Field(default="label", min_length=1)  # the field holding its label
+    # a field of unique example ids; None: the record's place (<file>:<line> or <file>:<row>)
     id_field: str | None = Field(default=None, min_length=1)
     max_train: int | None = Field(default=None, gt=0)  # None: every training example
     max_test: int | None = Field(default=None, gt=0)  # None: every test example

@@ -55,11 +55,11 @@ from transferlab.evaluate.results import ExampleResult
 class CodeModuleConfig(CodeTaskConfig):
     name: Literal["code_module"] = "code_module"
     readings: ClassVar[tuple[str, ...]] = READINGS
-    top_k_modules: int = Field(default=8, ge=2)
-    pooling: Literal["last", "mean"] = "mean"
+    top_k_modules: int = Field(default=8, ge=2)  # classes: the most frequent top-level modules
+    pooling: Literal["last", "mean"] = "mean"  # the last token's state, or the mean over all
     layer: int = -1  # index into the residual stream; -1: after the last block
-    l2: float = Field(default=1e-3, ge=0)
-    max_iter: int = Field(default=200, gt=0)
+    l2: float = Field(default=1e-3, ge=0)  # the probe's L2 penalty (standardized features)
+    max_iter: int = Field(default=200, gt=0)  # L-BFGS iterations of the probe's fit
     max_train_examples: int | None = Field(default=2000, gt=0)  # None: all
     max_examples: int | None = Field(default=500, gt=0)  # held-out functions evaluated; None: all
     metrics: ClassVar[tuple[MetricSpec, ...]] = (ACCURACY, P_CORRECT, MARGIN)

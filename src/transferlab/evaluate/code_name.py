@@ -68,7 +68,7 @@ WORD = re.compile(r"\w+")  # identifiers are maximal runs of word characters
 class CodeFunctionNameConfig(CodeTaskConfig):
     name: Literal["code_function_name"] = "code_function_name"
     readings: ClassVar[tuple[str, ...]] = READINGS
-    n_choices: int = Field(default=4, ge=2)
+    n_choices: int = Field(default=4, ge=2)  # the real name and n_choices - 1 other names
     max_examples: int | None = Field(default=200, gt=0)  # None: every eligible function
     metrics: ClassVar[tuple[MetricSpec, ...]] = CHOICE_METRICS
 

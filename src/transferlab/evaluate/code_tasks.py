@@ -60,12 +60,12 @@ class CodeTaskConfig(TaskConfig):
     """
 
     modules: list[str] | None = Field(default_factory=lambda: list(DEFAULT_MODULES))
-    include_tests: bool = False
-    root: str | None = None
+    include_tests: bool = False  # also read the test packages (test, tests, idle_test)
+    root: str | None = None  # the directory of Python sources read; None: this stdlib
     heldout_fraction: float = Field(default=0.25, gt=0, lt=1)
-    seed: int = 0
+    seed: int = 0  # the held-out split of files and every draw (not the run's seed)
     max_tokens: int = Field(default=256, ge=16)
-    batch_size: int = Field(default=32, gt=0)
+    batch_size: int = Field(default=32, gt=0)  # sequences per forward
     uses_world: ClassVar[bool] = False
 
     @field_validator("modules")

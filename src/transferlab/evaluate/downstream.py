@@ -32,8 +32,8 @@ DOWNSTREAM_DIR = "downstream"
 @CALLBACKS.register("downstream")
 class DownstreamConfig(CallbackConfig):
     name: Literal["downstream"] = "downstream"
-    every: int = Field(default=100, gt=0)
-    tasks: list[TASKS.type(TaskConfig, default="qa_score")] = Field(min_length=1)
+    every: int = Field(default=100, gt=0)  # evaluate every this many steps (and at the last)
+    tasks: list[TASKS.type(TaskConfig, default="qa_score")] = Field(min_length=1)  # run each time
 
     @model_validator(mode="after")
     def _distinct_task_names(self) -> DownstreamConfig:

@@ -89,25 +89,27 @@ class FinetuneTaskConfig(TaskConfig):
     """The fine-tuning fields of a task that fine-tunes (``qa_finetune``, ``text_finetune``):
     ``settings`` turns them into the ``FinetuneSettings`` of its training examples."""
 
-    method: Literal["full", "lora"] = "full"
+    method: Literal["full", "lora"] = "full"  # train every weight, or LoRA adapters only
     epochs: float = Field(default=10.0, gt=0)  # passes over the training examples
     steps: int | None = Field(default=None, gt=0)  # when given, overrides epochs
-    batch_size: int = Field(default=32, gt=0)
-    lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.01, ge=0)
-    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
-    grad_clip: float | None = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=32, gt=0)  # training examples per step
+    lr: float = Field(default=1e-3, gt=0)  # AdamW's peak learning rate
+    weight_decay: float = Field(default=0.01, ge=0)  # AdamW's decoupled weight decay
+    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)  # steps of linear warmup (cosine)
+    grad_clip: float | None = Field(default=1.0, gt=0)  # max global gradient norm; None: none
     # Any registered optimizer / schedule; when given they replace lr, weight_decay, grad_clip
     # (AdamW) and warmup_fraction (cosine).
     optimizer: OPTIMIZERS.type(OptimizerConfig, default="adamw") | None = None
-    schedule: SCHEDULES.type(ScheduleConfig, default="cosine") | None = None
+    schedule: SCHEDULES.type(ScheduleConfig, default="cosine") | None = None  # None: cosine
+    # examples per forward, accumulated to batch_size (must divide it); None: the whole batch
     micro_batch_size: int | None = Field(default=None, gt=0)
     # In an experiment the fine-tuning logs and checkpoints in the evaluation's work directory,
     # so a killed evaluation resumes from its last checkpoint.
     log_interval: int = Field(default=10, gt=0)
-    checkpoint_interval: int = Field(default=100, gt=0)
-    lora_r: int = Field(default=8, gt=0)
-    lora_alpha: float = Field(default=16.0, gt=0)
+    checkpoint_interval: int = Field(default=100, gt=0)  # steps between checkpoints
+    lora_r: int = Field(default=8, gt=0)  # the adapters' rank (method: lora)
+    lora_alpha: float = Field(default=16.0, gt=0)  # adapter output scaled by lora_alpha / lora_r
+    # the linear layers that get adapters, by module name (method: lora)
     lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
 
     def settings(self, n_pairs: int) -> FinetuneSettings:

@@ -72,14 +72,14 @@ class MultipleChoiceConfig(TaskConfig):
         NORM_P_CORRECT,
     )
     path: str = Field(min_length=1)  # .jsonl, .jsonl.gz or .parquet (a file or a glob)
-    context_field: str = Field(default="context", min_length=1)
-    choices_field: str = Field(default="choices", min_length=1)
-    gold_field: str = Field(default="gold", min_length=1)
+    context_field: str = Field(default="context", min_length=1)  # the field holding the context
+    choices_field: str = Field(default="choices", min_length=1)  # a list of >= 2 strings
+    gold_field: str = Field(default="gold", min_length=1)  # the answer: its index or its text
     id_field: str | None = Field(default=None, min_length=1)  # None: a hash of the content
     group_field: str | None = Field(default=None, min_length=1)  # None: every row in "all"
     fewshot_path: str | None = None  # items to draw shots from (may be ``path`` itself)
-    num_fewshot: int = Field(default=0, ge=0)
-    fewshot_seed: int = 0
+    num_fewshot: int = Field(default=0, ge=0)  # shots before each item (from fewshot_path)
+    fewshot_seed: int = 0  # draws each item's shots, the same for every run
     separator: str = "\n\n"  # after each shot (lm-eval's fewshot_delimiter)
     target_delimiter: str = " "  # before each answer (lm-eval's target_delimiter)
     normalization: Normalization = "chars"  # acc_norm's length unit; chars is lm-eval's

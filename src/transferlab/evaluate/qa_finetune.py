@@ -40,8 +40,8 @@ class QaFinetuneConfig(QaTaskConfig, FinetuneTaskConfig):
     # to. A bidirectional model was never trained to generate.
     readings: ClassVar[tuple[str, ...]] = ("causal", "prefix")
     reading_limit: ClassVar[str] = "generates causally"
-    max_new_tokens: int = Field(default=16, gt=0)
-    eval_batch_size: int = Field(default=64, gt=0)
+    max_new_tokens: int = Field(default=16, gt=0)  # generation stops here or at <eos>
+    eval_batch_size: int = Field(default=64, gt=0)  # prompts per forward when evaluating
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         dataclasses.replace(ACCURACY, description="1 when the generated answer is the gold"),
         dataclasses.replace(P_CORRECT, description="probability of the whole gold answer"),

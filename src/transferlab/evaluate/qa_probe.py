@@ -46,11 +46,12 @@ from transferlab.worlds.bios import BiosWorld, QAItem
 class QaProbeConfig(QaTaskConfig):
     name: Literal["qa_probe"] = "qa_probe"
     readings: ClassVar[tuple[str, ...]] = READINGS
+    # the state read: at the end of the person's name, or of the question
     position: Literal["name_last", "question_last"] = "name_last"
     layer: Layer = -1  # index into the residual stream; -1: after the last block
-    l2: float = Field(default=1e-3, ge=0)
-    max_iter: int = Field(default=200, gt=0)
-    batch_size: int = Field(default=64, gt=0)
+    l2: float = Field(default=1e-3, ge=0)  # the probe's L2 penalty (standardized features)
+    max_iter: int = Field(default=200, gt=0)  # L-BFGS iterations of the probe's fit
+    batch_size: int = Field(default=64, gt=0)  # sequences per forward to read features
     metrics: ClassVar[tuple[MetricSpec, ...]] = (ACCURACY, P_CORRECT, MARGIN)
 
     def build(self) -> QaProbeTask:

@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 class QaScoreConfig(QaTaskConfig):
     name: Literal["qa_score"] = "qa_score"
     readings: ClassVar[tuple[str, ...]] = READINGS
-    n_choices: int = Field(default=8, ge=2)
-    n_shots: int = Field(default=0, ge=0)
+    n_choices: int = Field(default=8, ge=2)  # the gold answer and n_choices - 1 distractors
+    n_shots: int = Field(default=0, ge=0)  # solved questions before each question
     batch_size: int = Field(default=64, gt=0)  # sequences (context + one choice) per forward
     metrics: ClassVar[tuple[MetricSpec, ...]] = CHOICE_METRICS
 

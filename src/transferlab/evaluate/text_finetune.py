@@ -51,7 +51,7 @@ class TextFinetuneConfig(ClassificationConfig, FinetuneTaskConfig):
     readings: ClassVar[tuple[str, ...]] = ("causal", "prefix")
     reading_limit: ClassVar[str] = "fine-tunes and scores the label after the text causally"
     epochs: float = Field(default=3.0, gt=0)  # passes over the training examples
-    eval_batch_size: int = Field(default=64, gt=0)
+    eval_batch_size: int = Field(default=64, gt=0)  # sequences per forward when evaluating
 
     def build(self) -> TextFinetuneTask:
         return TextFinetuneTask(self)

@@ -57,12 +57,13 @@ OVERLAP_NOTE = "held-out documents left out because the pretraining data holds t
 @TASKS.register("text_likelihood")
 class TextLikelihoodConfig(TaskConfig):
     name: Literal["text_likelihood"] = "text_likelihood"
+    # the held-out documents, each source a domain (a mapping without name: jsonl)
     sources: list[SOURCES.type(SourceConfig, default="jsonl")] = Field(min_length=1)
     group_by: str | None = Field(default=None, min_length=1)  # None: by source name
     max_documents: int | None = Field(default=500, gt=0)  # per domain; None: every document
     max_tokens: int = Field(default=1024, ge=2)  # the window, lowered to the model's max_seq_len
     seed: int = 0  # draws the kept documents; the run's seed is not used
-    batch_size: int = Field(default=16, gt=0)
+    batch_size: int = Field(default=16, gt=0)  # windows per forward
     uses_world: ClassVar[bool] = False
     readings: ClassVar[tuple[str, ...]] = ("causal", "prefix")
     reading_limit: ClassVar[str] = (

@@ -29,10 +29,10 @@ class TextProbeConfig(ClassificationConfig):
     name: Literal["text_probe"] = "text_probe"
     readings: ClassVar[tuple[str, ...]] = READINGS
     layer: Layer = -1  # index into the residual stream; -1: after the last block
-    pooling: Pooling = "mean"
-    l2: float = Field(default=1e-3, ge=0)
-    max_iter: int = Field(default=200, gt=0)
-    batch_size: int = Field(default=64, gt=0)
+    pooling: Pooling = "mean"  # the last token's state, or the mean over the text's tokens
+    l2: float = Field(default=1e-3, ge=0)  # the probe's L2 penalty (standardized features)
+    max_iter: int = Field(default=200, gt=0)  # L-BFGS iterations of the probe's fit
+    batch_size: int = Field(default=64, gt=0)  # sequences per forward to read features
 
     def build(self) -> TextProbeTask:
         return TextProbeTask(self)

@@ -91,7 +91,7 @@ class StageSpec(BaseConfig):
 
     name: str  # a word; keys of overrides elsewhere may start with it
     overrides: Overrides = Field(default_factory=dict)  # dotted keys on the previous stage
-    init: StageInit = Field(default_factory=StageInit)
+    init: StageInit = Field(default_factory=StageInit)  # which checkpoint it starts from
 
     @model_validator(mode="after")
     def _name_is_a_prefix(self) -> StageSpec:
@@ -162,7 +162,7 @@ class ExperimentSpec(BaseConfig):
     measures, comparisons and expectations."""
 
     name: str  # the experiment's folder (experiments/NAME)
-    description: str = ""
+    description: str = ""  # what the experiment asks, shown in its summary and report
     base: dict[str, Any] = Field(default_factory=dict)  # a run config (see run), shared by all
     # axis -> level -> dotted overrides of base; several axes make a grid of variants
     axes: dict[str, dict[str, Overrides]] = Field(default_factory=dict)

@@ -114,7 +114,7 @@ class TokenPredictionConfig(ObjectiveConfig):
     z-loss log^2 Z of the output logits into the minimized loss (PaLM and Wortsman et al. 2023
     use 1e-4); it is logged per target as ``z_loss``."""
 
-    z_loss: float = Field(default=0.0, ge=0)
+    z_loss: float = Field(default=0.0, ge=0)  # weight of log^2 Z of the logits; 0: off
 
 
 class TokenPredictionObjective(Objective):

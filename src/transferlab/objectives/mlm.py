@@ -61,8 +61,9 @@ class MaskedLM(TokenPredictionObjective):
 class MlmConfig(TokenPredictionConfig):
     name: Literal["mlm"] = "mlm"
     attention: ClassVar[Attention] = "bidirectional"
-    mask_prob: float = Field(default=0.15, gt=0, le=1)
-    mask_token_frac: float = Field(default=0.8, ge=0, le=1)
+    mask_prob: float = Field(default=0.15, gt=0, le=1)  # share of tokens chosen as targets
+    mask_token_frac: float = Field(default=0.8, ge=0, le=1)  # of those, replaced by <mask>
+    # of those, replaced by a random token; the rest stay as they are
     random_token_frac: float = Field(default=0.1, ge=0, le=1)
 
     @model_validator(mode="after")

@@ -17,8 +17,9 @@ from transferlab.optim.groups import param_groups
 class AdamSettings(OptimizerConfig):
     """Adam's moment decay rates and epsilon."""
 
+    # decay rates of the first and second moment estimates (muon: of its AdamW part)
     betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = Field(default=1e-8, gt=0)
+    eps: float = Field(default=1e-8, gt=0)  # added to the second moment's root, for stability
 
     @field_validator("betas")
     @classmethod
@@ -30,6 +31,8 @@ class AdamSettings(OptimizerConfig):
 
 @OPTIMIZERS.register("adamw")
 class AdamWConfig(AdamSettings):
+    """AdamW (decoupled weight decay) over the parameter groups of ``optim.groups``."""
+
     name: Literal["adamw"] = "adamw"
 
     def build(self, model: nn.Module) -> torch.optim.AdamW:

@@ -46,9 +46,10 @@ class MuonConfig(AdamSettings):
 
     name: Literal["muon"] = "muon"
     adamw_lr: float | None = Field(default=None, gt=0)
-    momentum: float = Field(default=0.95, ge=0, lt=1)
-    nesterov: bool = True
+    momentum: float = Field(default=0.95, ge=0, lt=1)  # the Muon part's momentum decay
+    nesterov: bool = True  # orthogonalize the Nesterov look-ahead of the momentum
     ns_steps: int = Field(default=5, gt=0, lt=100)  # Newton-Schulz iterations per update
+    # what lr means for the Muon part: an update of AdamW's RMS (0.2 lr), or torch's scaling
     adjust_lr: Literal["match_rms_adamw", "original"] = "match_rms_adamw"
 
     def build(self, model: nn.Module) -> CombinedOptimizer:

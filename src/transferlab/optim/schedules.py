@@ -25,6 +25,8 @@ def _warmup(step: int, warmup_steps: int) -> float:
 
 @SCHEDULES.register("constant")
 class ConstantConfig(ScheduleConfig):
+    """Linear warmup, then the full learning rate to the last step."""
+
     name: Literal["constant"] = "constant"
 
     def build(self, max_steps: int) -> LrMultiplier:
@@ -37,7 +39,7 @@ class CosineConfig(ScheduleConfig):
     """Linear warmup, then cosine decay from 1 to ``min_lr_ratio`` at the last step."""
 
     name: Literal["cosine"] = "cosine"
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)  # the last step's lr, as a share of lr
 
     def build(self, max_steps: int) -> LrMultiplier:
         self.check(max_steps)
@@ -58,8 +60,8 @@ class WarmupStableDecayConfig(ScheduleConfig):
     """Warmup, a constant plateau, then a linear decay over the last ``decay_fraction`` of steps."""
 
     name: Literal["wsd"] = "wsd"
-    decay_fraction: float = Field(default=0.2, gt=0, le=1)
-    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
+    decay_fraction: float = Field(default=0.2, gt=0, le=1)  # share of max_steps that decays
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)  # the lr decayed to, as a share of lr
 
     def build(self, max_steps: int) -> LrMultiplier:
         self.check(max_steps)

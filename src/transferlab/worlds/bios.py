@@ -73,14 +73,17 @@ _LAST_BIRTH_DAY = date(1999, 12, 31).toordinal()
 
 @WORLDS.register("bios")
 class BiosConfig(WorldConfig):
-    """Knobs of the `bios` world; see the module docstring for how they set the token budget."""
+    """Synthetic biographies of people with six known attributes, and questions about them.
+
+    See the module docstring for how the knobs set the token budget."""
 
     name: Literal["bios"] = "bios"
     num_people: int = Field(default=500, ge=2)  # two, so both QA splits hold someone
     rephrasings: int = Field(default=1, ge=1, le=1000)  # distinct biographies per person
     exposures: int = Field(default=1, ge=1)  # copies of each biography in the corpus
-    shuffle_sentences: bool = False
+    shuffle_sentences: bool = False  # each biography draws its sentence order (else fixed)
     full_name: bool = True  # False: the full name opens a biography, pronouns follow
+    # share of the people whose questions are QA-test (the rest QA-train), at least one each
     qa_test_fraction: float = Field(default=0.5, gt=0, lt=1)
 
     @model_validator(mode="after")

@@ -99,9 +99,11 @@ class SourceConfig(ComponentConfig):
 
     label: str | None = Field(default=None, min_length=1)
     limit: int | None = Field(default=None, gt=0)
+    # skip a document with a longer line (counted as long_line): minified or binary-like text
     max_line_chars: int = Field(default=100_000, gt=0)
+    # glob patterns (fnmatch: * also crosses /): keep only the ids matching one; None: all
     match: list[str] | None = Field(default=None, min_length=1)
-    exclude: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)  # glob patterns: drop the ids matching one
     language: LanguageField | None = None
 
     @model_serializer(mode="wrap")

@@ -18,7 +18,9 @@ from transferlab.data.sources.records import RecordSourceConfig
 
 @SOURCES.register("hf_dataset")
 class HfDatasetConfig(RecordSourceConfig):
-    """Exactly one of ``path`` (a directory written by ``save_to_disk``, memory-mapped, read
+    """A Hugging Face ``datasets`` dataset, saved on disk or streamed from the hub.
+
+    Exactly one of ``path`` (a directory written by ``save_to_disk``, memory-mapped, read
     ``batch_size`` rows at a time) or ``dataset`` (a hub name, streamed, needs the network;
     ``subset`` is its config name and ``revision`` pins a commit). ``split`` picks a split of a
     saved ``DatasetDict`` or of the hub dataset. The default id is the 0-based row; metadata
@@ -26,12 +28,12 @@ class HfDatasetConfig(RecordSourceConfig):
     """
 
     name: Literal["hf_dataset"] = "hf_dataset"
-    path: str | None = None
-    dataset: str | None = None
-    subset: str | None = None
+    path: str | None = None  # a directory written by save_to_disk (read offline)
+    dataset: str | None = None  # a hub dataset name, streamed (needs the network)
+    subset: str | None = None  # the hub dataset's config (subset) name; None: its default
     split: str = "train"
-    revision: str | None = None
-    batch_size: int = Field(default=1024, gt=0)
+    revision: str | None = None  # the hub commit, tag or branch read; None: the latest
+    batch_size: int = Field(default=1024, gt=0)  # rows read at a time from a saved dataset
 
     @model_validator(mode="after")
     def _one_location(self) -> HfDatasetConfig:

@@ -34,6 +34,7 @@ class JsonlConfig(RecordSourceConfig):
 
     name: Literal["jsonl"] = "jsonl"
     path: str
+    # skip a longer line (counted as oversized_record) without holding it in memory
     max_record_bytes: int = Field(default=64 << 20, gt=0)
 
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:

@@ -26,7 +26,7 @@ class ParquetConfig(RecordSourceConfig):
 
     name: Literal["parquet"] = "parquet"
     path: str
-    batch_size: int = Field(default=1024, gt=0)
+    batch_size: int = Field(default=1024, gt=0)  # rows per record batch read
 
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:
         return self._read(resolve_files(self.path, (".parquet",), self.name), stats)

@@ -24,7 +24,8 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 @SOURCES.register("python_docs")
 class PythonDocsConfig(SourceConfig):
     name: Literal["python_docs"] = "python_docs"
-    split: Literal["topic", "paragraph"] = "paragraph"
+    split: Literal["topic", "paragraph"] = "paragraph"  # one document per topic or paragraph
+    # split: paragraph joins a short paragraph with the next until it holds this many chars
     min_chars: int = Field(default=200, gt=0)
 
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:

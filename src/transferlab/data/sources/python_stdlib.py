@@ -59,13 +59,16 @@ class PythonStdlibConfig(SourceConfig):
     """
 
     name: Literal["python_stdlib"] = "python_stdlib"
-    split: Literal["file", "function"] = "file"
-    include_tests: bool = False
+    split: Literal["file", "function"] = "file"  # one document per file or per definition
+    include_tests: bool = False  # also read the test packages (test, tests, idle_test)
     modules: list[str] | None = None
-    root: str | None = None
+    root: str | None = None  # the directory of Python sources read; None: this stdlib
+    # every file, the files off the code tasks' held-out split (a corpus for a model they
+    # judge), or only the held-out ones
     side: Literal["all", "pretraining", "heldout"] = "all"
+    # share of the files held out (give the code tasks' heldout_fraction)
     heldout_fraction: float = Field(default=0.25, gt=0, lt=1)
-    heldout_seed: int = 0
+    heldout_seed: int = 0  # seeds the held-out split of files (give the code tasks' seed)
 
     def source_root(self) -> Path:
         """The directory read: ``root``, or the running interpreter's standard library."""

@@ -21,7 +21,7 @@ class TextFilesConfig(SourceConfig):
 
     name: Literal["text_files"] = "text_files"
     path: str
-    split: Literal["file", "paragraph"] = "file"
+    split: Literal["file", "paragraph"] = "file"  # one document per file or per paragraph
 
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:
         return self._read(resolve_files(self.path, (".txt",), self.name), stats)

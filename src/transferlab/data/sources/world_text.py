@@ -27,7 +27,7 @@ from transferlab.data.sources.base import SourceConfig, SourceStats, TextDocumen
 @SOURCES.register("world_text")
 class WorldTextConfig(SourceConfig):
     name: Literal["world_text"] = "world_text"
-    world: WORLDS.field(WorldConfig, default="bios")
+    world: WORLDS.field(WorldConfig, default="bios")  # the world whose corpus is read
 
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:
         world = self.world.build()

@@ -79,8 +79,8 @@ class MeasureConfig(ComponentConfig):
     when given, must agree. A measure of an arbitrary quantity (``direction = None``) needs it.
     """
 
-    label: str | None = None
-    stage: str | None = None
+    label: str | None = None  # its name in the summary and in expect.measure; None: its name
+    stage: str | None = None  # the stage whose runs it reads; None: the last
     # The experiment's variants whose runs it reads (None: all), for a quantity only some
     # variants log (a router's statistics exist in the moe variants, not in a dense one).
     variants: list[str] | None = None

@@ -26,6 +26,11 @@ from transferlab.experiment.measures.base import MeasureConfig, RunRecord, RunVa
 
 @MEASURES.register("lr_sensitivity")
 class LrSensitivityConfig(MeasureConfig):
+    """the mean, over the learning rates of a sweep (the axis ``over``), of how far each final
+    validation loss is above the sweep's best (Wortsman et al. 2023; lower is better).
+
+    See the module docstring for the exact definition."""
+
     name: Literal["lr_sensitivity"] = "lr_sensitivity"
 
     sweep = True

@@ -31,8 +31,8 @@ REDUCERS: dict[str, Callable[[list[float]], float]] = {
 @MEASURES.register("metric")
 class MetricConfig(MeasureConfig):
     name: Literal["metric"] = "metric"
-    field: str = Field(min_length=1)
-    reduce: Literal["last", "max", "min", "mean"] = "last"
+    field: str = Field(min_length=1)  # a key of metrics.jsonl rows (attn_logit_max, ...)
+    reduce: Literal["last", "max", "min", "mean"] = "last"  # over the rows that log the field
 
     def describe(self) -> str:
         return f"{self.reduce} of {self.field} over the rows of metrics.jsonl that log it"

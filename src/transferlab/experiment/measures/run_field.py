@@ -20,7 +20,7 @@ from transferlab.experiment.measures.base import (
 @MEASURES.register("run_field")
 class RunFieldConfig(MeasureConfig):
     name: Literal["run_field"] = "run_field"
-    field: str = Field(min_length=1)
+    field: str = Field(min_length=1)  # a runs.parquet column, else a run_info.json key
 
     def describe(self) -> str:
         return f"{self.field} from results/runs.parquet or run_info.json"

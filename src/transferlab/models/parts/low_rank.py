@@ -53,7 +53,7 @@ def check_low_rank(rank: int, model: ModelConfig) -> None:
 @LINEARS.register("low_rank")
 class LowRankConfig(LinearPart):
     name: Literal["low_rank"] = "low_rank"
-    rank: int = Field(gt=0)
+    rank: int = Field(gt=0)  # the inner width of u @ v; below min(d_model, ffn_dim)
 
     def check(self, model: ModelConfig) -> None:
         check_low_rank(self.rank, model)

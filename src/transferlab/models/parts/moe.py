@@ -148,13 +148,14 @@ class MixtureOfExperts(SublayerModule, StepStatistics):
 @MLPS.register("moe")
 class MoeConfig(MlpPart):
     name: Literal["moe"] = "moe"
-    n_experts: int = Field(default=8, ge=2)
-    top_k: int = Field(default=2, gt=0)
-    shared_expert: bool = False
+    n_experts: int = Field(default=8, ge=2)  # routed experts per layer
+    top_k: int = Field(default=2, gt=0)  # experts each token goes to (at most n_experts)
+    shared_expert: bool = False  # also one expert every token passes through, unweighted
     normalize_top_k: bool = True  # Mixtral, Qwen-MoE; OLMoE does not renormalize
+    # where the balance loss counts expert loads: this micro batch, or the step's whole batch
     balance: Literal["micro", "global"] = "global"
-    balance_coef: float = Field(default=0.01, ge=0)
-    router_z_coef: float = Field(default=0.001, ge=0)
+    balance_coef: float = Field(default=0.01, ge=0)  # weight of the load-balance loss; 0: none
+    router_z_coef: float = Field(default=0.001, ge=0)  # weight of the router z-loss; 0: none
 
     @model_validator(mode="after")
     def _top_k_fits(self) -> MoeConfig:

@@ -132,7 +132,7 @@ class SparseLowRankLinear(nn.Module):
 @LINEARS.register("sparse_low_rank")
 class SparseLowRankConfig(LinearPart):
     name: Literal["sparse_low_rank"] = "sparse_low_rank"
-    rank: int = Field(gt=0)
+    rank: int = Field(gt=0)  # the inner width of B A; below min(d_model, ffn_dim)
     density: float = 0.03  # the paper's delta: the fraction of W's entries that S holds
     # B A is scaled by alpha / rank, as LoRA's product is; 32 is the paper's LLaMA-60M setting.
     alpha: float = Field(default=32.0, gt=0)

@@ -32,7 +32,7 @@ DOMAIN_MEAN = "val_loss_domain_mean"
 @CALLBACKS.register("domain_loss")
 class DomainLossConfig(CallbackConfig):
     name: Literal["domain_loss"] = "domain_loss"
-    every: int = Field(default=100, gt=0)
+    every: int = Field(default=100, gt=0)  # steps between measurements (and the last step)
     windows: int = Field(default=64, gt=0)  # held-out windows of data.seq_len per domain
 
     def check(self, run: RunConfig) -> None:

@@ -62,8 +62,9 @@ POWER_TOLERANCE = 1e-6  # relative growth of the sigma_max estimate at which ite
 @CALLBACKS.register("lipschitz")
 class LipschitzConfig(CallbackConfig):
     name: Literal["lipschitz"] = "lipschitz"
+    # scale a matrix down to max_norm (power iteration), or cap each singular value (SVD)
     method: Literal["spectral_normalize", "spectral_cap"] = "spectral_normalize"
-    max_norm: float = Field(default=1.0, gt=0)
+    max_norm: float = Field(default=1.0, gt=0)  # the most spectral norm a constrained matrix has
     power_iterations: int = Field(default=100, gt=0)  # most per step (spectral_normalize)
     head: bool = False  # also constrain the output head (the embedding when tied)
     every: int = Field(default=10, gt=0)  # steps between logging the bound

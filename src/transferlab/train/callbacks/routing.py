@@ -44,7 +44,7 @@ Loads = list[list[float]]  # [layer][expert]: fractions of a domain's token-slot
 @CALLBACKS.register("routing")
 class RoutingConfig(CallbackConfig):
     name: Literal["routing"] = "routing"
-    every: int = Field(default=50, gt=0)
+    every: int = Field(default=50, gt=0)  # steps between measurements (and the last step)
     windows: int = Field(default=16, gt=0)  # held-out windows of data.seq_len per domain
 
     def check(self, run: RunConfig) -> None:

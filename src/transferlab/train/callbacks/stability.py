@@ -27,9 +27,10 @@ from transferlab.train.engine import Callback, Engine, StepOutput
 @CALLBACKS.register("stability")
 class StabilityConfig(CallbackConfig):
     name: Literal["stability"] = "stability"
-    every: int = Field(default=10, gt=0)
+    every: int = Field(default=10, gt=0)  # steps between the logit, log Z and update signals
+    # a step whose gradient norm exceeds this times its moving average is a spike
     spike_factor: float = Field(default=3.0, gt=1)
-    ema_decay: float = Field(default=0.9, gt=0, lt=1)
+    ema_decay: float = Field(default=0.9, gt=0, lt=1)  # decay of the gradient norm's average
     log_z_positions: int = Field(default=4096, gt=0)  # positions log Z is averaged over
 
     def build(self) -> StabilityCallback:
