@@ -1,15 +1,17 @@
 """Per-domain validation in an experiment: runs.parquet holds each run's final validation loss
-per domain (null for a domain a run did not have) and its weighting, and the report draws the
-per-domain validation curves with the weighting in the caption."""
+per domain (null for a domain a run did not have) and its weighting; `transferlab results` prints
+them per variant, and the report draws the per-domain validation curves with the weighting in
+the caption."""
 
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+from rich.console import Console
 
 from domains_setup import two_domains
 from tiny_experiment import tiny_base
 from transferlab.experiment import ExperimentSpec, plan_experiment, run_experiment
-from transferlab.report import plots
+from transferlab.report import plots, print_summary
 from transferlab.report.html import write_report
 from transferlab.report.markup import esc
 from transferlab.train import read_metrics
@@ -60,6 +62,22 @@ def test_runs_table_and_report_show_each_domains_validation(tmp_path, monkeypatc
         < mixed["final_val_loss"]
         < max(mixed["final_val_loss/prose"], mixed["final_val_loss/code"])
     )
+
+    console = Console(record=True, width=120)
+    print_summary(tmp_path / "exp", console)
+    printed = [line.rstrip() for line in console.export_text().splitlines()]
+    start = printed.index("final val loss per domain")
+    cell = "{:.3f} (n=1)".format
+    assert printed[start + 2 : start + 7] == [
+        "┃ variant ┃       prose ┃        code ┃",
+        "┡━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━┩",
+        f"│ mixed   │ {cell(mixed['final_val_loss/prose'])} │ "
+        f"{cell(mixed['final_val_loss/code'])} │",
+        f"│ prose   │ {cell(runs['prose']['final_val_loss/prose'])} │         n/a │",
+        "└─────────┴─────────────┴─────────────┘",
+    ]
+    stated = "val_loss weighs the domains by trainer.validation_weighting = mixture: weighted"
+    assert "".join(stated.split()) in "".join("".join(printed[start + 7 :]).split())
 
     page = write_report(tmp_path / "exp").read_text(encoding="utf-8")
     assert 'alt="validation loss per domain"' in page

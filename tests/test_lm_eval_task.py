@@ -252,3 +252,48 @@ def test_an_experiment_runs_lm_eval_on_every_run_and_its_rows_pair(tmp_path, mon
     assert comparison["n_examples"] == len(DOCS) and comparison["higher_is_better"] is True
     declared = result.summary["metrics"]["lm_eval:toy_exp"]["declared"]
     assert [m["name"] for m in declared] == ["acc", "acc_norm", "p_correct"]
+
+
+def test_the_files_a_config_reads_key_its_evaluations(tmp_path, monkeypatch) -> None:
+    """Task YAMLs, include folders, what a YAML includes, its !function module and its local
+    data files: editing any of them (same path) gives its evaluations a new key."""
+    from transferlab.experiment.planner import eval_key
+
+    monkeypatch.chdir(tmp_path)  # relative data files are read from the working directory
+    shared, suite = tmp_path / "shared", tmp_path / "suite"
+    shared.mkdir()
+    suite.mkdir()
+    (shared / "base.yaml").write_text("output_type: multiple_choice\ntest_split: test\n")
+    (tmp_path / "docs.jsonl").write_text(json.dumps(DOCS[0]) + "\n")
+    own = tmp_path / "own.yaml"
+    own.write_text(
+        "task: own\ninclude: shared/base.yaml\ndataset_path: json\n"
+        "dataset_kwargs:\n  data_files:\n    test: [docs.jsonl, more/*.jsonl]\n"
+    )
+    (suite / "suite_task.yaml").write_text(
+        "task: suite_task\nprocess_docs: !function helpers.keep\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files: {tmp_path / 'absent.jsonl'}\n"
+    )
+    (suite / "helpers.py").write_text("def keep(docs):\n    return docs\n")
+    (tmp_path / "unrelated.jsonl").write_text("{}\n")
+    cfg = LmEvalConfig(tasks=[str(own), "suite_task"], include=[str(suite)])
+    assert cfg.input_files() == sorted(
+        [
+            own,
+            shared / "base.yaml",
+            Path("docs.jsonl").absolute(),
+            suite / "suite_task.yaml",
+            suite / "helpers.py",
+            tmp_path / "absent.jsonl",
+        ]
+    )
+    key = eval_key("run", cfg)
+    (tmp_path / "unrelated.jsonl").write_text('{"other": 1}\n')
+    assert eval_key("run", cfg) == key
+    for edited in (tmp_path / "docs.jsonl", shared / "base.yaml", suite / "helpers.py"):
+        edited.write_text(edited.read_text() + "\n# edited\n")
+        assert eval_key("run", cfg) != key
+        key = eval_key("run", cfg)
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "extra.jsonl").write_text("{}\n")  # the glob now matches a file
+    assert eval_key("run", cfg) != key

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from test_report_html import HOSTILE, VERDICT_TEXT, make_experiment
 from transferlab.report import print_summary
+from transferlab.report.terminal import domain_validation_table, weighting_line
 
 
 def _printed(exp: Path) -> str:
@@ -47,3 +48,39 @@ def test_summary_needs_the_analysis(tmp_path: Path):
     (exp / "summary.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no summary.json; run the experiment"):
         print_summary(exp, Console(record=True))
+
+
+def _table_text(table) -> str:
+    console = Console(record=True, width=120)
+    console.print(table)
+    return console.export_text()
+
+
+def test_final_validation_per_domain_is_a_mean_over_seeds_with_n():
+    runs = [
+        {"variant": "mixed", "seed": 0, "final_val_loss/prose": 2.0, "final_val_loss/code": 3.0},
+        {"variant": "mixed", "seed": 1, "final_val_loss/prose": 2.5, "final_val_loss/code": None},
+        {"variant": "prose", "seed": 0, "final_val_loss/prose": 1.0, "final_val_loss/code": None},
+    ]
+    for run in runs:
+        run |= {"stage": "pretrain", "val_weighting": "mixture"}
+    lines = _table_text(domain_validation_table(runs)).splitlines()
+    assert [line.rstrip() for line in lines] == [
+        "final val loss per domain",
+        "┏━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━━━┓",
+        "┃ variant ┃       prose ┃        code ┃",
+        "┡━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━┩",
+        "│ mixed   │ 2.250 (n=2) │ 3.000 (n=1) │",
+        "│ prose   │ 1.000 (n=1) │         n/a │",
+        "└─────────┴─────────────┴─────────────┘",
+    ]
+    assert weighting_line(runs) == (
+        "per domain: the mean over the seeds that have it (n seeds); val_loss weighs the domains "
+        "by trainer.validation_weighting = mixture: weighted by each domain's share of the "
+        "training mixture"
+    )
+
+
+def test_runs_of_one_domain_show_no_domain_table():
+    runs = [{"variant": "a", "stage": "pretrain", "final_val_loss/prose": 2.0}, {"variant": "b"}]
+    assert domain_validation_table(runs) is None

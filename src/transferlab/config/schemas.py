@@ -6,6 +6,7 @@ subclasses of the base classes here; see ``transferlab.config.registry``.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -202,6 +203,12 @@ class TaskConfig(ComponentConfig):
     @property
     def task_name(self) -> str:
         return self.label or self.name
+
+    def input_files(self) -> list[Path]:
+        """The user files the task reads (its items, its task YAMLs), whose bytes key its
+        evaluations beside its config, so an edited file is evaluated again; none by default
+        (tasks on a world), and then the key is the config's alone."""
+        return []
 
     def build(self) -> Any:
         raise NotImplementedError

@@ -8,9 +8,9 @@ other field (``data.sources: [...]`` per variant, or an override such as
 The pipeline runs once per (source config, curation config): its output directory is cached
 content-addressed under ``cache_root()/curation/sources/<key>`` and written complete or not at
 all, so every run and seed that names the same curation streams the same kept documents, and
-``transferlab data inspect`` reads what it removed (``curated_dir()`` says where). Like the data
-stage, the key hashes configs, not file contents: after the files behind a source change, clear
-the cache or change the config.
+``transferlab data inspect`` reads what it removed (``curated_dir()`` says where). The key
+hashes the configs and, for sources on local files, the files' bytes (``file_digests``): after
+a file behind the source changes, the next use curates again.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from transferlab.curation.documents import read_documents
 from transferlab.curation.pipeline import DOCUMENTS_FILE, CurationConfig, write_curation
 from transferlab.curation.report import inspect
 from transferlab.data.sources import SourceConfig, SourceStats, TextDocument
+from transferlab.file_digests import files_fingerprint
 
 FORMAT_VERSION = 1
 
@@ -50,9 +51,14 @@ class CuratedSourceConfig(SourceConfig):
         """The cached curation output (``documents.jsonl.gz``, ``curation_stats.json``, score
         files), curated first if it is not there yet."""
         key = content_key(self.source.to_dict(), self.curation.to_dict(), FORMAT_VERSION)
+        if files := self.input_files():  # what the files hold; keys of other sources stay
+            key = content_key(key, files_fingerprint(files))
         out = cache_root() / "curation" / "sources" / key
         # One process curates a key at a time; the others wait and reuse its output.
         return cached_dir(out, lambda tmp: _curate_into(self, tmp))
+
+    def input_files(self) -> list[Path]:
+        return self.source.input_files()
 
     def provenance(self) -> dict[str, Any]:
         """The curation folder (for ``transferlab data inspect``) and its document counts."""

@@ -52,6 +52,7 @@ from transferlab.data.mixture import build_from_sources
 from transferlab.data.mixture_warnings import warn_data
 from transferlab.data.shards import TOKEN_DTYPES, TokenizedFolder, token_size_for, write_tokenized
 from transferlab.data.tokenizer import UNK_TOKEN, SpecialTokenIds, TextTokenizer, write_tokenizer
+from transferlab.file_digests import sources_fingerprint
 
 if TYPE_CHECKING:  # data does not depend on worlds; a config builds the world
     from transferlab.worlds import World
@@ -172,8 +173,8 @@ def keyed_data_dir(key: str) -> Path:
 
 
 def data_key(cfg: RunConfig) -> str:
-    """Content key of the data built from ``cfg``'s sources and mixture, or else its world
-    (what ``prepare_data`` caches under)."""
+    """Content key of the data built from ``cfg``'s sources (their configs and the bytes of
+    their local files) and mixture, or else its world (what ``prepare_data`` caches under)."""
     if cfg.data.sources:
         corpus = {"sources": [s.to_dict() for s in cfg.data.sources], "mixture": cfg.data.mixture}
         # Keyed only when they apply, so stages built before either existed keep their keys.
@@ -181,6 +182,10 @@ def data_key(cfg: RunConfig) -> str:
             corpus["left_out"] = cfg.data.left_out()
         if cfg.data.tokenizer_scope != "variant":
             corpus["tokenizer_scope"] = cfg.data.tokenizer_scope
+        # What local files hold, not only their paths: an edited corpus is a new stage. Sources
+        # on no user files (the stdlib, a hub dataset) have none and keep their keys.
+        if files := sources_fingerprint(cfg.data.sources):
+            corpus["files"] = files
         return content_key(corpus, tokenizer_identity(cfg), cfg.data.val_fraction, FORMAT_VERSION)
     # A world's held-out validation grows with the trainer's validation batch, so that is keyed.
     return content_key(

@@ -18,6 +18,7 @@ from transferlab.artifacts import cache_root, cached_dir, content_key
 from transferlab.config.schemas import RunConfig
 from transferlab.data.sources import SourceConfig
 from transferlab.data.tokenizer import train_tokenizer
+from transferlab.file_digests import sources_fingerprint
 
 FORMAT_VERSION = 1
 TOKENIZER_FILE = "tokenizer.json"
@@ -36,6 +37,8 @@ def shared_tokenizer_file(cfg: RunConfig) -> Path:
     one process at a time)."""
     sources = tokenizer_sources(cfg)
     key = content_key([s.to_dict() for s in sources], cfg.tokenizer.to_dict(), FORMAT_VERSION)
+    if files := sources_fingerprint(sources):  # an edited corpus trains a new tokenizer
+        key = content_key(key, files)
 
     def build(tmp: Path) -> None:
         train_tokenizer(cfg.tokenizer, source_texts(sources)).save(tmp / TOKENIZER_FILE)

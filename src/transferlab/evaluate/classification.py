@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -94,18 +95,24 @@ class ClassificationConfig(TaskConfig):
         test = [self._example(d) for d in sample(test, self.max_test, self.seed, "test")]
         return Splits(train, test, self._classes(train, test))
 
-    def _read(self, path: str) -> list[TextDocument]:
+    def input_files(self) -> list[Path]:
+        paths = [p for p in (self.path, self.train_path, self.test_path) if p is not None]
+        return [file for p in paths for file in self._source(p).input_files()]
+
+    def _source(self, path: str) -> JsonlConfig | ParquetConfig:
         kind = self.format
         if kind == "auto":
             kind = "parquet" if path.endswith(".parquet") else "jsonl"
         source_type = ParquetConfig if kind == "parquet" else JsonlConfig
-        source = source_type(
+        return source_type(
             path=path,
             text_field=self.text_field,
             id_field=self.id_field,
             metadata_fields=[self.label_field],
         )
-        docs = list(source.iter_documents())
+
+    def _read(self, path: str) -> list[TextDocument]:
+        docs = list(self._source(path).iter_documents())
         if not docs:
             raise ValueError(
                 f"{self.name}: {path} holds no record with a text in text_field="

@@ -40,11 +40,11 @@ from transferlab.config.registry import TASKS
 from transferlab.config.schemas import TaskConfig
 from transferlab.evaluate.base import Subject, Task
 from transferlab.evaluate.code_tasks import token_budget
+from transferlab.evaluate.lm_eval_files import YAML_SUFFIXES, lm_eval_files
 from transferlab.evaluate.results import ExampleResult
 
 log = logging.getLogger(__name__)
 
-YAML_SUFFIXES = (".yaml", ".yml")
 # What lm-eval's per-sample values become, by the metric's aggregation: a per-sample score
 # (kept as it is), or a log-likelihood (with its word / byte count) read as a per-document value.
 PER_SAMPLE = ("mean", "nanmean", "median")
@@ -104,6 +104,11 @@ class LmEvalConfig(TaskConfig):
         """``label``, else ``lm_eval:`` + the tasks (a YAML file by its name, without suffix)."""
         names = (Path(t).stem if t.endswith(YAML_SUFFIXES) else t for t in self.tasks)
         return self.label or "lm_eval:" + "+".join(names)
+
+    def input_files(self) -> list[Path]:
+        """The task YAMLs, the files of the include folders and what the YAMLs name locally
+        (see ``lm_eval_files``)."""
+        return lm_eval_files(self.tasks, self.include)
 
     def build(self) -> LmEvalTask:
         return LmEvalTask(self)

@@ -31,6 +31,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -109,6 +110,10 @@ class MultipleChoiceConfig(TaskConfig):
                 "from; set it (it may be path itself: an item is never its own shot)"
             )
         return self
+
+    def input_files(self) -> list[Path]:
+        paths = [p for p in (self.path, self.fewshot_path) if p is not None]
+        return [file for p in paths for file in record_source(p)(path=p).input_files()]
 
     def build(self) -> MultipleChoiceTask:
         return MultipleChoiceTask(self)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -91,6 +92,9 @@ class TextLikelihoodConfig(TaskConfig):
                     "metadata_fields; add it there"
                 )
         return self
+
+    def input_files(self) -> list[Path]:
+        return [path for source in self.sources for path in source.input_files()]
 
     def build(self) -> TextLikelihoodTask:
         return TextLikelihoodTask(self)

@@ -14,6 +14,7 @@ from transferlab.artifacts import cache_root, content_key, is_complete
 from transferlab.config import ConfigError, RunConfig, TaskConfig, set_dotted, validate
 from transferlab.evaluate.readers import reading_error
 from transferlab.experiment.spec import IMPLICIT_STAGE, ExperimentSpec, StageSpec
+from transferlab.file_digests import files_fingerprint
 from transferlab.train.checkpoint import checkpoint_step, latest_checkpoint
 from transferlab.train.run_dir import config_key, diverged_step
 from transferlab.train.trainer import check_param_groups
@@ -121,11 +122,23 @@ def plan_experiment(spec: ExperimentSpec, store: Path | None = None) -> Plan:
                 _check_world(task, variant, _lineage(chain, spec.task_stage(task)))
                 # The run key already says which stage is read; the task's ``stage`` does not
                 # enter the key, so evaluations of specs without stages keep their keys.
-                task_key = {k: v for k, v in task.to_dict().items() if k != "stage"}
-                key = content_key(run.key, task_key, EVAL_FORMAT_VERSION)
+                key = eval_key(run.key, task)
                 evals.append(PlannedEval(run, task, key, store / "evals" / key))
     _check_shared_tokenizers(runs)
     return Plan(spec=spec, runs=runs, evals=evals)
+
+
+def eval_key(run_key: str, task: TaskConfig) -> str:
+    """The content key of ``task``'s evaluation of the run keyed ``run_key``: the run key, the
+    task config and, for a task on user files, what those files hold (``input_files``), so an
+    edited file is evaluated again rather than read from the rows of its old content."""
+    # The run key already says which stage is read; the task's ``stage`` does not enter the
+    # key, so evaluations of specs without stages keep their keys.
+    task_key = {k: v for k, v in task.to_dict().items() if k != "stage"}
+    files = files_fingerprint(task.input_files())
+    if not files:  # tasks on no user files keep the keys they had before files were keyed
+        return content_key(run_key, task_key, EVAL_FORMAT_VERSION)
+    return content_key(run_key, task_key, EVAL_FORMAT_VERSION, files)
 
 
 def _check_shared_tokenizers(runs: list[PlannedRun]) -> None:

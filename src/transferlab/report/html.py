@@ -34,6 +34,7 @@ from transferlab.report.inputs import (
     per_run_means,
     unplanned_row,
     verdicts,
+    weightings_stated,
 )
 from transferlab.report.markup import Markup, esc, figure, join, table, tag
 from transferlab.report.series import variant_bands
@@ -296,14 +297,6 @@ def _training(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
     )
 
 
-# How each trainer.validation_weighting makes val_loss of the per-domain losses.
-WEIGHTING_TEXT = {
-    "mixture": "weighted by each domain's share of the training mixture",
-    "tokens": "weighted by each domain's held-out tokens",
-    "uniform": "the unweighted mean over the domains",
-}
-
-
 def _domain_validation(
     record: ExperimentRecord, curves: dict[str, list[list[dict[str, Any]]]], colors: dict[str, str]
 ) -> Markup:
@@ -321,8 +314,7 @@ def _domain_validation(
     )
     if not domains:
         return Markup("")
-    weightings = sorted({str(r["val_weighting"]) for r in record.runs if r.get("val_weighting")})
-    stated = "; ".join(f"{w}: {WEIGHTING_TEXT.get(w, w)}" for w in weightings) or "not recorded"
+    stated = weightings_stated(record.runs)
     caption = (
         "Validation loss per data domain: each domain's held-out windows (an equal share of the "
         "validation windows per domain), the mean over seeds at each step and the band from the "

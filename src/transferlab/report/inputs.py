@@ -128,6 +128,27 @@ def direction_label(metric: str, higher_is_better: bool) -> str:
     return f"{metric} ({'higher' if higher_is_better else 'lower'} is better)"
 
 
+# How each trainer.validation_weighting makes val_loss of the per-domain losses.
+WEIGHTING_TEXT = {
+    "mixture": "weighted by each domain's share of the training mixture",
+    "tokens": "weighted by each domain's held-out tokens",
+    "uniform": "the unweighted mean over the domains",
+}
+
+
+def weightings_stated(runs: list[dict[str, Any]]) -> str:
+    """The ``val_weighting``s of the runs (rows of runs.parquet), each with what it means:
+    ``mixture: weighted by ...``; ``not recorded`` for runs trained before it was."""
+    weightings = sorted({str(r["val_weighting"]) for r in runs if r.get("val_weighting")})
+    return "; ".join(f"{w}: {WEIGHTING_TEXT.get(w, w)}" for w in weightings) or "not recorded"
+
+
+def read_runs(exp_dir: Path) -> list[dict[str, Any]]:
+    """The rows of ``results/runs.parquet`` (none before the experiment wrote it)."""
+    path = Path(exp_dir) / "results" / "runs.parquet"
+    return pq.read_table(path).to_pylist() if path.is_file() else []
+
+
 def load_experiment(exp_dir: Path) -> ExperimentRecord:
     exp_dir = Path(exp_dir)
     spec_path = exp_dir / "experiment.yaml"
@@ -138,7 +159,6 @@ def load_experiment(exp_dir: Path) -> ExperimentRecord:
         )
     spec = yaml.safe_load(spec_path.read_text()) or {}
     plan = _read_json(exp_dir / "plan.json")
-    runs_path = exp_dir / "results" / "runs.parquet"
     examples_path = exp_dir / "results" / "examples.parquet"
     data_path = exp_dir / "results" / "data.parquet"
     record = ExperimentRecord(
@@ -146,7 +166,7 @@ def load_experiment(exp_dir: Path) -> ExperimentRecord:
         spec=spec,
         plan=plan,
         summary=_read_json(exp_dir / "summary.json"),
-        runs=pq.read_table(runs_path).to_pylist() if runs_path.is_file() else [],
+        runs=read_runs(exp_dir),
         examples=pq.read_table(examples_path) if examples_path.is_file() else None,
         planned=[_planned_row(exp_dir, run) for run in (plan or {}).get("runs", [])],
         data=pq.read_table(data_path).to_pylist() if data_path.is_file() else [],

@@ -1,7 +1,8 @@
 """The terminal summary of an experiment: per task, the metric it is shown by (the primary one if
 the task declares it, else its headline) for each variant and the paired comparisons, as rich
-tables, with its per-group means (a few groups) and its notes; per measure of the training runs its estimates and comparisons over seeds; then the
-verdict lines, one per expectation. Data strings go in as ``Text`` so that
+tables, with its per-group means (a few groups) and its notes; each variant's final validation
+loss per data domain (runs of several domains); per measure of the training runs its estimates
+and comparisons over seeds; then the verdict lines, one per expectation. Data strings go in as ``Text`` so that
 rich never reads a variant name like ``[bold]x`` as markup."""
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from transferlab.report.inputs import (
     measure_note,
     measure_title,
     metric_label,
+    read_runs,
     shown_metric,
     verdicts,
+    weightings_stated,
 )
+from transferlab.train.callbacks.validation import DOMAIN_PREFIX
 
 _VERDICT_STYLE = {
     "reproduced": "bold green",
@@ -54,6 +58,11 @@ def print_summary(exp_dir: Path, console: Console) -> None:
                 console.print(extra)
     if summary.get("curves"):
         console.print(curves_line(summary))
+    runs = read_runs(exp_dir)
+    domains = domain_validation_table(runs)
+    if domains is not None:
+        console.print(domains)
+        console.print(Text(weighting_line(runs)))
     for measure in summary.get("measures") or []:
         console.print(measure_estimates_table(measure, level))
         comparisons = measure_comparisons_table(measure, level)
@@ -117,6 +126,51 @@ def curves_line(summary: dict[str, Any]) -> Text:
         f"transfer curves: {', '.join(tasks)} at {len(steps)} steps ({steps[0]} to {steps[-1]}) "
         "per variant; plotted with intervals in report.html"
     )
+
+
+FINAL_DOMAIN_LOSS = "final_" + DOMAIN_PREFIX  # runs.parquet's final_val_loss/<domain>
+
+
+def domain_validation_table(runs: list[dict[str, Any]]) -> Table | None:
+    """Each variant's final validation loss per data domain (a row per variant, and per stage
+    when there are several), the mean over the seeds that have the domain with their n; None
+    unless the runs have two domains or more."""
+    domains = list(
+        dict.fromkeys(
+            key.removeprefix(FINAL_DOMAIN_LOSS)
+            for run in runs
+            for key, value in run.items()
+            if key.startswith(FINAL_DOMAIN_LOSS) and value is not None
+        )
+    )
+    if len(domains) < 2:
+        return None
+    staged = len({run.get("stage") for run in runs}) > 1
+    title = Text("final val loss per domain")
+    table = Table(title=title, title_justify="left")
+    _columns(table, ["variant", *(["stage"] if staged else [])], domains)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for run in runs:
+        name = (str(run["variant"]), *([str(run.get("stage"))] if staged else []))
+        groups.setdefault(name, []).append(run)
+    for name, members in groups.items():
+        cells = (_seed_mean([r.get(FINAL_DOMAIN_LOSS + d) for r in members]) for d in domains)
+        table.add_row(*map(Text, name), *cells)
+    return table
+
+
+def weighting_line(runs: list[dict[str, Any]]) -> str:
+    """What the per-domain table shows, and how ``val_loss`` weighs its domains."""
+    return (
+        "per domain: the mean over the seeds that have it (n seeds); val_loss weighs the "
+        f"domains by trainer.validation_weighting = {weightings_stated(runs)}"
+    )
+
+
+def _seed_mean(values: list[Any]) -> str:
+    """``2.345 (n=2)``: the mean of the seeds' values that are numbers; ``n/a`` for none."""
+    found = [v for v in values if fmt.is_number(v)]
+    return f"{fmt.number(sum(found) / len(found))} (n={len(found)})" if found else "n/a"
 
 
 def estimates_table(summary: dict[str, Any], task: str, metric: str, level: str) -> Table:

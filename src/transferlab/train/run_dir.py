@@ -12,6 +12,7 @@ import yaml
 
 from transferlab.artifacts import content_key
 from transferlab.config import ConfigError, InitConfig, RunConfig
+from transferlab.file_digests import sources_fingerprint
 from transferlab.train.checkpoint import (
     CONFIG_FILE,
     TOKENIZER_FILE,
@@ -115,6 +116,10 @@ def config_key(cfg: RunConfig, parent_key: str | None = None) -> str:
     config.pop("init")  # a fresh run hashes exactly as before ``init`` existed
     if cfg.data.left_out():  # such a run trained on every source before they were left out
         config["data"]["left_out"] = cfg.data.left_out()
+    # The bytes of the local files it trains on: a run on an edited corpus is a new run. Runs
+    # on a world or on sources of no user files keep their keys.
+    if files := sources_fingerprint(cfg.data.sources):
+        config["data"]["files"] = files
     if cfg.init is None:
         return content_key(config)
     step = cfg.init.step

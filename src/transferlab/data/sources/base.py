@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
@@ -162,6 +163,12 @@ class SourceConfig(ComponentConfig):
         """What the data stage records about where this source's documents came from, beyond
         its config (a curated source names its curation folder); empty by default."""
         return {}
+
+    def input_files(self) -> list[Path]:
+        """The local files this source reads, whose bytes (``file_digests``) key what is built
+        from it: its data stage, an evaluation on it. Empty for sources that are no user files
+        (a world, the standard library, a hub dataset): they are keyed by their config alone."""
+        return []
 
     def selects(self, doc_id: str) -> bool:
         """Whether ``match`` and ``exclude`` keep the document with this id."""

@@ -59,6 +59,16 @@ def resolve_files(pattern: str, suffixes: tuple[str, ...], kind: str) -> list[So
     return sorted(files, key=lambda f: f.rel)
 
 
+def named_files(pattern: str, suffixes: tuple[str, ...], kind: str) -> list[Path]:
+    """The files ``pattern`` names (``resolve_files``), or the pattern itself when it names
+    none, so that a key over them says "missing" rather than the planning failing: reading
+    the source gives the error."""
+    try:
+        return [file.path for file in resolve_files(pattern, suffixes, kind)]
+    except SourceError:
+        return [Path(os.path.expanduser(pattern))]
+
+
 def _glob_root(pattern: Path) -> Path:
     """The leading part of a glob pattern without wildcards."""
     fixed = []

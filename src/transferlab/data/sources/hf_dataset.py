@@ -44,6 +44,14 @@ class HfDatasetConfig(RecordSourceConfig):
             )
         return self
 
+    def input_files(self) -> list[Path]:
+        """Every file of the saved dataset's directory; none for a hub dataset (keyed by its
+        name and ``revision``: pin one to key the content)."""
+        if self.path is None:
+            return []
+        root = Path(self.path).expanduser()
+        return sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:
         datasets = _import_datasets()
         data = self._load_saved(datasets) if self.path is not None else self._load_hub(datasets)

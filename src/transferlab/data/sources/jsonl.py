@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO, Literal
 
 from pydantic import Field
@@ -15,12 +16,15 @@ from transferlab.data.sources.files import (
     SNIFF_BYTES,
     SourceFile,
     is_binary,
+    named_files,
     open_binary,
     resolve_files,
 )
 from transferlab.data.sources.records import RecordSourceConfig
 
 DRAIN_CHUNK = 1 << 20  # the rest of an oversized line is skipped in pieces of this size
+
+SUFFIXES = (".jsonl", ".jsonl.gz")
 
 
 @SOURCES.register("jsonl")
@@ -37,8 +41,11 @@ class JsonlConfig(RecordSourceConfig):
     # skip a longer line (counted as oversized_record) without holding it in memory
     max_record_bytes: int = Field(default=64 << 20, gt=0)
 
+    def input_files(self) -> list[Path]:
+        return named_files(self.path, SUFFIXES, self.name)
+
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:
-        return self._read(resolve_files(self.path, (".jsonl", ".jsonl.gz"), self.name), stats)
+        return self._read(resolve_files(self.path, SUFFIXES, self.name), stats)
 
     def _read(self, files: list[SourceFile], stats: SourceStats) -> Iterator[TextDocument]:
         for file in files:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
@@ -11,8 +12,10 @@ from pydantic import Field
 
 from transferlab.config.registry import SOURCES
 from transferlab.data.sources.base import Skip, SourceStats, TextDocument
-from transferlab.data.sources.files import SourceFile, resolve_files
+from transferlab.data.sources.files import SourceFile, named_files, resolve_files
 from transferlab.data.sources.records import RecordSourceConfig
+
+SUFFIXES = (".parquet",)
 
 
 @SOURCES.register("parquet")
@@ -28,8 +31,11 @@ class ParquetConfig(RecordSourceConfig):
     path: str
     batch_size: int = Field(default=1024, gt=0)  # rows per record batch read
 
+    def input_files(self) -> list[Path]:
+        return named_files(self.path, SUFFIXES, self.name)
+
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:
-        return self._read(resolve_files(self.path, (".parquet",), self.name), stats)
+        return self._read(resolve_files(self.path, SUFFIXES, self.name), stats)
 
     def _read(self, files: list[SourceFile], stats: SourceStats) -> Iterator[TextDocument]:
         for file in files:

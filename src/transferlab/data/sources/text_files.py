@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 from transferlab.config.registry import SOURCES
 from transferlab.data.sources.base import SourceConfig, SourceStats, TextDocument
-from transferlab.data.sources.files import SourceFile, read_text, resolve_files
+from transferlab.data.sources.files import SourceFile, named_files, read_text, resolve_files
+
+SUFFIXES = (".txt",)
 
 
 @SOURCES.register("text_files")
@@ -23,8 +26,11 @@ class TextFilesConfig(SourceConfig):
     path: str
     split: Literal["file", "paragraph"] = "file"  # one document per file or per paragraph
 
+    def input_files(self) -> list[Path]:
+        return named_files(self.path, SUFFIXES, self.name)
+
     def _candidates(self, stats: SourceStats) -> Iterator[TextDocument]:
-        return self._read(resolve_files(self.path, (".txt",), self.name), stats)
+        return self._read(resolve_files(self.path, SUFFIXES, self.name), stats)
 
     def _read(self, files: list[SourceFile], stats: SourceStats) -> Iterator[TextDocument]:
         for file in files:
