@@ -1,6 +1,7 @@
 """docs/tutorial-own-corpus.md, run as written: its file blocks (```` ```yaml title=NAME ````) are
 written, its command blocks (```` ```bash ````, one ``transferlab`` command a line) run in order
-through the CLI, on a small English, German and Spanish corpus this test writes.
+through the CLI, on a small English, German and Spanish corpus this test writes (its sample
+records, the ```` ```jsonl ```` blocks, are records of that corpus).
 
 The only change to the tutorial's commands: every ``transferlab run`` gets the dotted overrides
 in ``SMALL`` appended, so the experiment trains a one-layer model for a few steps (seconds on 2
@@ -26,6 +27,8 @@ from transferlab.experiment import load_experiment, plan_experiment
 TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorial-own-corpus.md"
 FILE_BLOCK = re.compile(r"^```\w+ title=(\S+)\n(.*?)^```$", re.M | re.S)
 COMMAND_BLOCK = re.compile(r"^```bash\n(.*?)^```$", re.M | re.S)
+JSONL_BLOCK = re.compile(r"^```jsonl\n(.*?)^```$", re.M | re.S)
+USER_FILES = ("corpus.jsonl", "heldout.jsonl", "quiz.jsonl")  # the user's own, which we write
 
 # Appended to every `transferlab run`: a tiny model, few steps, 2 seeds, a 300-token vocabulary.
 # The token budget repeats the English variant's only domain (35 documents of ~60 tokens) more
@@ -100,7 +103,8 @@ def _write_jsonl(path: Path, texts: list[str]) -> None:
 
 def _write_user_files(folder: Path) -> None:
     """corpus.jsonl: 36 documents per language, shuffled, one French document and one exact
-    copy; heldout.jsonl: per language 8 new documents and 4 copied from the corpus."""
+    copy; heldout.jsonl: per language 8 new documents and 4 copied from the corpus; quiz.jsonl:
+    6 items per language."""
     corpus = [text for language in LANGUAGES for text in _documents(language, 0)]
     corpus += [FRENCH, corpus[0]]
     random.Random(0).shuffle(corpus)
@@ -109,6 +113,26 @@ def _write_user_files(folder: Path) -> None:
     for language in LANGUAGES:
         held += _documents(language, 3)[:HELD_NEW] + _documents(language, 0)[:HELD_COPIED]
     _write_jsonl(folder / "heldout.jsonl", held)
+    quiz = [item for language in LANGUAGES for item in _quiz(language)]
+    (folder / "quiz.jsonl").write_text(
+        "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in quiz)
+    )
+
+
+def _quiz(language: str) -> list[dict]:
+    """Per subject: the first sentence's last word after the rest of it, among two other actions'
+    last words."""
+    subjects, actions, _ = SENTENCES[language]
+    last = [action.rsplit(" ", 1) for action in actions]
+    return [
+        {
+            "context": f"{subject} {last[j][0]}",
+            "choices": [last[(j + k) % len(last)][1] for k in range(3)],
+            "gold": 0,
+            "language": language,
+        }
+        for j, subject in enumerate(subjects)
+    ]
 
 
 def _tutorial() -> tuple[dict[str, str], list[list[str]]]:
@@ -136,6 +160,20 @@ def test_the_tutorial_shows_valid_files_and_transferlab_commands(tmp_path) -> No
     ]
     languages = yaml.safe_load(files["languages.yaml"])["sources"]
     assert yaml.safe_load(files["experiment.yaml"])["base"]["data"]["sources"] == languages
+    # Its sample records are records of the files this test writes.
+    _write_user_files(tmp_path)
+    written = [
+        json.loads(line)
+        for name in USER_FILES
+        for line in (tmp_path / name).read_text().split("\n")
+        if line
+    ]
+    samples = [
+        json.loads(line)
+        for block in JSONL_BLOCK.findall(TUTORIAL.read_text())
+        for line in block.splitlines()
+    ]
+    assert len(samples) == 3 and all(sample in written for sample in samples)
 
 
 def test_the_tutorial_runs_end_to_end_on_a_corpus_it_writes(tmp_path, monkeypatch) -> None:
@@ -196,8 +234,13 @@ def _check_experiment(exp: Path, output: dict[str, str], data_warnings: set[str]
     assert output["transferlab results experiments/own-corpus"].endswith(said)
 
     variants = ("english", "multilingual")
-    groups = {(g["variant"], g["group"]) for g in summary["groups"]}
-    assert groups == {(v, language) for v in variants for language in LANGUAGES}
+    for task in ("text_likelihood", "multiple_choice"):
+        groups = {(g["variant"], g["group"]) for g in summary["groups"] if g["task"] == task}
+        assert groups == {(v, language) for v in variants for language in LANGUAGES}
+    # The quiz is compared on its own metrics, and listed as not compared on bits per byte.
+    assert [s["task"] for s in summary["skipped"]] == ["multiple_choice"]
+    compared = {(c["task"], c["metric"]) for c in summary["comparisons"]}
+    assert ("multiple_choice", "correct") in compared
     notes = {(n["variant"], n["group"], n["name"]): n for n in summary["notes"]}
     for v in variants:
         for language in LANGUAGES:
@@ -212,8 +255,11 @@ def _check_experiment(exp: Path, output: dict[str, str], data_warnings: set[str]
     rows = pq.read_table(exp / "results" / "examples.parquet").to_pylist()
     scored_by = {}
     for row in rows:
-        scored_by.setdefault((row["variant"], row["seed"]), set()).add(row["example_id"])
-    [comparison] = summary["comparisons"]
+        if row["task"] == "text_likelihood":
+            scored_by.setdefault((row["variant"], row["seed"]), set()).add(row["example_id"])
+    quiz_rows = [row for row in rows if row["task"] == "multiple_choice"]
+    assert len(quiz_rows) == 2 * 2 * 6 * len(LANGUAGES)  # variants x seeds x items
+    [comparison] = [c for c in summary["comparisons"] if c["metric"] == "bits_per_byte"]
     assert comparison["n_examples"] == len(set.intersection(*scored_by.values()))
 
     # The same tokenizer for both variants; German and Spanish left out of the English one,
