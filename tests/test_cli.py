@@ -200,3 +200,18 @@ def test_every_recipe_preset_plans_valid_runs_and_states_its_claim(info, tmp_pat
                 assert expect.task in [t.task_name for t in spec.tasks]
             else:
                 assert expect.variant in spec.measure_variants(spec.measure(expect.measure))
+
+
+def test_transferlab_warnings_print_as_one_line_and_others_keep_their_location(monkeypatch):
+    import warnings
+
+    from transferlab import cli
+    from transferlab.data import DataWarning
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after
+    monkeypatch.setattr(cli, "app", lambda: None)
+    cli.main()  # the console script's entry point installs the format
+    shown = warnings.formatwarning("domain 'en' is repeated", DataWarning, "prepare.py", 47)
+    assert shown == "warning: domain 'en' is repeated\n"
+    other = warnings.formatwarning("old API", FutureWarning, "lib.py", 3, line="call()")
+    assert other == "lib.py:3: FutureWarning: old API\n  call()\n"

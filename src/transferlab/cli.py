@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -504,7 +505,26 @@ def explain(
     sys.stdout.write(explain_text(entry, entries) + "\n")
 
 
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """transferlab's own warnings (data warnings, skipped documents, unknown tokens) speak to
+    the user: one line, without the line of transferlab's source that issued them; any other
+    library's warning keeps Python's format, whose location helps whoever reports it."""
+    if category.__module__.startswith("transferlab."):
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def main() -> None:
+    warnings.formatwarning = _format_warning
     try:
         app()
     except KeyboardInterrupt:
