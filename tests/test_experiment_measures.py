@@ -125,6 +125,11 @@ def test_lr_sensitivity_follows_wortsman_by_hand_and_gives_the_verdict():
     assert comparison["p_holm"] == comparison["p_value"]  # a family of one
     assert low > 0 and comparison["verdict"] == "worse"  # lower is better
     assert (comparison["n_seeds"], comparison["higher_is_better"]) == (3, False)
+    # MDE80 over the 3 paired seeds: (t_{0.975, 2} + t_{0.8, 2}) x SE of the mean difference.
+    differences = np.subtract(plain, qknorm)
+    se = differences.std(ddof=1) / math.sqrt(3)
+    mde = (stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * se
+    assert comparison["mde80"] == pytest.approx(mde, rel=1e-9)
 
     summary = _analyze(spec)
     (verdict,) = summary["verdicts"]
@@ -137,7 +142,9 @@ def test_lr_sensitivity_follows_wortsman_by_hand_and_gives_the_verdict():
     assert verdict["text"] == (
         f"reproduced: qknorm vs plain on lr_sensitivity (lower is better): difference "
         f"{-diff:+.4g} [{-high:+.4g}, {-low:+.4g}] (95% interval; n = 3 seeds); expected better"
+        f"; MDE80 = {mde:.4g}: an effect smaller than this would be missed 20% of the time or more"
     )
+    assert verdict["mde80"] == comparison["mde80"]
 
 
 def test_pick_best_takes_each_variants_level_with_the_best_mean_final_loss():
@@ -171,7 +178,8 @@ def test_pick_best_takes_each_variants_level_with_the_best_mean_final_loss():
     assert verdict["status"] == "inconclusive"
     assert verdict["text"].endswith(
         "; lr picked by best mean final val loss on the same seeds: plain at mid, qknorm at "
-        "mid; expected worse"
+        "mid; expected worse; MDE80 = 89.39: an effect smaller than this would be missed 20% "
+        "of the time or more"  # (t_{0.975, 2} + t_{0.8, 2}) x 50 / 3 (the SE of [0, 50, 0])
     )
 
 
@@ -498,6 +506,7 @@ def test_one_seed_gives_a_mean_without_interval_and_an_inconclusive_verdict():
         "inconclusive",
     )
     assert math.isnan(comparison["p_value"]) and math.isnan(comparison["p_holm"])
+    assert math.isnan(comparison["mde80"])  # no power to state from one seed: no MDE80 in text
     assert summary["verdict"]["status"] == "inconclusive"
     assert summary["verdict"]["text"] == (
         "inconclusive: plain+lo vs plain+mid on final_val_loss (lower is better): difference "
@@ -547,7 +556,8 @@ def test_a_deterministic_measure_gives_a_zero_width_interval_and_a_decided_verdi
         "reproduced: qknorm vs plain on run_field (lower is better): difference -400 "
         "[-400, -400] (95% interval; n = 3 seeds); the same difference on every seed, so the "
         "interval has zero width; lr picked by best mean final val loss on the same seeds: "
-        "qknorm at mid, plain at mid; expected better"
+        "qknorm at mid, plain at mid; expected better; MDE80 = 0: an effect smaller than this "
+        "would be missed 20% of the time or more"
     )
     # No difference at all: inconclusive, p = 1.
     same = [RunRecord({**r.summary, "state": 1000}, [], CONFIG) for r in RECORDS]

@@ -89,6 +89,7 @@ def synthetic_summary() -> dict[str, Any]:
                 "low": 0.1,
                 "high": 0.4,
                 "p_value": 0.004,
+                "mde80": 0.213,  # the p_correct row below has none: a summary from before MDE80
                 "verdict": "better",
                 "n_seeds": 2,
                 "n_examples": 6,
@@ -300,6 +301,10 @@ def test_every_number_has_its_interval_and_n(report: str):
     assert "2 seeds x 6 examples" in report
     assert "+0.250 [+0.100, +0.400]" in report and "0.004" in report
     assert "+0.230 [-0.020, +0.480]" in report
+    # MDE80 beside each p-value; n/a for a comparison that has none
+    mde = '<td class="num">0.004</td><td class="num">0.213</td>'
+    assert mde in report and '<td class="num">0.070</td><td class="num">n/a</td>' in report
+    assert "MDE80: the minimum detectable effect at 80% power" in report
     # Spearman: the defined one with its interval and n in the caption, the undefined one's reason
     assert "Spearman rho = -0.800 [-1.000, +0.400]" in report and "n = 4 runs" in report
     assert "n/a [interval n/a]" in report
@@ -410,6 +415,12 @@ def test_report_from_the_real_analysis(tmp_path: Path):
     (exp / "summary.json").write_text(json.dumps(summary))
     page = write_report(exp).read_text()
     assert esc(summary["verdict"]["text"]) in page
+    mde = fmt.number(summary["verdict"]["mde80"])
+    assert summary["verdict"]["text"].endswith(
+        f"; MDE80 = {mde}: an effect smaller than this would be missed 20% of the time or more"
+    )
+    for row in summary["comparisons"]:
+        assert f'<td class="num">{fmt.number(row["mde80"])}</td>' in page
     for row in summary["estimates"] + summary["comparisons"]:
         mean = row.get("mean", row.get("diff"))
         signed = "diff" in row

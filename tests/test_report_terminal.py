@@ -3,6 +3,7 @@ verdict line, and data strings printed literally (never read as rich markup)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,11 @@ from rich.console import Console
 
 from test_report_html import HOSTILE, VERDICT_TEXT, make_experiment
 from transferlab.report import print_summary
-from transferlab.report.terminal import domain_validation_table, weighting_line
+from transferlab.report.terminal import (
+    domain_validation_table,
+    measure_comparisons_table,
+    weighting_line,
+)
 
 
 def _printed(exp: Path) -> str:
@@ -37,6 +42,8 @@ def test_summary_shows_estimates_comparisons_and_verdict(tmp_path: Path):
     assert "0.210" not in text  # p_correct: only the primary metric is summarised
     assert "+0.250 [+0.100, +0.400]" in comparisons and "better" in comparisons
     assert "0.004" in comparisons
+    assert "MDE80" in comparisons
+    assert any("0.004" in line and "0.213" in line for line in comparisons.splitlines())
     # rich wraps long cells, so compare the text with the table's borders and spaces taken out
     flat = "".join(text.replace("│", " ").split())
     assert "".join(f"{HOSTILE} vs fixed".split()) in flat
@@ -84,3 +91,17 @@ def test_final_validation_per_domain_is_a_mean_over_seeds_with_n():
 def test_runs_of_one_domain_show_no_domain_table():
     runs = [{"variant": "a", "stage": "pretrain", "final_val_loss/prose": 2.0}, {"variant": "b"}]
     assert domain_validation_table(runs) is None
+
+
+def test_measure_comparisons_show_mde80_at_the_measures_scale():
+    row = {"variant": "a", "reference": "b", "diff": 1200.0, "low": 300.0, "high": 2100.0}
+    row |= {"p_value": 0.02, "p_holm": 0.04, "mde80": 1534.2, "verdict": "better"}
+    row |= {"n_seeds": 3, "n_dropped": 0, "n_censored": 0}
+    one_seed = {**row, "low": math.nan, "high": math.nan, "mde80": math.nan, "n_seeds": 1}
+    measure = {"measure": "steps", "comparisons": [row, {**one_seed, "variant": "c"}]}
+    console = Console(record=True, width=160)
+    console.print(measure_comparisons_table(measure, "95%"))
+    lines = console.export_text().splitlines()
+    assert any("MDE80" in line for line in lines)
+    assert any("a vs b" in line and "0.040" in line and "1,534" in line for line in lines)
+    assert any("c vs b" in line and "n/a" in line.split("│")[5] for line in lines)

@@ -16,6 +16,12 @@ The verdict follows from the interval alone. With ``higher_is_better``: "better"
 interval lies above ``+min_effect``, "worse" when it lies below ``-min_effect``, otherwise
 "inconclusive". ``min_effect`` (in the metric's units, default 0) is the band of differences too
 small to matter: an interval that excludes 0 but reaches into the band is still inconclusive.
+
+``mde80`` is the comparison's power stated: the smallest true difference its interval would tell
+from 0 in 80% of repeated experiments with the same seeds x examples, from the same variance parts
+and df as the interval (``(t_{1-alpha/2, df} + t_{0.8, df}) x SE`` with one part; see
+``intervals.py``). Beside an inconclusive verdict it says what was ruled out: nothing smaller than
+it could reliably have shown up.
 """
 
 from __future__ import annotations
@@ -34,16 +40,18 @@ Verdict = Literal["better", "worse", "inconclusive"]
 
 @dataclass(frozen=True)
 class Comparison:
-    """A - B: mean paired difference, its interval, p-value, verdict and the n behind them.
+    """A - B: mean paired difference, its interval, p-value, verdict, minimum detectable effect
+    at 80% power and the n behind them.
 
     ``diff``, ``low`` and ``high`` are in the metric's units, always A minus B; the verdict reads
-    them through ``higher_is_better``.
+    them through ``higher_is_better``. ``mde80`` (same units, >= 0) is a size, either direction.
     """
 
     diff: float
     low: float
     high: float
     p_value: float
+    mde80: float
     verdict: Verdict
     n_seeds: int
     n_examples: int
@@ -80,6 +88,7 @@ def compare_paired(
         low=result.low,
         high=result.high,
         p_value=result.p_value,
+        mde80=result.mde80,
         verdict=verdict(result.low, result.high, higher_is_better, min_effect),
         n_seeds=a_matrix.shape[0],
         n_examples=a_matrix.shape[1],

@@ -23,6 +23,20 @@ Both methods give a two-sided p-value for "the mean is 0" that agrees with the i
 ``level`` interval excludes 0 exactly when (``"t"``, by inverting the interval) or essentially when
 (``"percentile"``, up to bootstrap resolution) ``p_value < 1 - level``. The paired comparisons
 rely on that, so a p-value never contradicts a verdict.
+
+Both also give ``mde80``, the minimum detectable effect at 80% power: the smallest true mean that
+a two-sided ``level`` interval would exclude 0 for in 80% of repeated experiments of the same n
+(seeds x examples, as used), reading the variance estimated here as the true one. It is the
+distance from 0 to the interval's edge (the half-width) plus how far the estimate falls short of
+its true mean in one experiment of five (the one-sided 80% quantile of its error). With ``"t"``
+each part of the variance keeps its own df, as in the interval:
+
+    MDE80 = sqrt(sum_p t_{df_p}(1 - alpha/2)^2 x part_p) + sqrt(sum_p t_{df_p}(0.8)^2 x part_p),
+
+which with a single part (one seed, one example, or a measure's per-seed differences) is the
+textbook ``(t_{1-alpha/2, df} + t_{0.8, df}) x SE``, SE = sqrt(Var(mean)). With ``"percentile"``
+it is the same sum read off the bootstrap replicates: half the interval's width plus half the
+width of their central 60%.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ from transferlab.analysis.variance import VarianceParts, grand_mean_variance
 Method = Literal["t", "percentile"]
 METHODS: tuple[str, ...] = ("t", "percentile")
 _SMALLEST_P = 1e-100  # below this a p-value is reported as 0 (t quantiles squared stay finite)
+POWER = 0.8  # the power of ``mde80``: an effect of that size is detected 4 times in 5
 
 
 @dataclass(frozen=True)
@@ -63,12 +78,14 @@ class Estimate:
 
 @dataclass(frozen=True)
 class MeanInterval:
-    """Mean, interval and two-sided p-value for mean == 0, as computed by ``mean_interval``."""
+    """Mean, interval, two-sided p-value for mean == 0 and the minimum detectable effect at 80%
+    power (see the module docstring), as computed by ``mean_interval``."""
 
     mean: float
     low: float
     high: float
     p_value: float
+    mde80: float
 
 
 def estimate_mean(
@@ -112,7 +129,7 @@ def mean_interval(
         raise ValueError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
     mean = float(matrix.mean())
     if matrix.min() == matrix.max():  # no variation at all: exactly zero width, not float noise
-        return MeanInterval(mean, mean, mean, p_value=1.0 if mean == 0.0 else 0.0)
+        return MeanInterval(mean, mean, mean, p_value=1.0 if mean == 0.0 else 0.0, mde80=0.0)
     if method == "t":
         return _t_interval(matrix, level)
     return _percentile_interval(matrix, level, n_boot, np.random.default_rng(seed))
@@ -122,7 +139,9 @@ def _t_interval(matrix: np.ndarray, level: float) -> MeanInterval:
     mean = float(matrix.mean())
     parts = grand_mean_variance(matrix)
     half = _half_width(parts, 1.0 - level)
-    return MeanInterval(mean, mean - half, mean + half, _t_p_value(parts, abs(mean)))
+    # t_{df}(POWER) is the two-sided quantile for alpha = 2 (1 - POWER): _half_width's scaling.
+    mde80 = half + _half_width(parts, 2.0 * (1.0 - POWER))
+    return MeanInterval(mean, mean - half, mean + half, _t_p_value(parts, abs(mean)), mde80)
 
 
 def _half_width(parts: VarianceParts, alpha: float) -> float:
@@ -155,9 +174,12 @@ def _percentile_interval(
     if n_boot < 100:
         raise ValueError(f"n_boot must be at least 100 for a percentile interval, got {n_boot}")
     replicates = bootstrap_means(matrix, n_boot, rng)
-    low, high = np.quantile(replicates, [0.5 - level / 2, 0.5 + level / 2])
+    low, high, power_low, power_high = np.quantile(
+        replicates, [0.5 - level / 2, 0.5 + level / 2, 1.0 - POWER, POWER]
+    )
+    mde80 = float((high - low) / 2 + (power_high - power_low) / 2)
     # Smallest two-sided level at which the percentile interval would exclude 0 (+1: the
     # observed sample counts as a replicate, so p is never exactly 0).
     tail = min((replicates <= 0).sum(), (replicates >= 0).sum())
     p_value = min(1.0, 2 * (tail + 1) / (n_boot + 1))
-    return MeanInterval(float(matrix.mean()), float(low), float(high), p_value)
+    return MeanInterval(float(matrix.mean()), float(low), float(high), p_value, mde80)

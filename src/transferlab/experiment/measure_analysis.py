@@ -5,8 +5,10 @@ intervals over seeds, and paired comparisons over seeds with verdicts.
 A measure gives one number per run, so its [seed, example] matrix has one column: the estimate
 is the t interval over seeds (``S - 1`` degrees of freedom) and a comparison is the paired t
 interval of the per-seed differences, from ``analysis.estimate_mean`` and
-``analysis.compare_paired``. A value that is not finite (a NaN loss) is missing: its seed drops
-out of that variant's estimate and of its comparisons (counted in ``n_dropped``). Holm-adjusted
+``analysis.compare_paired``, whose ``mde80`` is then ``(t_{1-alpha/2, S-1} + t_{0.8, S-1}) x SE``
+of the mean difference over the S paired seeds (NaN from fewer than two). A value that is not
+finite (a NaN loss) is missing: its seed drops out of that variant's estimate and of its
+comparisons (counted in ``n_dropped``). Holm-adjusted
 p-values (``p_holm``) are over the comparisons of one measure; as for tasks, verdicts follow
 from the intervals.
 
@@ -195,6 +197,7 @@ def _compare(a: SeedValues, b: SeedValues, higher_is_better: bool, level: float)
             "low": math.nan,
             "high": math.nan,
             "p_value": math.nan,
+            "mde80": math.nan,
             "verdict": "inconclusive",
             "level": level,
             "higher_is_better": higher_is_better,
@@ -208,5 +211,5 @@ def _compare(a: SeedValues, b: SeedValues, higher_is_better: bool, level: float)
             level=level,
         )
     )
-    keep = ("diff", "low", "high", "p_value", "verdict", "level", "higher_is_better")
+    keep = ("diff", "low", "high", "p_value", "mde80", "verdict", "level", "higher_is_better")
     return {key: result[key] for key in keep} | counts

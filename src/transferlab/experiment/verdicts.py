@@ -1,7 +1,9 @@
 """The experiment's verdicts: one per stated expectation, reproduced / not reproduced /
 inconclusive, read from the comparison it names (of a task on the primary metric, or of a
 measure). The expectation's ``variant`` may sit on either side of that comparison; the
-difference is then turned round so it always reads variant minus the other side."""
+difference is then turned round so it always reads variant minus the other side. Each verdict
+states the comparison's minimum detectable effect at 80% power (``mde80``, a size either way),
+so an inconclusive one says how large an effect it could have missed."""
 
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row
         f"difference {diff:+.3f} [{low:+.3f}, {high:+.3f}] "
         f"({comp['level']:.0%} interval; n = {comp['n_seeds']} seeds x "
         f"{comp['n_examples']} examples); expected {expect.direction}"
+        f"{_mde_note(comp['mde80'], '.3f')}"
     )
     return {
         "status": status,
@@ -62,6 +65,7 @@ def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row
         "diff": diff,
         "low": low,
         "high": high,
+        "mde80": comp["mde80"],
         "expected": expect.direction,
     }
 
@@ -88,7 +92,7 @@ def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
     text = (
         f"{status}: {expect.variant} vs {other} on {label} ({better}): difference {diff:+.4g} "
         f"{evidence}{_qualifiers(measure, comp, [expect.variant, other])}; "
-        f"expected {expect.direction}"
+        f"expected {expect.direction}{_mde_note(comp['mde80'], '.4g')}"
     )
     return {
         "status": status,
@@ -99,9 +103,21 @@ def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
         "diff": diff,
         "low": low,
         "high": high,
+        "mde80": comp["mde80"],
         "expected": expect.direction,
         "n_seeds": comp["n_seeds"],
     }
+
+
+def _mde_note(mde80: float, spec: str) -> str:
+    """``; MDE80 = 0.071: an effect smaller than ...`` in ``spec``'s format; empty when the
+    comparison has none (a measure compared on fewer than two seeds)."""
+    if not math.isfinite(mde80):
+        return ""
+    return (
+        f"; MDE80 = {mde80:{spec}}: an effect smaller than this would be missed 20% of the time "
+        "or more"
+    )
 
 
 def _qualifiers(measure: Row, comp: Row, variants: list[str]) -> str:

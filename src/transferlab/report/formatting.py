@@ -46,6 +46,12 @@ def quantity_interval(mean: Any, low: Any, high: Any, signed: bool = False) -> s
     return f"{one(mean)} [{one(low)}, {one(high)}]"
 
 
+def significant(value: Any) -> str:
+    """Four significant digits, thousands separated, for a lone value of any scale (a
+    measure's MDE80): ``0.01234``, ``1,024``."""
+    return f"{value:,.4g}" if is_number(value) else "n/a"
+
+
 def seeds_by_examples(row: dict[str, Any]) -> str:
     """The n behind an estimate or comparison: ``2 seeds x 150 examples``."""
     seeds, examples = row.get("n_seeds"), row.get("n_examples")

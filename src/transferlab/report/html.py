@@ -456,6 +456,13 @@ def _expert_loads(record: ExperimentRecord) -> Markup:
     return join([*parts, table(headers, rows, {1, 2, 4})])
 
 
+MDE80_NOTE = (
+    "MDE80: the minimum detectable effect at 80% power, from the same variance and degrees of "
+    "freedom as the interval and for the same n; an effect smaller than this would be missed 20% "
+    "of the time or more, so an inconclusive verdict says little about effects smaller than it."
+)
+
+
 def _measures(record: ExperimentRecord) -> Markup:
     """Per measure of the training runs: its estimates over seeds and paired comparisons."""
     measures = (record.summary or {}).get("measures") or []
@@ -467,7 +474,8 @@ def _measures(record: ExperimentRecord) -> Markup:
         "results/runs.parquet; a measure over an axis has one value per variant of the other "
         f"axes. Means with their {level} t interval over seeds; differences paired by seed. "
         "p (Holm): adjusted over the measure's comparisons. A level picked by best final "
-        "validation loss was picked on the same seeds that are compared, which favours it."
+        "validation loss was picked on the same seeds that are compared, which favours it. "
+        f"{MDE80_NOTE}"
     )
     parts = [tag("h2", "Measures of the training runs"), tag("p", note, cls="note")]
     for measure in measures:
@@ -486,6 +494,7 @@ def _measures(record: ExperimentRecord) -> Markup:
                 fmt.quantity_interval(c["diff"], c["low"], c["high"], signed=True),
                 fmt.p_value(c.get("p_value")),
                 fmt.p_value(c.get("p_holm")),
+                fmt.significant(c.get("mde80")),
                 _verdict_cell(c["verdict"]),
                 c["n_seeds"],
                 measure_note(c),
@@ -499,8 +508,8 @@ def _measures(record: ExperimentRecord) -> Markup:
         ]
         if comparisons:
             difference = f"difference [{level} interval]"
-            headers = ["comparison", difference, "p", "p (Holm)", "verdict", "seeds"]
-            parts.append(table([*headers, "note"], comparisons, {1, 2, 3, 5}))
+            headers = ["comparison", difference, "p", "p (Holm)", "MDE80", "verdict", "seeds"]
+            parts.append(table([*headers, "note"], comparisons, {1, 2, 3, 4, 6}))
     return join(parts)
 
 
@@ -618,7 +627,7 @@ def _seed_note(row: dict[str, Any]) -> str:
 
 
 def _differences(record: ExperimentRecord) -> Markup:
-    parts = [tag("h2", "Paired differences")]
+    parts = [tag("h2", "Paired differences"), tag("p", MDE80_NOTE, cls="note")]
     for task in record.tasks():
         shown = record.shown_metric(task)
         comparisons = _by_metric(_summary_rows(record, "comparisons", task), shown)
@@ -641,6 +650,7 @@ def _differences(record: ExperimentRecord) -> Markup:
                 f"{c['variant']} vs {c['reference']}",
                 fmt.interval(c["diff"], c["low"], c["high"], signed=True),
                 fmt.p_value(c.get("p_value")),
+                fmt.number(c.get("mde80")),
                 _verdict_cell(c["verdict"]),
                 fmt.seeds_by_examples(c),
                 _comparison_note(c),
@@ -648,9 +658,9 @@ def _differences(record: ExperimentRecord) -> Markup:
             for c in comparisons
         ]
         interval = f"difference [{_level(record)} interval]"
-        headers = ["metric", "comparison", interval, "p", "verdict", "n", "note"]
-        parts.append(table(headers, rows, {2, 3}))
-    if len(parts) == 1:
+        headers = ["metric", "comparison", interval, "p", "MDE80", "verdict", "n", "note"]
+        parts.append(table(headers, rows, {2, 3, 4}))
+    if len(parts) == 2:
         parts.append(tag("p", "No comparisons yet.", cls="note"))
     return join(parts)
 

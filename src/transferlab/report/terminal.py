@@ -2,7 +2,8 @@
 the task declares it, else its headline) for each variant and the paired comparisons, as rich
 tables, with its per-group means (a few groups) and its notes; each variant's final validation
 loss per data domain (runs of several domains); per measure of the training runs its estimates
-and comparisons over seeds; then the verdict lines, one per expectation. Data strings go in as ``Text`` so that
+and comparisons over seeds; then the verdict lines, one per expectation. Every comparison shows
+its MDE80 (minimum detectable effect at 80% power; n/a in a summary written before it). Data strings go in as ``Text`` so that
 rich never reads a variant name like ``[bold]x`` as markup."""
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def measure_estimates_table(measure: dict[str, Any], level: str) -> Table:
 def measure_comparisons_table(measure: dict[str, Any], level: str) -> Table:
     title = Text(f"{measure['measure']}: paired differences by seed")
     table = Table(title=title, title_justify="left")
-    values = [f"difference [{level} interval]", "p", "p (Holm)", "verdict", "seeds", "note"]
+    difference = f"difference [{level} interval]"
+    values = [difference, "p", "p (Holm)", "MDE80", "verdict", "seeds", "note"]
     _columns(table, ["comparison"], values)
     for row in measure["comparisons"]:
         verdict = str(row["verdict"])
@@ -110,6 +112,7 @@ def measure_comparisons_table(measure: dict[str, Any], level: str) -> Table:
             fmt.quantity_interval(row["diff"], row["low"], row["high"], signed=True),
             fmt.p_value(row.get("p_value")),
             fmt.p_value(row.get("p_holm")),
+            fmt.significant(row.get("mde80")),
             Text(verdict, style=_VERDICT_STYLE.get(verdict, "")),
             str(row["n_seeds"]),
             Text(measure_note(row)),
@@ -229,13 +232,14 @@ def comparisons_table(summary: dict[str, Any], task: str, metric: str, level: st
     label = metric_label(summary, task, metric)
     title = Text(f"{task}: paired differences in {label} [{level} interval]")
     table = Table(title=title, title_justify="left")
-    _columns(table, ["comparison"], ["difference [interval]", "p", "verdict", "n"])
+    _columns(table, ["comparison"], ["difference [interval]", "p", "MDE80", "verdict", "n"])
     for row in _rows(summary, "comparisons", task, metric):
         verdict = str(row["verdict"])
         table.add_row(
             Text(f"{row['variant']} vs {row['reference']}"),
             fmt.interval(row["diff"], row["low"], row["high"], signed=True),
             fmt.p_value(row.get("p_value")),
+            fmt.number(row.get("mde80")),
             Text(verdict, style=_VERDICT_STYLE.get(verdict, "")),
             _n(row),
         )
