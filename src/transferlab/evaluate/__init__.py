@@ -21,7 +21,7 @@ from transferlab.evaluate.finetune import (
     FinetuneSettings,
     finetune,
 )
-from transferlab.evaluate.generate import greedy_generate
+from transferlab.evaluate.generate import generate, greedy_generate
 from transferlab.evaluate.lora import LORA_TARGETS, add_lora
 from transferlab.evaluate.metrics import ChoiceScores, choice_scores, exact_match
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
@@ -56,6 +56,7 @@ __all__ = [
     "exact_match",
     "finetune",
     "fit_linear_probe",
+    "generate",
     "greedy_generate",
     "row_columns",
     "last_token_hidden",

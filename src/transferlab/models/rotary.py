@@ -21,7 +21,8 @@ def rotary_tables(
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate ``x`` [..., L, H, D] by position: ``x * cos + rotate_half(x) * sin``.
 
-    ``cos``/``sin`` are [L, 1, D] so they broadcast over heads; they are kept in fp32 and cast
+    ``cos``/``sin`` are [L, 1, D] (or [B, L, 1, D], positions per row) so they broadcast over
+    heads; they are kept in fp32 and cast
     to ``x``'s dtype (bf16 under autocast, as HF does) so q and k are not promoted to fp32.
     """
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)

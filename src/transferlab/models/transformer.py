@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferlab.config.schemas import ModelConfig
+from transferlab.models.kv_cache import KVCache
 from transferlab.models.parts.base import Context, SublayerModule, init_weights
 from transferlab.models.rotary import rotary_tables
 
@@ -114,6 +115,8 @@ class Transformer(nn.Module):
         prefix_len: torch.Tensor | None = None,
         return_hidden: bool = False,
         output: str = "logits",
+        cache: KVCache | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]] | ModelOutput:
         """Logits [B, L, vocab] for ``input_ids`` [B, L]; or, with ``output="features"``, a
         ``ModelOutput`` (the final normed hidden states, before the output head, plus any
@@ -124,30 +127,58 @@ class Transformer(nn.Module):
         With ``return_hidden`` also returns the residual stream after the embedding and after each
         block (``n_layers + 1`` tensors [B, L, d_model]); with features they are in ``residuals``.
         Objectives call the model itself (not a helper method) so that DDP sees the forward.
+
+        With a ``cache`` (generation; causal only) ``input_ids`` are the tokens after those the
+        cache holds, and ``valid`` [B, L] (default all True) is False at padding (``kv_cache``).
         """
         if output not in ("logits", "features"):
             raise ValueError(f"output={output!r} is unknown; expected 'logits' or 'features'")
         length = input_ids.shape[1]
-        if length > self.config.max_seq_len:
+        total = length + (0 if cache is None else cache.length)
+        if total > self.config.max_seq_len:
             raise ValueError(
-                f"input length {length} exceeds model.max_seq_len={self.config.max_seq_len}; "
+                f"input length {total} exceeds model.max_seq_len={self.config.max_seq_len}; "
                 "shorten the input or raise model.max_seq_len"
             )
-        mask, is_causal = self._attention_mask(attention, prefix_len, length, input_ids.device)
-        ctx = Context(
-            self.rope_cos[:length, None, :], self.rope_sin[:length, None, :], mask, is_causal
-        )
+        if cache is None:
+            if valid is not None:
+                raise ValueError("valid (a padding mask) is read only with a cache")
+            mask, is_causal = self._attention_mask(attention, prefix_len, length, input_ids.device)
+            ctx = Context(
+                self.rope_cos[:length, None, :], self.rope_sin[:length, None, :], mask, is_causal
+            )
+        else:
+            ctx = self._cached_context(input_ids, attention, cache, valid)
         x = self.embed(input_ids)
         hidden = [x]
         for block in self.blocks:
             x = block(x, ctx)
             hidden.append(x)
+        if cache is not None:
+            cache.check_updated(len(self.blocks))
         normed = self.final_norm(x)
         if output == "features":
             aux = {name: sum(values) / len(values) for name, values in ctx.aux_losses.items()}
             return ModelOutput(normed, self.output_weight, hidden if return_hidden else None, aux)
         logits = F.linear(normed, self.output_weight)
         return (logits, hidden) if return_hidden else logits
+
+    def _cached_context(
+        self,
+        input_ids: torch.Tensor,
+        attention: str,
+        cache: KVCache,
+        valid: torch.Tensor | None,
+    ) -> Context:
+        """The context of a forward that extends ``cache``: positions and mask per row."""
+        if attention != "causal":
+            raise ValueError(f'a key/value cache needs attention="causal", not {attention!r}')
+        if valid is None:
+            valid = torch.ones_like(input_ids, dtype=torch.bool)
+        positions, mask = cache.advance(valid)
+        cos = self.rope_cos[positions][:, :, None, :]
+        sin = self.rope_sin[positions][:, :, None, :]
+        return Context(cos, sin, mask, is_causal=False, cache=cache)
 
     @staticmethod
     def _attention_mask(

@@ -43,6 +43,8 @@ class MultiHeadAttention(SublayerModule):
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         batch, length, width = x.shape
         q, k, v = self._heads(x, ctx)
+        if ctx.cache is not None:
+            k, v = ctx.cache.update(self, k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask, is_causal=ctx.is_causal)
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
 

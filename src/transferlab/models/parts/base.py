@@ -23,6 +23,7 @@ from transferlab.config.schemas import PartConfig
 
 if TYPE_CHECKING:
     from transferlab.config.schemas import ModelConfig
+    from transferlab.models.kv_cache import KVCache
 
 State = dict[str, torch.Tensor]
 
@@ -31,11 +32,16 @@ State = dict[str, torch.Tensor]
 class Context:
     """What a block's parts read besides their input, and where they leave auxiliary losses."""
 
-    cos: torch.Tensor  # [L, 1, head_dim]: rotary tables for this forward's positions
+    # Rotary tables for this forward's positions: [L, 1, head_dim], or [B, L, 1, head_dim] when
+    # the rows' positions differ (a padded batch decoding with a cache).
+    cos: torch.Tensor
     sin: torch.Tensor
-    mask: torch.Tensor | None  # boolean [B, 1, L, L], True where a query may attend; or None
+    mask: torch.Tensor | None  # boolean [B, 1, L, L_keys], True where a query may attend; or None
     is_causal: bool
     aux_losses: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    # Only when generating: attention stores its keys and values here and attends over all of
+    # them (``KVCache.update``); None in training.
+    cache: KVCache | None = None
 
     def add_aux_loss(self, name: str, value: torch.Tensor) -> None:
         """Report a scalar loss (a mean over this forward's positions), e.g. a load-balancing
