@@ -24,8 +24,9 @@ from pydantic import Field
 
 from transferlab.artifacts import cache_root, cached_dir, content_key
 from transferlab.config.base import BaseConfig
-from transferlab.curation.corpus import SourceList, corpus_digest, iter_texts
+from transferlab.curation.corpus import SourceList, corpus_digest
 from transferlab.curation.selection import Selection
+from transferlab.data.sources import iter_texts
 
 FORMAT_VERSION = 1
 TOKEN = re.compile(r"\w+|[^\w\s]")

@@ -4,7 +4,7 @@ corpus of the perplexity model and the examples of the quality classifier."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import Field
@@ -15,12 +15,6 @@ from transferlab.data.sources import SOURCES, SourceConfig, iter_documents
 # A source given as a mapping with ``name`` (``{name: jsonl, path: ...}``).
 SourceField = SOURCES.type(SourceConfig)
 SourceList = Annotated[list[SourceField], Field(min_length=1)]
-
-
-def iter_texts(sources: Sequence[SourceConfig]) -> Iterator[str]:
-    """The texts of ``sources``, streamed in order."""
-    for doc in iter_documents(sources):
-        yield doc.text
 
 
 def corpus_digest(sources: Sequence[SourceConfig]) -> str:

@@ -21,8 +21,9 @@ from safetensors.torch import load_file, save_file
 from transferlab.artifacts import cache_root, cached_dir, content_key
 from transferlab.config.base import BaseConfig
 from transferlab.config.schemas import ModelConfig, TokenizerConfig
-from transferlab.curation.corpus import SourceList, corpus_digest, iter_texts
+from transferlab.curation.corpus import SourceList, corpus_digest
 from transferlab.curation.documents import batched
+from transferlab.data.sources import iter_texts
 from transferlab.data.tokenizer import TextTokenizer, train_tokenizer
 from transferlab.models import Transformer, build_model
 from transferlab.objectives import ClmConfig

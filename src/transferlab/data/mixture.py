@@ -32,9 +32,10 @@ import numpy as np
 from transferlab.config.schemas import MixtureConfig, RunConfig
 from transferlab.data.digests import TRAIN_DIGESTS_FILE, TextDigests, text_digest
 from transferlab.data.shards import TokenizedFolder, write_tokenized
-from transferlab.data.sources import SourceConfig
+from transferlab.data.sources import SourceConfig, iter_texts
 from transferlab.data.tokenizer import TextTokenizer, write_tokenizer
-from transferlab.data.tokenizer_scope import shared_tokenizer_file, source_texts, tokenizer_sources
+from transferlab.data.tokenizer_scope import shared_tokenizer_file, tokenizer_sources
+from transferlab.file_digests import file_sha256
 
 ENCODE_CHUNK = 1024
 
@@ -94,7 +95,7 @@ def build_from_sources(cfg: RunConfig, out: Path, name: str) -> dict[str, object
         "tokenizer_domains": None
         if cfg.data.tokenizer_file
         else [s.source_name for s in tokenizer_sources(cfg)],
-        "tokenizer_sha256": hashlib.sha256((out / "tokenizer.json").read_bytes()).hexdigest(),
+        "tokenizer_sha256": file_sha256(out / "tokenizer.json"),
     }
 
 
@@ -106,7 +107,7 @@ def _write_tokenizer(cfg: RunConfig, path: Path) -> TextTokenizer:
         return write_tokenizer(cfg.tokenizer, str(shared_tokenizer_file(cfg)), list, path)
     sources = tokenizer_sources(cfg)
     return write_tokenizer(
-        cfg.tokenizer, cfg.data.tokenizer_file, lambda: source_texts(sources), path
+        cfg.tokenizer, cfg.data.tokenizer_file, lambda: iter_texts(sources), path
     )
 
 

@@ -33,7 +33,6 @@ datatrove's ``DocumentTokenizer``) and ``data.tokenizer_file`` its tokenizer; it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -52,7 +51,7 @@ from transferlab.data.mixture import build_from_sources
 from transferlab.data.mixture_warnings import warn_data
 from transferlab.data.shards import TOKEN_DTYPES, TokenizedFolder, token_size_for, write_tokenized
 from transferlab.data.tokenizer import UNK_TOKEN, SpecialTokenIds, TextTokenizer, write_tokenizer
-from transferlab.file_digests import sources_fingerprint
+from transferlab.file_digests import file_sha256, sources_fingerprint
 
 if TYPE_CHECKING:  # data does not depend on worlds; a config builds the world
     from transferlab.worlds import World
@@ -208,11 +207,7 @@ def tokenizer_identity(cfg: RunConfig) -> dict[str, Any]:
             f"data.tokenizer_file: {path} does not exist; give the tokenizer.json to read the "
             "corpus with (a run directory holds one), or drop the field to train a tokenizer"
         )
-    return {"sha256": _sha256(path)}
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"sha256": file_sha256(path)}
 
 
 def validation_floor(cfg: RunConfig) -> int:
@@ -400,7 +395,7 @@ def _external(cfg: RunConfig) -> PreparedData:
     n_val = TokenizedFolder(val_dir, token_size=token_size).n_tokens if val_dir else 0
     key = content_key(
         str(root.resolve()),
-        _sha256(tokenizer_path),
+        file_sha256(tokenizer_path),
         [[s.path.name, s.n_tokens] for s in train.shards],
         FORMAT_VERSION,
     )

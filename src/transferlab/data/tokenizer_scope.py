@@ -11,12 +11,11 @@ variants whose source lists differ (see ``experiment.planner``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 from transferlab.artifacts import cache_root, cached_dir, content_key
 from transferlab.config.schemas import RunConfig
-from transferlab.data.sources import SourceConfig
+from transferlab.data.sources import SourceConfig, iter_texts
 from transferlab.data.tokenizer import train_tokenizer
 from transferlab.file_digests import sources_fingerprint
 
@@ -41,12 +40,6 @@ def shared_tokenizer_file(cfg: RunConfig) -> Path:
         key = content_key(key, files)
 
     def build(tmp: Path) -> None:
-        train_tokenizer(cfg.tokenizer, source_texts(sources)).save(tmp / TOKENIZER_FILE)
+        train_tokenizer(cfg.tokenizer, iter_texts(sources)).save(tmp / TOKENIZER_FILE)
 
     return cached_dir(cache_root() / "tokenizers" / key, build) / TOKENIZER_FILE
-
-
-def source_texts(sources: list[SourceConfig]) -> Iterator[str]:
-    for source in sources:
-        for doc in source.iter_documents():
-            yield doc.text

@@ -9,7 +9,6 @@ seeded from ``cfg.seed``: the model's initialization (``torch.manual_seed`` befo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch
 from transferlab.artifacts import write_json_atomic
 from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
+from transferlab.file_digests import file_sha256
 from transferlab.models import build_model, count_parameters, flops_per_token
 from transferlab.optim import TrainingStateBytes, param_groups
 from transferlab.train.batching import plan_batches
@@ -216,7 +216,7 @@ class Pretraining:
             # The domains val_loss covers and their weights (None: no validation)
             "validation": self.validation_set.describe() if self.validation_set else None,
             # Runs that read text with the same tokenizer (data.tokenizer_scope) share this.
-            "tokenizer_sha256": hashlib.sha256(data.tokenizer_path.read_bytes()).hexdigest(),
+            "tokenizer_sha256": file_sha256(data.tokenizer_path),
         }
 
     def _write_run_files(self, data: PreparedData) -> None:

@@ -16,7 +16,7 @@ from transferlab.data.sources.base import (
     SourceStats,
     TextDocument,
 )
-from transferlab.data.sources.chain import iter_documents
+from transferlab.data.sources.chain import iter_documents, iter_texts
 from transferlab.data.sources.hf_dataset import HfDatasetConfig
 from transferlab.data.sources.jsonl import JsonlConfig
 from transferlab.data.sources.parquet import ParquetConfig
@@ -44,4 +44,5 @@ __all__ = [
     "WorldTextConfig",
     "is_heldout",
     "iter_documents",
+    "iter_texts",
 ]

@@ -29,3 +29,9 @@ def iter_documents(
         stats[source.source_name] = SourceStats()
         streams.append(source.iter_documents(stats[source.source_name]))
     return itertools.chain.from_iterable(streams)
+
+
+def iter_texts(sources: Sequence[SourceConfig]) -> Iterator[str]:
+    """The texts of ``sources``, streamed in order (``iter_documents``' texts)."""
+    for doc in iter_documents(sources):
+        yield doc.text
