@@ -297,3 +297,26 @@ def test_the_files_a_config_reads_key_its_evaluations(tmp_path, monkeypatch) -> 
     (tmp_path / "more").mkdir()
     (tmp_path / "more" / "extra.jsonl").write_text("{}\n")  # the glob now matches a file
     assert eval_key("run", cfg) != key
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 5, 8, 13])
+def test_our_rolling_windows_are_lm_evals_disjoint_rolling_windows(window) -> None:
+    """``loglikelihood_rolling`` answers with ``likelihood.rolling_windows``: exactly the
+    windows lm-eval's own ``get_rolling_token_windows`` + ``make_disjoint_window`` cut."""
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+    from transferlab.evaluate.likelihood import rolling_windows
+
+    for length in range(40):
+        ids = list(range(100, 100 + length))
+        theirs = [
+            (list(context), [list(predicted)])
+            for context, predicted in map(
+                make_disjoint_window, get_rolling_token_windows(ids, 7, window, 1)
+            )
+        ]
+        ours = [
+            (list(context), [list(choice[0])])
+            for context, choice in rolling_windows(ids, 7, window)
+        ]
+        assert ours == theirs, length

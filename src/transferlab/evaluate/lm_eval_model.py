@@ -7,8 +7,9 @@ needed and the model is read as its objective trained it (``Subject.reader``):
 - ``loglikelihood``: each ``(context, continuation)`` is encoded by ``continuation.encode_pair``
   and scored by ``Reader.loglikelihoods`` (causal or prefix attention), which also says whether
   the continuation is the greedy one.
-- ``loglikelihood_rolling``: a document scored after ``<bos>`` in lm-eval's own disjoint windows
-  of the model's length (one window when it fits), each window's log-likelihood summed.
+- ``loglikelihood_rolling``: a document scored after ``<bos>`` in lm-eval's disjoint windows of
+  the model's length (one window when it fits), each window's log-likelihood summed: the
+  scoring of ``text_likelihood`` (``likelihood.text_logprobs``).
 - ``generate_until``: greedy generation (``generate.greedy_generate``) from ``<bos> context``,
   cut at the first stop string; a causal reading only, and greedy only.
 """
@@ -19,11 +20,11 @@ from collections import defaultdict
 from typing import Any
 
 from lm_eval.api.model import LM
-from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from transferlab.evaluate.base import Subject
 from transferlab.evaluate.continuation import encode_pair
 from transferlab.evaluate.generate import greedy_generate
+from transferlab.evaluate.likelihood import text_logprobs
 from transferlab.evaluate.qa import check_known
 from transferlab.evaluate.score import Request
 
@@ -48,20 +49,21 @@ class TransferlabLM(LM):
         return [(choice.logprob, choice.greedy) for (choice,) in scored]
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list:
-        tokenizer = self.subject.tokenizer
-        windows: list[Request] = []
-        owner: list[int] = []  # the request each window belongs to
+        subject, tokenizer = self.subject, self.subject.tokenizer
+        documents = []
         for index, request in enumerate(requests):
             ids = tokenizer.encode(request.args[0])
             check_known(tokenizer, ids, "lm_eval", f"document {index}")
-            for pair in get_rolling_token_windows(ids, tokenizer.special.bos, self.window, 1):
-                context, predicted = make_disjoint_window(pair)
-                windows.append((context, [predicted]))
-                owner.append(index)
-        totals = [0.0] * len(requests)
-        for index, (choice,) in zip(owner, self._score(windows), strict=True):
-            totals[index] += choice.logprob
-        return totals
+            documents.append(ids)
+        # likelihood.rolling_windows cuts exactly lm-eval's disjoint rolling windows.
+        return text_logprobs(
+            subject.reader,
+            subject.model,
+            documents,
+            tokenizer.special,
+            self.window,
+            self.batch_size,
+        )
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
         if self.subject.reader.attention != "causal":
