@@ -67,7 +67,13 @@ class ObjectiveConfig(ComponentConfig):
 
     attention: ClassVar[Literal["causal", "bidirectional", "prefix"]] = "causal"
 
+    def added_tokens(self) -> tuple[str, ...]:
+        """Tokens this objective appends to the tokenizer's vocabulary (sentinels, mode or
+        control tokens), in id order; see ``objectives.tokens``. Default: none."""
+        return ()
+
     def build(self, special_ids: Any, vocab_size: int) -> Any:
+        """The objective; ``vocab_size`` is the tokenizer's (its added tokens follow it)."""
         raise NotImplementedError
 
 

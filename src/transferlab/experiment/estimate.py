@@ -30,6 +30,7 @@ from transferlab.config import RunConfig
 from transferlab.data.prepare import data_dir, prepare_data
 from transferlab.experiment.planner import Plan, PlannedRun
 from transferlab.models import build_model
+from transferlab.objectives.tokens import model_vocab
 
 EVAL_OVERHEAD = 0.25
 VALIDATION_STEP_FRACTION = 1 / 3  # a forward pass of a training step's forward + backward
@@ -133,7 +134,8 @@ def _measure_steps(cfg: RunConfig, threads: int | None = None) -> float:
     from transferlab.train.distributed import DistContext
     from transferlab.train.engine import Engine, LoopSettings
 
-    vocab, before = cfg.model.vocab_size, torch.get_num_threads()
+    before = torch.get_num_threads()
+    vocab = cfg.model.vocab_size - len(cfg.objective.added_tokens())  # the tokenizer's ids
     with torch.random.fork_rng(devices=[]):  # the measurement must not move the caller's RNG
         torch.set_num_threads(threads or before)
         torch.manual_seed(0)
@@ -195,6 +197,7 @@ def _first_stage(run: PlannedRun, plan: Plan) -> RunConfig:
 
 
 def _vocab_size(cfg: RunConfig) -> int:
+    """The model's vocabulary: the tokenizer's ids and the objective's added tokens."""
     if cfg.data.sources and not is_complete(data_dir(cfg)):
-        return cfg.tokenizer.vocab_size
-    return prepare_data(cfg).vocab_size
+        return model_vocab(cfg.objective, cfg.tokenizer.vocab_size)
+    return model_vocab(cfg.objective, prepare_data(cfg).vocab_size)

@@ -24,6 +24,7 @@ from torch import nn
 
 from transferlab.config import ConfigError, RunConfig
 from transferlab.data.prepare import data_key
+from transferlab.objectives.tokens import run_tokenizer_json
 from transferlab.train.checkpoint import (
     TOKENIZER_FILE,
     WEIGHTS_FILE,
@@ -116,13 +117,14 @@ def initialize_from_parent(
     """Load the parent's weights (and optimizer state) into a freshly built ``model`` and
     ``optimizer``; returns the checkpoint used, or None when ``cfg`` has no ``init``.
 
-    ``tokenizer_path`` is the tokenizer of the child's data: it must be the parent's, or the
-    weights would read other token ids than they were trained on."""
+    ``tokenizer_path`` is the tokenizer of the child's data: with the child objective's added
+    tokens it must be the parent's, or the weights would read other token ids than they were
+    trained on."""
     checkpoint = check_init(cfg)
     if checkpoint is None:
         return None
     parent = Path(cfg.init.from_run)
-    if (parent / TOKENIZER_FILE).read_bytes() != Path(tokenizer_path).read_bytes():
+    if (parent / TOKENIZER_FILE).read_bytes() != run_tokenizer_json(tokenizer_path, cfg.objective):
         raise ConfigError(
             f"init.from_run: {parent} was trained with another tokenizer than this run's data "
             "builds; a child must read its parent's token ids, so keep data and tokenizer "

@@ -10,7 +10,6 @@ seeded from ``cfg.seed``: the model's initialization (``torch.manual_seed`` befo
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.file_digests import file_sha256
 from transferlab.models import build_model, count_parameters, flops_per_token
+from transferlab.objectives.tokens import model_vocab, run_tokenizer_json
 from transferlab.optim import TrainingStateBytes, param_groups
 from transferlab.train.batching import plan_batches
 from transferlab.train.callbacks import (
@@ -98,12 +98,13 @@ def check_param_groups(cfg: RunConfig) -> None:
 
 
 def resolve_model_vocab(cfg: RunConfig, vocab_size: int) -> RunConfig:
-    """Fill ``model.vocab_size`` from the tokenizer; a larger explicit value (padding) is kept."""
-    given = cfg.model.vocab_size
+    """Fill ``model.vocab_size`` from the tokenizer's ``vocab_size`` ids plus the tokens the
+    objective adds (``objectives.tokens``); a larger explicit value (padding) is kept."""
+    given, vocab_size = cfg.model.vocab_size, model_vocab(cfg.objective, vocab_size)
     if given is not None and given < vocab_size:
         raise ConfigError(
-            f"model.vocab_size: got {given}; expected at least the tokenizer's {vocab_size} ids "
-            "(or leave it unset)"
+            f"model.vocab_size: got {given}; expected at least the {vocab_size} ids of the "
+            "tokenizer and the objective's added tokens (or leave it unset)"
         )
     model = cfg.model.model_copy(update={"vocab_size": given or vocab_size})
     return cfg.model_copy(update={"model": model})
@@ -221,7 +222,9 @@ class Pretraining:
 
     def _write_run_files(self, data: PreparedData) -> None:
         self.run_dir.write_config(self.cfg)
-        shutil.copyfile(data.tokenizer_path, self.run_dir.tokenizer)
+        self.run_dir.tokenizer.write_bytes(
+            run_tokenizer_json(data.tokenizer_path, self.cfg.objective)
+        )
         write_json_atomic(self.run_dir.run_info, self.info)
 
     def run(self, stop_after: int | None = None) -> TrainResult:
