@@ -117,3 +117,5 @@ LINEARS = Registry("linear", "transferlab.models.parts")
 SOURCES = Registry("source", "transferlab.data.sources", "transferlab.curation.source")
 # Heuristic quality filters of a curation pipeline (``curation.filters``).
 FILTERS = Registry("filter", "transferlab.curation")
+# Scorers of text (generated samples, training segments): one file each in transferlab.scorers.
+SCORERS = Registry("scorer", "transferlab.scorers")
