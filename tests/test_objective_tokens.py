@@ -69,3 +69,15 @@ def test_the_model_vocabulary_grows_by_the_added_tokens(tiny_config):
     short = cfg.model_copy(update={"model": cfg.model.model_copy(update={"vocab_size": 41})})
     with pytest.raises(ConfigError, match="expected at least the 42 ids"):
         resolve_model_vocab(short, 40)
+
+
+def test_the_text_context_carries_the_run_tokenizer_with_the_added_tokens(
+    tiny_config, tokenizer_file
+):
+    from transferlab.objectives.context import text_context
+
+    cfg = tiny_config().model_copy(update={"objective": _WithTokens()})
+    context = text_context(cfg, tokenizer_file)
+    base = TextTokenizer.from_file(tokenizer_file)
+    assert context.tokenizer.token_to_id("<|good|>") == base.vocab_size + 1
+    assert context.entities == tuple(cfg.world.build().entities())

@@ -72,8 +72,13 @@ class ObjectiveConfig(ComponentConfig):
         control tokens), in id order; see ``objectives.tokens``. Default: none."""
         return ()
 
-    def build(self, special_ids: Any, vocab_size: int) -> Any:
-        """The objective; ``vocab_size`` is the tokenizer's (its added tokens follow it)."""
+    # Whether ``build`` needs the run's tokenizer and the world's entities (an
+    # ``objectives.context.TextContext``): objectives that transform or score the text itself.
+    needs_text: ClassVar[bool] = False
+
+    def build(self, special_ids: Any, vocab_size: int, text: Any = None) -> Any:
+        """The objective; ``vocab_size`` is the tokenizer's (its added tokens follow it) and
+        ``text`` the ``TextContext`` when ``needs_text`` (else None)."""
         raise NotImplementedError
 
 

@@ -23,6 +23,7 @@ from transferlab.objectives.base import (
     TokenPredictionConfig,
     TokenPredictionObjective,
 )
+from transferlab.objectives.context import TextContext
 
 Pair = tuple[Sequence[int], Sequence[int]]  # (prompt ids, answer ids ending in <eos>)
 
@@ -58,5 +59,7 @@ class AnswerLmConfig(TokenPredictionConfig):
     name: Literal["answer_lm"] = "answer_lm"
     attention: ClassVar[Attention] = "causal"
 
-    def build(self, special: SpecialTokenIds, vocab_size: int) -> AnswerLM:
+    def build(
+        self, special: SpecialTokenIds, vocab_size: int, text: TextContext | None = None
+    ) -> AnswerLM:
         return AnswerLM(special.pad, self.z_loss)

@@ -15,6 +15,7 @@ from transferlab.objectives.base import (
     TokenPredictionConfig,
     TokenPredictionObjective,
 )
+from transferlab.objectives.context import TextContext
 
 
 class CausalLM(TokenPredictionObjective):
@@ -35,5 +36,7 @@ class ClmConfig(TokenPredictionConfig):
     name: Literal["clm"] = "clm"
     attention: ClassVar[Attention] = "causal"
 
-    def build(self, special: SpecialTokenIds, vocab_size: int) -> CausalLM:
+    def build(
+        self, special: SpecialTokenIds, vocab_size: int, text: TextContext | None = None
+    ) -> CausalLM:
         return CausalLM(special, self.z_loss)

@@ -21,6 +21,7 @@ from transferlab.objectives.base import (
     TokenPredictionConfig,
     TokenPredictionObjective,
 )
+from transferlab.objectives.context import TextContext
 
 
 class MaskedLM(TokenPredictionObjective):
@@ -72,5 +73,7 @@ class MlmConfig(TokenPredictionConfig):
             raise ValueError("mask_token_frac + random_token_frac must be at most 1")
         return self
 
-    def build(self, special: SpecialTokenIds, vocab_size: int) -> MaskedLM:
+    def build(
+        self, special: SpecialTokenIds, vocab_size: int, text: TextContext | None = None
+    ) -> MaskedLM:
         return MaskedLM(self, special, vocab_size)

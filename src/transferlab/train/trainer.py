@@ -21,6 +21,7 @@ from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.file_digests import file_sha256
 from transferlab.models import build_model, count_parameters, flops_per_token
+from transferlab.objectives.context import text_context
 from transferlab.objectives.tokens import model_vocab, run_tokenizer_json
 from transferlab.optim import TrainingStateBytes, param_groups
 from transferlab.train.batching import plan_batches
@@ -133,7 +134,8 @@ class Pretraining:
         optimizer = cfg.optimizer.build(model)
         if resume_from is None:  # a resumed child continues from its own checkpoint instead
             initialize_from_parent(cfg, model, optimizer, data.tokenizer_path, dist.device)
-        objective = cfg.objective.build(data.special, data.vocab_size)
+        text = text_context(cfg, data.tokenizer_path) if cfg.objective.needs_text else None
+        objective = cfg.objective.build(data.special, data.vocab_size, text)
         # Every rank reads the whole global batch and runs the objective on it, then trains on
         # its share: the objective's random draws then do not depend on the number of processes
         # (or the micro batch size), so DDP and accumulation reproduce a single-process run.

@@ -36,6 +36,11 @@ class World(ABC):
         task prompts tokenize without unknown words even with a word-level vocabulary."""
         return self.documents()
 
+    def entities(self) -> list[str]:
+        """The names of the entities the corpus mentions (people, places, organisations...),
+        for objectives that keep entity names whole (``objectives.context``). Default: none."""
+        return []
+
     @abstractmethod
     def write(self, out_dir: Path) -> None:
         """Write the corpus, the tasks and the ground truth as files into ``out_dir``."""
