@@ -10,6 +10,7 @@ from transferlab.evaluate import (  # noqa: F401 (registers the real-text tasks 
     downstream,
     lm_eval_task,
     multiple_choice,
+    qa_reverse,
     text_finetune,
     text_likelihood,
     text_probe,

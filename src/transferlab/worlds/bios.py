@@ -56,6 +56,7 @@ from transferlab.worlds.bios_pools import (
     MONTHS,
     UNIVERSITIES,
 )
+from transferlab.worlds.bios_reverse import ReverseQAItem, build_reverse_items
 from transferlab.worlds.bios_templates import QUESTION_TEMPLATES, SENTENCE_TEMPLATES
 
 SPLITS = ("train", "test")
@@ -185,6 +186,16 @@ class BiosWorld(World):
         """One question per person and attribute, with a seeded choice of question template."""
         return list(self._qa_items)
 
+    def reverse_qa_items(self) -> list[ReverseQAItem]:
+        """The reverse question of each fact that some attributes identify (``bios_reverse``):
+        who has these values? Each has the ``id`` of the forward ``QAItem`` of its fact."""
+        return list(self._reverse_qa_items)
+
+    def full_names(self) -> list[str]:
+        """Every person's full name, in person order: the names the corpus shows, what reverse
+        questions' distractors are drawn from."""
+        return [person.full_name for person in self.people]
+
     def split(self) -> dict[str, list[int]]:
         """Person ids of the QA-train and QA-test people."""
         return {name: [p.person_id for p in self.people if p.split == name] for name in SPLITS}
@@ -210,6 +221,7 @@ class BiosWorld(World):
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_jsonl(out_dir / "corpus.jsonl", (asdict(doc) for doc in self._corpus))
         _write_jsonl(out_dir / "qa.jsonl", (asdict(item) for item in self._qa_items))
+        _write_jsonl(out_dir / "reverse_qa.jsonl", (asdict(q) for q in self._reverse_qa_items))
         table = pa.Table.from_pylist([person.row() for person in self.people])
         pq.write_table(table, out_dir / "people.parquet")
         (out_dir / "split.json").write_text(json.dumps(self.split()))
@@ -222,6 +234,10 @@ class BiosWorld(World):
     @cached_property
     def _qa_items(self) -> list[QAItem]:
         return _build_qa_items(self.people, _rng(self.config.seed, "qa"))
+
+    @cached_property
+    def _reverse_qa_items(self) -> list[ReverseQAItem]:
+        return build_reverse_items(self.people)
 
 
 def person_from_row(row: dict[str, Any]) -> Person:
