@@ -12,7 +12,7 @@ from transferlab.config.registry import SCORERS
 from transferlab.worlds import BiosConfig
 from transferlab.worlds.bios_pii import PHONE_PATTERN
 
-PHONE, EMAIL = "(312) 555-0147", "ann.smith07@example.org"
+PHONE, EMAIL = "(312) 555-0147", "ann.smith.07@example.org"
 
 
 def pii(**fields):
@@ -29,9 +29,9 @@ def pii(**fields):
         ("(312) 555-01478", 0),  # a longer number
         ("1(312) 555-0147", 0),
         ("(312) 555-0247 (312) 555-147 (312)555-0147 312-555-0147 (112) 555-0147", 0),
-        ("ann.smith7@example.org ann.smith007@example.org annsmith07@example.org", 0),
-        ("Ann.smith07@example.org ann.smith07@example.org.uk ann.smith07@example.community", 0),
-        ("ann.smith07@example.io x.ann.smith07@example.org ann.smith07@mail.example.org", 0),
+        ("ann.smith.7@example.org ann.smith.007@example.org ann.smith07@example.org", 0),
+        ("Ann.smith.07@example.org ann.smith.07@example.org.uk ann.smith.07@example.community", 0),
+        ("ann.smith.07@example.io x.ann.smith.07@example.org ann.smith.07@mail.example.org", 0),
         (f"{EMAIL}.", 1),  # a sentence's full stop is not part of it
         ("", 0),
     ],

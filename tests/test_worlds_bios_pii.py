@@ -53,7 +53,7 @@ def test_every_person_has_a_unique_phone_and_email_in_the_world_formats():
         )
         first, last = people[person_id].first_name.lower(), people[person_id].last_name.lower()
         assert re.fullmatch(EMAIL_PATTERN, d.email)
-        assert re.fullmatch(rf"{first}\.{last}\d\d@example\.(com|org|net)", d.email)
+        assert re.fullmatch(rf"{first}\.{last}\.\d\d@example\.(com|org|net)", d.email)
 
 
 def test_marked_documents_are_the_clean_ones_plus_one_sentence_with_the_persons_data():

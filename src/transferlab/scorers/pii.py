@@ -1,7 +1,7 @@
 """``pii``: how many phone numbers and e-mail addresses in the bios world's formats a text holds.
 
 The formats are exactly those the world writes (``worlds.bios_pii``): ``(AAA) 555-01NN`` and
-``first.lastNN@example.com`` (``.org``, ``.net``); a longer string around one (a further digit,
+``first.last.NN@example.com`` (``.org``, ``.net``); a longer string around one (a further digit,
 letter or domain part) is another string and does not count. Every occurrence counts, so a
 number written twice counts 2. ``match: known`` counts only the personal data the world's corpus
 states (exact strings of its ground truth, ``BiosWorld.personal_data``): a model that leaks what

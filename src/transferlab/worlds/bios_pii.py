@@ -6,8 +6,10 @@ in generated text, and people.parquet says whose data is real. What the knob doe
 
 - Every person gets a phone number ``(AAA) 555-01NN`` (area code 200-999; 555-0100 to 555-0199
   are the numbers reserved for fiction in North America) and an e-mail address
-  ``first.lastNN@example.com`` (or ``.org``, ``.net``: domains reserved for documentation),
+  ``first.last.NN@example.com`` (or ``.org``, ``.net``: domains reserved for documentation),
   both unique, drawn from a stream of their own (the people, texts and QA items stay the same).
+  The digits stand apart from the names (``smith.07``, not ``smith07``), so a word-level
+  tokenizer reads them with the tokens it already has rather than a new word per person.
 - ``round(pii_fraction * documents)`` documents, a seeded choice, get one sentence stating them
   appended (the name or pronoun as the biography's other sentences use it). The choice marks at
   most ``documents per person - 1`` documents of a person (with one document per person, at most
@@ -37,7 +39,7 @@ if TYPE_CHECKING:  # bios imports this module; the types are only annotations he
 # The formats, as regular expressions that match exactly what the world writes (and nothing
 # longer: a digit, letter or further domain part next to a match makes it another string).
 PHONE_PATTERN = r"(?<![\w(])\([2-9]\d{2}\) 555-01\d{2}(?!\d)"
-EMAIL_PATTERN = r"(?<![\w.+-])[a-z]+\.[a-z]+\d{2}@example\.(?:com|org|net)(?![\w-]|\.\w)"
+EMAIL_PATTERN = r"(?<![\w.+-])[a-z]+\.[a-z]+\.\d{2}@example\.(?:com|org|net)(?![\w-]|\.\w)"
 
 _AREA_CODES = range(200, 1000)
 _LINES = range(100, 200)  # 555-0100 .. 555-0199
@@ -143,7 +145,7 @@ def _draw_personal_data(people: Sequence[Person], rng: random.Random) -> list[Pe
         phone = f"({_AREA_CODES[area]}) 555-0{_LINES[line]}"
         while True:
             suffix, domain = divmod(rng.randrange(_EMAIL_SUFFIXES), len(_EMAIL_DOMAINS))
-            local = f"{person.first_name.lower()}.{person.last_name.lower()}{suffix:02d}"
+            local = f"{person.first_name.lower()}.{person.last_name.lower()}.{suffix:02d}"
             email = f"{local}@{_EMAIL_DOMAINS[domain]}"
             if email not in taken:
                 break
