@@ -119,6 +119,7 @@ def test_every_task_declares_its_metrics_with_direction_and_range() -> None:
         "qa_finetune": [("correct", True, unit), ("p_correct", True, unit)],
         "qa_probe": probe,
         "qa_score": choice,
+        "sample_score": [("undesirable", False, unit), ("score", False, (0.0, None))],
         "text_finetune": probe,
         "text_likelihood": [("bits_per_byte", False, (0.0, None))],
         "text_probe": probe,

@@ -52,6 +52,9 @@ class PiiScorerConfig(ScorerConfig):
             raise ValueError(f"kinds {kinds} repeat a kind; list phone and email at most once")
         return kinds
 
+    def uses_world(self) -> bool:
+        return self.match == "known"
+
     def build(self, world: Any = None) -> PiiScorer:
         if self.match == "format":
             return PiiScorer(self.kinds, None)
