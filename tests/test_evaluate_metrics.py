@@ -121,6 +121,7 @@ def test_every_task_declares_its_metrics_with_direction_and_range() -> None:
         "qa_reverse_finetune": [("correct", True, unit), ("p_correct", True, unit)],
         "qa_reverse_score": choice,
         "qa_score": choice,
+        "sample_score": [("undesirable", False, unit), ("score", False, (0.0, None))],
         "text_finetune": probe,
         "text_likelihood": [("bits_per_byte", False, (0.0, None))],
         "text_probe": probe,

@@ -37,13 +37,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import date
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from transferlab.config.registry import WORLDS
 from transferlab.config.schemas import WorldConfig
 from transferlab.worlds.base import World
+from transferlab.worlds.bios_pii import PersonalData, PiiCorpus, add_personal_data, check_pii_knobs
 from transferlab.worlds.bios_pools import (
     CITIES,
     EMPLOYER_CITY,
@@ -86,6 +87,12 @@ class BiosConfig(WorldConfig):
     full_name: bool = True  # False: the full name opens a biography, pronouns follow
     # share of the people whose questions are QA-test (the rest QA-train), at least one each
     qa_test_fraction: float = Field(default=0.5, gt=0, lt=1)
+    # share of the documents that also state the person's phone and e-mail (worlds.bios_pii)
+    pii_fraction: float = Field(default=0.0, ge=0, le=1)
+    pii_filter: bool = False  # drop the documents that state personal data
+    # Left out of the world's dict at these values, so every world keyed before them keeps
+    # its key (data stages, runs and world directories): see ``WorldConfig.added_fields``.
+    added_fields: ClassVar[dict[str, Any]] = {"pii_fraction": 0.0, "pii_filter": False}
 
     @model_validator(mode="after")
     def _names_suffice(self) -> BiosConfig:
@@ -94,6 +101,7 @@ class BiosConfig(WorldConfig):
                 f"num_people={self.num_people} exceeds the {NAME_CAPACITY} unique full names "
                 "the name pools allow; lower num_people"
             )
+        check_pii_knobs(self)
         return self
 
     def build(self) -> BiosWorld:
@@ -179,8 +187,17 @@ class BiosWorld(World):
         return _validation_biographies(self.config, self.people, count)
 
     def tokenizer_texts(self) -> list[str]:
-        """Biographies plus every question with its answer (the QA tasks' prompts)."""
-        return self.documents() + [f"{q.question} {q.answer}" for q in self._qa_items]
+        """Biographies plus every question with its answer (the QA tasks' prompts). With
+        ``pii_filter`` the dropped biographies too: the tokenizer is the unfiltered world's."""
+        biographies = [doc.text for doc in self._pii.documents] if self._pii else self.documents()
+        return biographies + [f"{q.question} {q.answer}" for q in self._qa_items]
+
+    def personal_data(self) -> dict[int, PersonalData]:
+        """The phone and e-mail of each person whose data the corpus states (before
+        ``pii_filter`` drops those documents), by person id; empty when ``pii_fraction`` is 0."""
+        if self._pii is None:
+            return {}
+        return {person: self._pii.data[person] for person in self._pii.documents_per_person()}
 
     def qa_items(self) -> list[QAItem]:
         """One question per person and attribute, with a seeded choice of question template."""
@@ -219,16 +236,45 @@ class BiosWorld(World):
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_jsonl(out_dir / "corpus.jsonl", (asdict(doc) for doc in self._corpus))
+        _write_jsonl(out_dir / "corpus.jsonl", self._corpus_records())
         _write_jsonl(out_dir / "qa.jsonl", (asdict(item) for item in self._qa_items))
         _write_jsonl(out_dir / "reverse_qa.jsonl", (asdict(q) for q in self._reverse_qa_items))
-        table = pa.Table.from_pylist([person.row() for person in self.people])
+        table = pa.Table.from_pylist(self._people_rows())
         pq.write_table(table, out_dir / "people.parquet")
         (out_dir / "split.json").write_text(json.dumps(self.split()))
         (out_dir / "world.json").write_text(json.dumps(self.config.to_dict(), indent=2))
 
+    def _corpus_records(self) -> Iterable[dict[str, Any]]:
+        """corpus.jsonl's records; with personal data each says whether it states some."""
+        for doc in self._corpus:
+            record = asdict(doc)
+            if self._pii is not None:  # filtered: every kept document is clean
+                record["has_pii"] = not self.config.pii_filter and doc.id in self._pii.marked
+            yield record
+
+    def _people_rows(self) -> list[dict[str, Any]]:
+        """people.parquet's rows; with personal data also every person's phone and e-mail and
+        how many documents state them (before ``pii_filter``)."""
+        rows = [person.row() for person in self.people]
+        if self._pii is None:
+            return rows
+        stated = self._pii.documents_per_person()
+        return [
+            {**row, **asdict(data), "pii_documents": stated[row["person_id"]]}
+            for row, data in zip(rows, self._pii.data, strict=True)
+        ]
+
+    @cached_property
+    def _pii(self) -> PiiCorpus | None:
+        """The corpus with personal data, before any filter (None when ``pii_fraction`` is 0)."""
+        if not self.config.pii_fraction:
+            return None
+        return add_personal_data(_build_corpus(self.people, self.config), self.people, self.config)
+
     @cached_property
     def _corpus(self) -> list[Document]:
+        if self._pii is not None:
+            return self._pii.kept(drop_marked=self.config.pii_filter)
         return _build_corpus(self.people, self.config)
 
     @cached_property
