@@ -229,6 +229,15 @@ class BiosWorld(World):
         _value_pool(attribute)  # an unknown attribute fails here, naming the valid ones
         return list(dict.fromkeys(getattr(person, attribute) for person in self.people))
 
+    def entities(self) -> list[str]:
+        """Every full name and every attribute value the corpus states, for objectives that
+        keep entity names whole (``objectives.entities``); validation people's names are not
+        among them."""
+        names = [person.full_name for person in self.people]
+        return names + [
+            value for attribute in ATTRIBUTES for value in self.corpus_values(attribute)
+        ]
+
     def write(self, out_dir: Path) -> None:
         # Imported here: pyarrow is slow to import and only writing needs it.
         import pyarrow as pa
