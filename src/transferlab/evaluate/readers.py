@@ -16,9 +16,9 @@ words the refusal for the others, which the planner raises before anything is tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any, get_args
 
 import torch
 from torch import nn
@@ -98,6 +98,19 @@ class Reader:
         if self.attention == "causal":
             return model(inputs, output="features")
         return model(inputs, attention="prefix", prefix_len=lengths, output="features")
+
+
+class ConfigReadings:
+    """``TaskConfig.readings`` of a task whose readings follow from its config's fields: on the
+    class ``default`` (what its default config reads: the catalog shows it, other tasks' errors
+    suggest it), on a config ``declare(config)``, which ``reading_error`` checks."""
+
+    def __init__(self, default: tuple[str, ...], declare: Callable[[Any], tuple[str, ...]]) -> None:
+        self.default = default
+        self.declare = declare
+
+    def __get__(self, config: Any, owner: type | None = None) -> tuple[str, ...]:
+        return self.default if config is None else self.declare(config)
 
 
 def as_reader(reading: Attention | Reader) -> Reader:
