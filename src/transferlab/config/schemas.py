@@ -150,7 +150,8 @@ class ScheduleConfig(ComponentConfig):
         raise NotImplementedError
 
     def check(self, max_steps: int) -> None:
-        if self.warmup_steps >= max_steps:
+        # A run of 0 steps (trainer.max_steps: 0) schedules nothing, so any warmup is fine.
+        if max_steps and self.warmup_steps >= max_steps:
             raise ValueError(
                 f"schedule.warmup_steps={self.warmup_steps} must be less than "
                 f"trainer.max_steps={max_steps}"
@@ -400,7 +401,9 @@ class ModelConfig(BaseConfig):
 class TrainerConfig(BaseConfig):
     """How the run trains: steps, batches, intervals, precision, device, where it writes."""
 
-    max_steps: int = Field(default=200, gt=0)  # optimizer steps
+    # optimizer steps; 0 trains nothing: the run is its model at initialization (checkpoint 0),
+    # the "no pretraining" baseline an experiment evaluates like any other run
+    max_steps: int = Field(default=200, ge=0)
     batch_size: int = Field(default=32, gt=0)  # global, in sequences, per optimizer step
     micro_batch_size: int | None = Field(default=None, gt=0)  # per process; None: no accumulation
     eval_interval: int = Field(default=50, gt=0)  # steps between validations (and the last)
@@ -465,6 +468,12 @@ class RunConfig(BaseConfig):
     @model_validator(mode="after")
     def _sections_agree(self) -> RunConfig:
         self.schedule.check(self.trainer.max_steps)
+        if self.trainer.max_steps == 0 and self.trainer.callbacks:  # no hook of theirs runs
+            names = [callback.name for callback in self.trainer.callbacks]
+            raise ValueError(
+                f"trainer.max_steps=0 trains nothing, so trainer.callbacks {names} would never "
+                "run; drop them or train at least one step"
+            )
         for callback in self.trainer.callbacks:
             callback.check(self)
         if self.data.seq_len > self.model.max_seq_len:
