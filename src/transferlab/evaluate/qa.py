@@ -9,20 +9,32 @@ so this is also how the joined text tokenizes.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 
 from transferlab.data.tokenizer import UNK_TOKEN, TextTokenizer
 from transferlab.worlds.bios import BiosWorld, QAItem
+from transferlab.worlds.bios_populations import PopulationSplit
 
 
 def select_items(
-    world: BiosWorld, splits: Sequence[str], attributes: Sequence[str]
+    world: BiosWorld,
+    splits: Sequence[str],
+    attributes: Sequence[str],
+    populations: PopulationSplit = PopulationSplit(),
 ) -> list[QAItem]:
-    """The world's QA items of people in ``splits`` asking about ``attributes``, in world order."""
-    return [
-        item for item in world.qa_items() if item.split in splits and item.attribute in attributes
-    ]
+    """The world's QA items of people in ``splits`` asking about ``attributes``, in world order.
+    An item's ``split`` is its person's QA split as ``populations`` sets it (default: the
+    world's); a population on neither side of ``populations`` has no items."""
+    populations.check(world.population_names())
+    items = []
+    for item in world.qa_items():
+        population = world.memberships[item.person_id].population.name
+        split = populations.split_of(population, item.split)
+        if split in splits and item.attribute in attributes:
+            items.append(item if split == item.split else dataclasses.replace(item, split=split))
+    return items
 
 
 def answer_text(answer: str) -> str:

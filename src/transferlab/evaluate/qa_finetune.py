@@ -55,7 +55,7 @@ class QaFinetuneTask(Task[QaFinetuneConfig]):
     def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
         world = require_bios(subject.world, cfg.task_name)
-        train_items = select_items(world, ["train"], cfg.attribute_names)
+        train_items = select_items(world, ["train"], cfg.attribute_names, cfg.population_split)
         pairs = [
             (
                 encode_prompt(subject.tokenizer, item.question),
@@ -77,7 +77,7 @@ class QaFinetuneTask(Task[QaFinetuneConfig]):
     ) -> list[dict[str, Any]]:
         """Rows of greedy generation with exact match on ``eval_splits`` (no training)."""
         cfg = self.cfg
-        items = select_items(world, cfg.eval_splits, cfg.attribute_names)
+        items = select_items(world, cfg.eval_splits, cfg.attribute_names, cfg.population_split)
         prompts = [encode_prompt(tokenizer, item.question) for item in items]
         special = tokenizer.special
         generated = greedy_generate(
@@ -104,6 +104,7 @@ class QaFinetuneTask(Task[QaFinetuneConfig]):
                         "correct": exact_match(prediction, item.answer),
                         "p_correct": math.exp(logprob),
                     },
+                    facets=world.facets(item.person_id),
                 ).to_dict()
             )
         return rows

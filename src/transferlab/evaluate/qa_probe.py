@@ -77,7 +77,7 @@ class QaProbeTask(Task[QaProbeConfig]):
         cfg = self.cfg
         world = require_bios(subject.world, cfg.task_name)
         splits = sorted({"train", *cfg.eval_splits})
-        items = select_items(world, splits, cfg.attribute_names)
+        items = select_items(world, splits, cfg.attribute_names, cfg.population_split)
         layers = probe_layers(subject.model, cfg.layer)
         features = self._features(
             subject.model, subject.tokenizer, world, items, layers, subject.reader
@@ -88,7 +88,7 @@ class QaProbeTask(Task[QaProbeConfig]):
             by_item: dict[int, dict[str, Any]] = {}
             for attribute in cfg.attribute_names:
                 by_item |= self._attribute_rows(
-                    features[layer_slot], items, attribute, subject.run_id, task
+                    features[layer_slot], world, items, attribute, subject.run_id, task
                 )
             rows += [by_item[i] for i in sorted(by_item)]  # in the world's item order
         return rows
@@ -115,7 +115,13 @@ class QaProbeTask(Task[QaProbeConfig]):
         return hidden[:, [slot[text] for text in texts]]
 
     def _attribute_rows(
-        self, features: torch.Tensor, items: list[QAItem], attribute: str, run_id: str, task: str
+        self,
+        features: torch.Tensor,
+        world: BiosWorld,
+        items: list[QAItem],
+        attribute: str,
+        run_id: str,
+        task: str,
     ) -> dict[int, dict[str, Any]]:
         """Fit the attribute's probes on the QA-train rows of ``features``; the result rows of
         the evaluated items, by index in ``items``."""
@@ -147,6 +153,7 @@ class QaProbeTask(Task[QaProbeConfig]):
                     "p_correct": p_gold,
                     "margin": margin,
                 },
+                facets=world.facets(item.person_id),
             ).to_dict()
         return rows
 

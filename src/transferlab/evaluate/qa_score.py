@@ -73,9 +73,9 @@ def build_requests(
     cfg: QaScoreConfig, world: BiosWorld, tokenizer: TextTokenizer, seed: int
 ) -> list[ChoiceExample]:
     """The examples of ``cfg`` on ``world``; the same ``seed`` draws the same choices and shots."""
-    shot_pool = select_items(world, ["train"], cfg.attribute_names)
+    shot_pool = select_items(world, ["train"], cfg.attribute_names, cfg.population_split)
     examples = []
-    for item in select_items(world, cfg.eval_splits, cfg.attribute_names):
+    for item in select_items(world, cfg.eval_splits, cfg.attribute_names, cfg.population_split):
         choices, gold = draw_choices(
             world, item, cfg.n_choices, example_rng(seed, "choices", item.id)
         )
@@ -97,9 +97,8 @@ class QaScoreTask(Task[QaScoreConfig]):
 
     def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
-        examples = build_requests(
-            cfg, require_bios(subject.world, cfg.task_name), subject.tokenizer, subject.seed
-        )
+        world = require_bios(subject.world, cfg.task_name)
+        examples = build_requests(cfg, world, subject.tokenizer, subject.seed)
         start = time.perf_counter()
         requests = [ex.request for ex in examples]
         logprobs = subject.reader.score_choices(
@@ -110,12 +109,14 @@ class QaScoreTask(Task[QaScoreConfig]):
             "%s: %d examples at %.1f examples/s", cfg.task_name, len(examples), self.examples_per_s
         )
         return [
-            _row(example, scores, subject.run_id, cfg.task_name).to_dict()
+            _row(example, scores, subject.run_id, cfg.task_name, world).to_dict()
             for example, scores in zip(examples, logprobs, strict=True)
         ]
 
 
-def _row(example: ChoiceExample, logprobs: list[float], run_id: str, task: str) -> ExampleResult:
+def _row(
+    example: ChoiceExample, logprobs: list[float], run_id: str, task: str, world: BiosWorld
+) -> ExampleResult:
     scores = choice_scores(
         logprobs,
         example.gold,
@@ -132,4 +133,5 @@ def _row(example: ChoiceExample, logprobs: list[float], run_id: str, task: str) 
         prediction=example.choices[scores.prediction],
         target=item.answer,
         metrics=scores.metrics(),
+        facets=world.facets(item.person_id),
     )

@@ -42,7 +42,7 @@ from transferlab.config.base import BaseConfig
 class FixedExposures(BaseConfig):
     """Every person of the population shows each biography ``count`` times."""
 
-    dist: Literal["fixed"] = "fixed"
+    dist: Literal["fixed"] = "fixed"  # the same count for everyone
     count: int = Field(default=1, ge=1)  # copies of each biography in the corpus
 
     def draw(self, rng: random.Random, n: int) -> list[int]:
@@ -52,7 +52,7 @@ class FixedExposures(BaseConfig):
 class ZipfExposures(BaseConfig):
     """Exposures ``k`` in ``[min, max]`` with probability proportional to ``k ** -exponent``."""
 
-    dist: Literal["zipf"] = "zipf"
+    dist: Literal["zipf"] = "zipf"  # a discrete power law on [min, max]
     exponent: float = Field(default=1.0, gt=0)  # the power law's exponent (larger: steeper)
     min: int = Field(default=1, ge=1)  # the fewest exposures a person draws
     max: int = Field(ge=1)  # the most exposures a person draws
@@ -78,7 +78,7 @@ class ZipfExposures(BaseConfig):
 class ParetoExposures(BaseConfig):
     """Exposures ``floor(x)`` of a Pareto draw ``x >= scale``, truncated to ``x < max + 1``."""
 
-    dist: Literal["pareto"] = "pareto"
+    dist: Literal["pareto"] = "pareto"  # a truncated Pareto draw, rounded down
     shape: float = Field(default=1.0, gt=0)  # the tail index alpha (smaller: heavier tail)
     scale: float = Field(default=1.0, ge=1)  # the smallest x; floor(scale) is the fewest exposures
     max: int = Field(ge=1)  # the most exposures a person draws
@@ -133,7 +133,7 @@ class PopulationConfig(BaseConfig):
     count: int | None = Field(default=None, ge=2)  # or its number of people
     rephrasings: int = Field(default=1, ge=1, le=1000)  # distinct biographies per person
     # how often each biography appears: an int (fixed) or {dist: fixed | zipf | pareto, ...}
-    exposures: Exposures = Field(default_factory=FixedExposures)
+    exposures: Exposures = 1
     shuffle_sentences: bool = False  # each biography draws its sentence order (else fixed)
     full_name: bool = True  # False: the full name opens a biography, pronouns follow
 
