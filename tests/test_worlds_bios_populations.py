@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import re
 from collections import Counter
 from itertools import pairwise
@@ -123,8 +124,6 @@ def test_each_distribution_inverts_its_distribution_function():
     ],
 )
 def test_draws_follow_the_distribution(dist, pmf):
-    import random
-
     n = 20000
     counts = Counter(dist.draw(random.Random(0), n))
     assert set(counts) == set(pmf)
