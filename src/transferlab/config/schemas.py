@@ -210,6 +210,9 @@ class TaskConfig(ComponentConfig):
     # first is the task's headline, what a report shows for it when it is not compared on
     # the experiment's ``compare.metric``.
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    # Columns a row may carry beyond its identity and metrics that describe its example (a bios
+    # person's population and exposures): what analyses break metrics down by, never compared.
+    facets: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -227,6 +230,10 @@ class TaskConfig(ComponentConfig):
     @property
     def task_name(self) -> str:
         return self.label or self.name
+
+    def check_world(self, world: WorldConfig) -> None:
+        """Raise ValueError when this task cannot ask about ``world`` (checked when an
+        experiment is planned, before anything trains). Default: any world."""
 
     def input_files(self) -> list[Path]:
         """The user files the task reads (its items, its task YAMLs), whose bytes key its

@@ -103,7 +103,8 @@ class QaClassifyTask(Task[QaClassifyConfig]):
     def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
         world = require_bios(subject.world, cfg.task_name)
-        items = select_items(world, sorted({"train", *cfg.eval_splits}), cfg.attribute_names)
+        splits = sorted({"train", *cfg.eval_splits})
+        items = select_items(world, splits, cfg.attribute_names, populations=cfg.population_split)
         texts = prompt_texts(world, items, cfg.position)
         ids = {text: encode_prompt(subject.tokenizer, text) for text in set(texts)}
         train = [n for n, item in enumerate(items) if item.split == "train"]
@@ -122,7 +123,8 @@ class QaClassifyTask(Task[QaClassifyConfig]):
             mine = [h for h, head in enumerate(heads) if head.attribute == item.attribute]
             classes = [heads[h].classes for h in mine]
             item_probs = [probs[h][slot[texts[n]]] for h in mine]
-            rows.append(value_row(item, classes, item_probs, subject.run_id, cfg.task_name))
+            facets = world.facets(item.person_id)
+            rows.append(value_row(item, classes, item_probs, subject.run_id, cfg.task_name, facets))
         return rows
 
     def tune(
