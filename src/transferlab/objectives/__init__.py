@@ -1,6 +1,6 @@
 """Objectives, one module each, registered in ``OBJECTIVES`` by name."""
 
-from transferlab.objectives import answer_lm, clm, mlm
+from transferlab.objectives import answer_lm, clm, mlm, prefix_lm
 from transferlab.objectives.answer_lm import AnswerLM, AnswerLmConfig, answer_loss_batch
 from transferlab.objectives.base import (
     IGNORE_INDEX,
@@ -14,6 +14,7 @@ from transferlab.objectives.base import (
 )
 from transferlab.objectives.clm import CausalLM, ClmConfig
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
+from transferlab.objectives.prefix_lm import PrefixLM, PrefixLmConfig
 
 __all__ = [
     "IGNORE_INDEX",
@@ -27,11 +28,14 @@ __all__ = [
     "MaskedLM",
     "MlmConfig",
     "Objective",
+    "PrefixLM",
+    "PrefixLmConfig",
     "TokenPredictionConfig",
     "TokenPredictionObjective",
     "answer_lm",
     "answer_loss_batch",
     "clm",
     "mlm",
+    "prefix_lm",
     "token_prediction_loss",
 ]
