@@ -1,6 +1,6 @@
 """Objectives, one module each, registered in ``OBJECTIVES`` by name."""
 
-from transferlab.objectives import answer_lm, clm, mlm, prefix_lm
+from transferlab.objectives import answer_lm, clm, mlm, prefix_lm, span_corruption
 from transferlab.objectives.answer_lm import AnswerLM, AnswerLmConfig, answer_loss_batch
 from transferlab.objectives.base import (
     IGNORE_INDEX,
@@ -15,6 +15,7 @@ from transferlab.objectives.base import (
 from transferlab.objectives.clm import CausalLM, ClmConfig
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
 from transferlab.objectives.prefix_lm import PrefixLM, PrefixLmConfig
+from transferlab.objectives.span_corruption import SpanCorruption, SpanCorruptionConfig
 
 __all__ = [
     "IGNORE_INDEX",
@@ -30,6 +31,8 @@ __all__ = [
     "Objective",
     "PrefixLM",
     "PrefixLmConfig",
+    "SpanCorruption",
+    "SpanCorruptionConfig",
     "TokenPredictionConfig",
     "TokenPredictionObjective",
     "answer_lm",
@@ -37,5 +40,6 @@ __all__ = [
     "clm",
     "mlm",
     "prefix_lm",
+    "span_corruption",
     "token_prediction_loss",
 ]
