@@ -1,6 +1,6 @@
 """Objectives, one module each, registered in ``OBJECTIVES`` by name."""
 
-from transferlab.objectives import answer_lm, clm, mlm, prefix_lm, span_corruption
+from transferlab.objectives import answer_lm, clm, mlm, prefix_lm, span_corruption, ul2
 from transferlab.objectives.answer_lm import AnswerLM, AnswerLmConfig, answer_loss_batch
 from transferlab.objectives.base import (
     IGNORE_INDEX,
@@ -16,6 +16,7 @@ from transferlab.objectives.clm import CausalLM, ClmConfig
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
 from transferlab.objectives.prefix_lm import PrefixLM, PrefixLmConfig
 from transferlab.objectives.span_corruption import SpanCorruption, SpanCorruptionConfig
+from transferlab.objectives.ul2 import UL2, DenoiserConfig, Ul2Config
 
 __all__ = [
     "IGNORE_INDEX",
@@ -25,6 +26,7 @@ __all__ = [
     "Batch",
     "CausalLM",
     "ClmConfig",
+    "DenoiserConfig",
     "LossOutput",
     "MaskedLM",
     "MlmConfig",
@@ -35,6 +37,8 @@ __all__ = [
     "SpanCorruptionConfig",
     "TokenPredictionConfig",
     "TokenPredictionObjective",
+    "UL2",
+    "Ul2Config",
     "answer_lm",
     "answer_loss_batch",
     "clm",
@@ -42,4 +46,5 @@ __all__ = [
     "prefix_lm",
     "span_corruption",
     "token_prediction_loss",
+    "ul2",
 ]
