@@ -125,10 +125,11 @@ def test_a_rolled_mask_puts_a_single_span_anywhere():
     at each of the 10 positions about equally often."""
     gen = torch.Generator().manual_seed(0)
     noise = SpanNoise(0.2, 3.0)  # 10 tokens: 2 noise, 1 span
+    assert [int(v) for v in span_counts(torch.tensor(10), noise)] == [2, 1]
     assert random_spans_noise_mask(10, noise, gen).tolist() == [False] * 8 + [True] * 2
     starts = torch.zeros(10, dtype=torch.long)
     for _ in range(2000):
-        mask = rolled_noise_mask(10, noise, gen)
+        mask = rolled_noise_mask(10, 2, 1, gen)
         assert int(mask.sum()) == 2
         starts[int((mask & ~mask.roll(1)).nonzero()[0])] += 1
     assert int(starts.min()) > 150 and int(starts.max()) < 250  # 200 expected

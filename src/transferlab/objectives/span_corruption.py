@@ -50,19 +50,21 @@ def sentinel_tokens(count: int) -> tuple[str, ...]:
     return tuple(f"<extra_id_{i}>" for i in range(count))
 
 
-def chunk_length(regular: torch.Tensor, budget: int, noise: SpanNoise, max_spans: int) -> int:
-    """The longest chunk ``row[:R]`` (``regular`` [n]: which tokens of the row are not special)
-    whose corrupted input and targets fit ``budget`` tokens with at most ``max_spans`` spans,
-    counting one more span for every boundary a span could be cut at and one for the span
-    that may wrap around the chunk's end (``spans.rolled_noise_mask``)."""
-    n_regular = regular.long().cumsum(0)  # regular tokens in row[:R] at index R - 1
+def chunk_length(
+    regular: torch.Tensor, budget: int, noise: SpanNoise, max_spans: int
+) -> torch.Tensor:
+    """The length of the longest chunk ``row[:R]`` of each row (``regular`` [..., n]: which
+    tokens are not special) whose corrupted input and targets fit ``budget`` tokens with at
+    most ``max_spans`` spans, counting one more span for every boundary a span could be cut at
+    and one for the span that may wrap around the chunk's end (``spans.rolled_noise_mask``)."""
+    n_regular = regular.long().cumsum(-1)  # regular tokens in row[:R] at index R - 1
     after_gap = regular.clone()
-    after_gap[1:] &= ~regular[:-1]
+    after_gap[..., 1:] &= ~regular[..., :-1]
     after_gap &= n_regular > 1  # a regular token after specials, with regular tokens before
     spans = span_counts(n_regular, noise)[1]
-    spans = spans + (spans > 0).long() + after_gap.long().cumsum(0)
-    need = torch.arange(1, len(regular) + 1) + 2 * spans  # both grow with R
-    return int(((need <= budget) & (spans <= max_spans)).sum())
+    spans = spans + (spans > 0).long() + after_gap.long().cumsum(-1)
+    need = torch.arange(1, regular.shape[-1] + 1) + 2 * spans  # both grow with R
+    return ((need <= budget) & (spans <= max_spans)).sum(-1)
 
 
 def needed_sentinels(seq_len: int, noise: SpanNoise, n_lead: int = 0) -> int:
@@ -70,7 +72,7 @@ def needed_sentinels(seq_len: int, noise: SpanNoise, n_lead: int = 0) -> int:
     maybe cut in two by wrapping around: the fewest sentinels a run of that length needs."""
     regular = torch.ones(seq_len + 1, dtype=torch.bool)
     length = chunk_length(regular, seq_len + 1 - n_lead, noise, seq_len)
-    return int(span_counts(torch.tensor(length), noise)[1]) + 1
+    return int(span_counts(length, noise)[1]) + 1
 
 
 def check_sentinels(
@@ -106,10 +108,22 @@ class SpanCorruption(TokenPredictionObjective):
         self.lead = lead  # a token opening every row inside its prefix (UL2's mode token)
 
     def make_batch(self, source: torch.Tensor, generator: torch.Generator) -> Batch:
-        rows, prefix_len, n_targets = zip(
-            *(self._row(window, generator) for window in source), strict=True
+        n_lead = 0 if self.lead is None else 1
+        regular = ~torch.isin(source, self.special_ids)
+        lengths = chunk_length(
+            regular, source.shape[1] - n_lead, self.noise, len(self.sentinel_ids)
         )
-        rows = torch.stack(rows)
+        regular &= torch.arange(source.shape[1])[None] < lengths[:, None]  # within the chunk
+        tokens, spans = span_counts(regular.sum(-1), self.noise)
+        rows = torch.full(source.shape, self.pad_id, dtype=source.dtype)
+        prefix_len, n_targets = [], []
+        for k, length in enumerate(lengths.tolist()):
+            row, prefix, count = self._row(
+                source[k, :length], regular[k, :length], int(tokens[k]), int(spans[k]), generator
+            )
+            rows[k, : len(row)] = row
+            prefix_len.append(prefix)
+            n_targets.append(count)
         positions = torch.arange(rows.shape[1] - 1)[None]
         first = torch.tensor(prefix_len)[:, None] - 1  # predicts the first target token
         inputs, targets = rows[:, :-1], rows[:, 1:].clone()
@@ -117,14 +131,19 @@ class SpanCorruption(TokenPredictionObjective):
         targets[~loss_at] = IGNORE_INDEX
         return {"inputs": inputs, "targets": targets, "prefix_len": torch.tensor(prefix_len)}
 
-    def _row(self, window: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """One row [L + 1], its prefix length and its number of target tokens."""
+    def _row(
+        self,
+        chunk: torch.Tensor,
+        regular: torch.Tensor,
+        tokens: int,
+        spans: int,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, int, int]:
+        """A row before its padding, its prefix length and its number of target tokens, from
+        its chunk with ``tokens`` noise tokens in ``spans`` spans over its ``regular`` tokens."""
         lead = [] if self.lead is None else [self.lead]
-        regular = ~torch.isin(window, self.special_ids)
-        length = chunk_length(regular, len(window) - len(lead), self.noise, len(self.sentinel_ids))
-        chunk, regular = window[:length], regular[:length]
-        noise = torch.zeros(length, dtype=torch.bool)
-        noise[regular] = rolled_noise_mask(int(regular.sum()), self.noise, generator)
+        noise = torch.zeros(len(chunk), dtype=torch.bool)
+        noise[regular] = rolled_noise_mask(int(regular.sum()), tokens, spans, generator)
         starts = noise.clone()
         starts[1:] &= ~noise[:-1]  # a span starts where noise follows a kept token
         sentinels = self.sentinel_ids[(starts.long().cumsum(0) - 1).clamp(min=0)]
@@ -132,11 +151,9 @@ class SpanCorruption(TokenPredictionObjective):
         corrupted = torch.where(starts, sentinels, chunk)[~noise | starts]
         # The targets are, per noise token, its span's sentinel first if it opens the span.
         pairs = torch.stack([torch.where(starts, sentinels, -1), chunk], dim=1)[noise].flatten()
-        spans = pairs[pairs >= 0]
-        row = torch.full((len(window),), self.pad_id, dtype=window.dtype)
-        filled = torch.cat([torch.tensor(lead, dtype=window.dtype), corrupted, spans])
-        row[: len(filled)] = filled
-        return row, len(lead) + len(corrupted), len(spans)
+        targets = pairs[pairs >= 0]
+        row = torch.cat([torch.tensor(lead, dtype=chunk.dtype), corrupted, targets])
+        return row, len(lead) + len(corrupted), len(targets)
 
 
 @OBJECTIVES.register("span_corruption")

@@ -48,22 +48,27 @@ def random_segmentation(items: int, segments: int, generator: torch.Generator) -
     return bounds.diff()
 
 
-def random_spans_noise_mask(n: int, noise: SpanNoise, generator: torch.Generator) -> torch.Tensor:
-    """A bool mask [n] whose True positions are the noise tokens, in the counts of
-    ``span_counts``; all False under 2 tokens."""
-    tokens, spans = (int(v) for v in span_counts(torch.tensor(n), noise))
+def spans_mask(n: int, tokens: int, spans: int, generator: torch.Generator) -> torch.Tensor:
+    """A bool mask [n] of ``tokens`` noise tokens in ``spans`` spans, alternating with as many
+    kept segments, a kept one first; all False when ``tokens`` is 0."""
     if tokens == 0:
         return torch.zeros(n, dtype=torch.bool)
     noise_lengths = random_segmentation(tokens, spans, generator)
     kept_lengths = random_segmentation(n - tokens, spans, generator)
     lengths = torch.stack([kept_lengths, noise_lengths], dim=1).flatten()
-    is_noise = torch.tensor([False, True]).repeat(spans)
-    return is_noise.repeat_interleave(lengths)
+    return torch.tensor([False, True]).repeat(spans).repeat_interleave(lengths)
 
 
-def rolled_noise_mask(n: int, noise: SpanNoise, generator: torch.Generator) -> torch.Tensor:
-    """``random_spans_noise_mask`` rotated right by an offset drawn uniformly in ``[0, n)``."""
-    mask = random_spans_noise_mask(n, noise, generator)
+def random_spans_noise_mask(n: int, noise: SpanNoise, generator: torch.Generator) -> torch.Tensor:
+    """T5's mask [n]: True at the noise tokens, in the counts of ``span_counts``; all False
+    under 2 tokens."""
+    tokens, spans = (int(v) for v in span_counts(torch.tensor(n), noise))
+    return spans_mask(n, tokens, spans, generator)
+
+
+def rolled_noise_mask(n: int, tokens: int, spans: int, generator: torch.Generator) -> torch.Tensor:
+    """``spans_mask`` rotated right by an offset drawn uniformly in ``[0, n)``."""
+    mask = spans_mask(n, tokens, spans, generator)
     if n == 0:
         return mask
     return mask.roll(int(torch.randint(n, (1,), generator=generator)))
