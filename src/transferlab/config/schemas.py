@@ -88,6 +88,10 @@ class ObjectiveConfig(ComponentConfig):
     # ``objectives.context.TextContext``): objectives that transform or score the text itself.
     needs_text: ClassVar[bool] = False
 
+    def check(self, run: Any) -> None:
+        """Raise a ValueError when this objective cannot train ``run`` (a ``RunConfig``), e.g.
+        too few sentinels for its ``data.seq_len``. Default: nothing to check."""
+
     def build(self, special_ids: Any, vocab_size: int, text: Any = None) -> Any:
         """The objective; ``vocab_size`` is the tokenizer's (its added tokens follow it) and
         ``text`` the ``TextContext`` when ``needs_text`` (else None)."""
@@ -483,6 +487,7 @@ class RunConfig(BaseConfig):
             )
         for callback in self.trainer.callbacks:
             callback.check(self)
+        self.objective.check(self)
         if self.data.seq_len > self.model.max_seq_len:
             raise ValueError(
                 f"data.seq_len={self.data.seq_len} exceeds model.max_seq_len={self.model.max_seq_len}"
