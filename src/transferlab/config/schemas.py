@@ -81,6 +81,26 @@ class ObjectiveConfig(ComponentConfig):
         ``text`` the ``TextContext`` when ``needs_text`` (else None)."""
         raise NotImplementedError
 
+    @property
+    def reading(self) -> str:
+        """How tasks read a model this objective trained (``evaluate.readers``): by its
+        attention for the objectives that predict tokens; electra's "discriminator" has
+        features but no token distribution."""
+        return self.attention
+
+    def check(self, run: RunConfig) -> None:
+        """Refuse, when the run config is validated, settings that do not fit the rest of the
+        run (a generator too narrow for the model's heads, say); default: none."""
+
+    def build_networks(self, model: ModelConfig) -> Any:
+        """The ``nn.Module`` the engine trains, checkpoints and resumes: the run's model for
+        most objectives; an objective that trains networks of its own beside it (electra's
+        generator) returns one module holding them all, whose ``transferred`` is the model
+        tasks read (``objectives.networks``). Seed with ``torch.manual_seed`` beforehand."""
+        from transferlab.models import build_model
+
+        return build_model(model)
+
 
 class ParamGroupConfig(BaseConfig):
     """Settings for the parameters whose names match ``pattern`` (``fnmatch``, case-sensitive,
@@ -453,6 +473,7 @@ class RunConfig(BaseConfig):
     @model_validator(mode="after")
     def _sections_agree(self) -> RunConfig:
         self.schedule.check(self.trainer.max_steps)
+        self.objective.check(self)
         for callback in self.trainer.callbacks:
             callback.check(self)
         if self.data.seq_len > self.model.max_seq_len:

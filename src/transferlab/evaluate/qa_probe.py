@@ -37,7 +37,7 @@ from transferlab.evaluate.features import Layer, probe_layers
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
 from transferlab.evaluate.qa import encode_prompt, select_items
-from transferlab.evaluate.readers import READINGS, Reader
+from transferlab.evaluate.readers import ALL_READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
 from transferlab.worlds.bios import BiosWorld, QAItem
 
@@ -45,7 +45,7 @@ from transferlab.worlds.bios import BiosWorld, QAItem
 @TASKS.register("qa_probe")
 class QaProbeConfig(QaTaskConfig):
     name: Literal["qa_probe"] = "qa_probe"
-    readings: ClassVar[tuple[str, ...]] = READINGS
+    readings: ClassVar[tuple[str, ...]] = ALL_READINGS
     # the state read: at the end of the person's name, or of the question
     position: Literal["name_last", "question_last"] = "name_last"
     layer: Layer = -1  # index into the residual stream; -1: after the last block
