@@ -21,8 +21,9 @@ from transferlab.evaluate import readers
 from transferlab.evaluate.base import Task
 from transferlab.evaluate.readers import Reader, as_reader, reading_error
 from transferlab.experiment import ExperimentSpec, executor, plan_experiment
+from transferlab.models.flops import flops_per_token
 from transferlab.models.transformer import ModelOutput
-from transferlab.objectives import ElectraConfig
+from transferlab.objectives import ClmConfig, ElectraConfig
 from transferlab.objectives.electra import (
     Discriminator,
     ElectraModel,
@@ -225,6 +226,19 @@ def test_a_generator_the_models_parts_refuse_is_refused_at_validation():
     assert "objective.generator_width_fraction=0.25 gives a generator the model's parts " in message
     assert "model.linear.rank=20 is not below min(d_model, ffn_dim)=16" in message
     assert "raise the fraction" in message
+
+
+def test_training_flops_count_the_generator_and_the_replaced_token_head():
+    cfg = ElectraConfig(mask_prob=0.2)
+    gen = cfg.generator_config(MODEL)  # 16 wide
+    head_disc, head_gen = 6 * 32 * VOCAB, 6 * 16 * VOCAB
+    discriminator = flops_per_token(MODEL, 24) - head_disc + 6 * 32
+    generator = flops_per_token(gen, 24) - 0.8 * head_gen + 6 * 32 * 16  # + input projection
+    assert cfg.flops_per_token(MODEL, 24) == round(discriminator + generator)
+    assert ElectraConfig(share_embeddings=False).flops_per_token(MODEL, 24) < round(
+        discriminator + generator
+    )
+    assert ClmConfig().flops_per_token(MODEL, 24) == flops_per_token(MODEL, 24)
 
 
 def test_an_untied_discriminator_head_is_frozen():

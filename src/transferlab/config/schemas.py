@@ -101,6 +101,13 @@ class ObjectiveConfig(ComponentConfig):
 
         return build_model(model)
 
+    def flops_per_token(self, model: ModelConfig, seq_len: int) -> int:
+        """Training FLOPs per token of what this objective trains (``models.flops``): the
+        model's; an objective with networks of its own counts theirs too."""
+        from transferlab.models.flops import flops_per_token
+
+        return flops_per_token(model, seq_len)
+
 
 class ParamGroupConfig(BaseConfig):
     """Settings for the parameters whose names match ``pattern`` (``fnmatch``, case-sensitive,

@@ -32,6 +32,7 @@ from torch import nn
 from transferlab.config.registry import OBJECTIVES
 from transferlab.config.schemas import ModelConfig, ObjectiveConfig, RunConfig
 from transferlab.data.tokenizer import SpecialTokenIds
+from transferlab.models.flops import flops_per_token
 from transferlab.models.transformer import Transformer, build_model
 from transferlab.objectives.base import Attention, Batch, LossOutput, Objective
 from transferlab.objectives.context import TextContext
@@ -223,6 +224,18 @@ class ElectraConfig(ObjectiveConfig):
                 f"generator the model's parts refuse ({reason}); raise the fraction"
             ) from None
 
+    def flops_per_token(self, model: ModelConfig, seq_len: int) -> int:
+        """The discriminator with its replaced-token head instead of a token head, plus the
+        generator with its token head at the masked share of positions and (shared embeddings)
+        the projection of each input embedding; the projection of the whole embedding matrix
+        for the tied head is paid once per step, not per token, and left out."""
+        generator = self.generator_config(model)
+        discriminator = flops_per_token(model, seq_len) - _head_flops(model) + 6 * model.d_model
+        unmasked_head = _head_flops(generator) * (1 - self.mask_prob)
+        projection = 6 * model.d_model * generator.d_model if self.share_embeddings else 0
+        gen = flops_per_token(generator, seq_len) - unmasked_head + projection
+        return discriminator + round(gen)
+
     def build_networks(self, model: ModelConfig) -> ElectraModel:
         discriminator = Discriminator(model)
         generator = build_model(self.generator_config(model))
@@ -234,3 +247,8 @@ class ElectraConfig(ObjectiveConfig):
         self, special: SpecialTokenIds, vocab_size: int, text: TextContext | None = None
     ) -> Electra:
         return Electra(self, special)
+
+
+def _head_flops(model: ModelConfig) -> int:
+    """Training FLOPs per token of a model's token head (``models.flops``)."""
+    return 6 * model.d_model * model.vocab_size

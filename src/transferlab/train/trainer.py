@@ -21,7 +21,7 @@ from transferlab.artifacts import write_json_atomic
 from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.file_digests import file_sha256
-from transferlab.models import count_parameters, flops_per_token
+from transferlab.models import count_parameters
 from transferlab.objectives.context import text_context
 from transferlab.objectives.tokens import model_vocab, run_tokenizer_json
 from transferlab.optim import TrainingStateBytes, param_groups
@@ -55,7 +55,7 @@ class TrainResult:
     val_loss: float | None  # the last validation loss computed in this call
     params_total: int
     params_non_embedding: int
-    flops_per_token: int  # training FLOPs (forward + backward) per token
+    flops_per_token: int  # training FLOPs (forward + backward) per token, objective's networks too
     interrupted: bool = False  # stopped early by SIGINT/SIGTERM (or stop_after); resumable
     checkpoint: Path | None = None  # the newest complete checkpoint
     optimizer_state_bytes: int | None = None  # None until a step has created the state
@@ -209,7 +209,9 @@ class Pretraining:
             "params_total": params.total,
             "params_embedding": params.embedding,
             "params_non_embedding": params.non_embedding,
-            "flops_per_token": flops_per_token(self.cfg.model, self.cfg.data.seq_len),
+            "flops_per_token": self.cfg.objective.flops_per_token(
+                self.cfg.model, self.cfg.data.seq_len
+            ),
             "tokens_per_step": self.engine.settings.tokens_per_step,
             "world_size": self.dist.world_size,
             "micro_batch_size": self.plan.micro_batch_size,
