@@ -385,3 +385,16 @@ def test_an_experiment_refuses_a_scoring_task_on_electra_and_probes_its_discrimi
     executor.execute(plan, log=lambda line: None)
     assert calls and set(calls) == {(Discriminator, "bidirectional")}
     assert plan.evals[0].status() == "done"
+
+
+def test_a_lipschitz_constraint_applies_to_the_discriminator(tiny_config):
+    callback = "trainer.callbacks=[{name: lipschitz, method: spectral_cap, max_norm: 0.1}]"
+    result = train(tiny_config("name=lip", *ELECTRA, callback, "trainer.max_steps=3"))
+    weights = load_file(str(result.checkpoint / WEIGHTS_FILE))
+
+    def largest_norm(network):
+        matrices = [w for k, w in weights.items() if k.startswith(f"{network}.blocks.")]
+        return max(float(torch.linalg.matrix_norm(w, ord=2)) for w in matrices if w.ndim == 2)
+
+    assert largest_norm("discriminator") <= 0.1 + 1e-4
+    assert largest_norm("generator") > 0.15  # the generator is left as it trains
