@@ -156,8 +156,10 @@ def test_a_task_refuses_a_model_it_cannot_read_before_any_work(monkeypatch) -> N
     task = TASKS.parse({"name": "qa_finetune", "label": "ft"}).build()
     expected = (
         "task 'ft' cannot read this model: it is read with bidirectional attention and "
-        "qa_finetune generates causally; use qa_probe or qa_reverse_score or qa_score, or an "
-        "objective with causal or prefix attention"
+        "qa_finetune generates causally; use qa_classify or qa_probe or qa_reverse_score or qa_score, "
+        "or an objective "
+        "with causal "
+        "or prefix attention"
     )
     with pytest.raises(ValueError) as error:
         task.run(None, None, None, "run", 0, reading="bidirectional")
@@ -170,9 +172,10 @@ def test_a_task_refuses_a_model_it_cannot_read_before_any_work(monkeypatch) -> N
     ("task", "readings"),
     [
         ("qa_score", {"causal", "bidirectional", "prefix"}),
-        ("qa_probe", {"causal", "bidirectional", "prefix"}),
+        ("qa_probe", {"causal", "bidirectional", "prefix", "discriminator"}),
+        ("qa_classify", {"causal", "bidirectional", "prefix", "discriminator"}),
         ("code_function_name", {"causal", "bidirectional", "prefix"}),
-        ("code_module", {"causal", "bidirectional", "prefix"}),
+        ("code_module", {"causal", "bidirectional", "prefix", "discriminator"}),
         ("qa_finetune", {"causal", "prefix"}),
         ("code_likelihood", {"causal", "prefix"}),
     ],
