@@ -6,7 +6,9 @@ the same process on the same windows.
 
 Every registered objective (``OBJECTIVES``, new ones included) except the fine-tuning-only ones
 (``FINE_TUNING_ONLY``, whose batch source is task examples, not token windows) trains at its
-defaults. Each is a run config on the bios world (``--people``), built by the trainer itself
+defaults (``REQUIRED_SETTINGS`` fills the fields an objective has no default for). Each is a run
+config on the bios world (``--people``, a ``--pii`` share of documents stating personal data, so
+that conditional training's scorer gives both verdicts), built by the trainer itself
 (``train.trainer.Pretraining``: the model vocabulary grown by the objective's added tokens, the
 networks the objective trains, electra's generator included, the optimizer, and for objectives
 that read text the run's tokenizer and the world's entities), fp32, eager, one micro batch per
@@ -60,6 +62,9 @@ from transferlab.train.trainer import Pretraining
 # Objectives that train on task examples (pairs of prompt and answer), not on token windows.
 FINE_TUNING_ONLY = frozenset({"answer_lm"})
 REFERENCE = "clm"
+# The fields an objective requires (it has no default for them), as the recipes set them:
+# conditional judges each document with the pii scorer (recipe conditional-training).
+REQUIRED_SETTINGS: dict[str, dict[str, Any]] = {"conditional": {"scorer": {"name": "pii"}}}
 
 
 def pretraining_objectives(names: Iterable[str]) -> list[str]:
@@ -125,10 +130,10 @@ def run_config(preset: str, objective: str, args: argparse.Namespace, out_dir: P
         {
             "name": f"objbench-{preset}-{objective}",
             "seed": 0,
-            "world": {"name": "bios", "num_people": args.people},
+            "world": {"name": "bios", "num_people": args.people, "pii_fraction": args.pii},
             "data": {"seq_len": args.seq_len},
             "model": {"preset": preset},
-            "objective": {"name": objective},
+            "objective": {"name": objective, **REQUIRED_SETTINGS.get(objective, {})},
             "trainer": {
                 "max_steps": steps,
                 "batch_size": args.batch_size,
@@ -198,6 +203,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--people", type=int, default=500, help="people of the bios world")
+    parser.add_argument(
+        "--pii",
+        type=float,
+        default=0.25,
+        help="share of documents stating personal data (as in recipe conditional-training, so "
+        "the conditional objective's scorer gives both verdicts)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--quick", action="store_true", help="nano preset, 2 timed steps of 4 x 64 tokens"
@@ -211,7 +223,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(
         f"# torch {torch.__version__}, {args.threads} threads, batch {args.batch_size} x "
-        f"{args.seq_len} tokens, bios world of {args.people} people, "
+        f"{args.seq_len} tokens, bios world of {args.people} people (pii_fraction {args.pii}), "
         f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
