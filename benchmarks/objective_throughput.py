@@ -26,17 +26,21 @@ the objectives that rewrite text depends on the text) in rotating order, timed a
   vs_clm            the median over windows of clm's step time / this objective's, measured
                     back to back (above 1: faster than clm), so a slow drift of the load cancels;
   peak_fraction     achieved FLOP/s (tokens/s x the run's ``flops_per_token``, what the trainer
-                    records in run_info.json) over the measured fp32 matmul peak.
+                    records in run_info.json) over the measured fp32 matmul peak;
+  head_at_targets   the same with the model's token head counted at the target positions only
+                    (``head_at_targets``), which is what the fused loss computes.
 FLOPs are counted per input token, PaLM-style (``models.flops``): 6 x the matmul weights (block
-linears and output head) + attention over the full L x L matrix, for the transferred model; the
-output head is counted at every position, although the fused loss computes it only at target
-positions, so the fraction of an objective with few targets (mlm, span corruption) is
-overstated by the head's skipped share. An objective that trains networks of its own (electra's
-generator) adds them in its ``ObjectiveConfig.flops_per_token``.
+linears and output head) + attention over the full L x L matrix, for the transferred model, the
+output head at every position; an objective that trains networks of its own (electra's
+generator) adds them in its ``ObjectiveConfig.flops_per_token``. The loss drops the positions
+without a target before the head (``models.loss``), so an objective with few targets (mlm,
+span corruption) runs fewer FLOPs than that count: ``head_at_targets`` removes the head's share
+at the other positions (nothing for clm, nor for electra, whose discriminator has a target at
+every position and whose own count already has its generator's head at the masked share).
 
 Ends with one line per preset and objective:
     PRESET objective=NAME tokens_per_s=X targets_per_step=T make_batch_ms=M vs_clm=R
-           flops_per_token=F peak_fraction=P
+           flops_per_token=F peak_fraction=P head_at_targets=Q
 """
 
 from __future__ import annotations
@@ -65,6 +69,14 @@ REFERENCE = "clm"
 # The fields an objective requires (it has no default for them), as the recipes set them:
 # conditional judges each document with the pii scorer (recipe conditional-training).
 REQUIRED_SETTINGS: dict[str, dict[str, Any]] = {"conditional": {"scorer": {"name": "pii"}}}
+
+
+def head_at_targets(flops_per_token: float, head_flops: float, target_share: float) -> float:
+    """Training FLOPs per input token with the token head (``head_flops`` per position) run at
+    the ``target_share`` of positions that carry a target instead of at all of them."""
+    if not 0 <= target_share <= 1:
+        raise ValueError(f"target_share={target_share} is not a share of positions in [0, 1]")
+    return flops_per_token - head_flops * (1 - target_share)
 
 
 def pretraining_objectives(names: Iterable[str]) -> list[str]:
@@ -114,6 +126,8 @@ class ObjectiveTrainee(EngineTrainee):
         self.timed = stage.engine.objective = TimedObjective(stage.engine.objective)
         super().__init__(stage.engine, source)
         self.flops_per_token: int = stage.info["flops_per_token"]
+        # The transferred model's token head per position (models.flops: 6 d V for training).
+        self.head_flops = 6 * stage.cfg.model.d_model * stage.cfg.model.vocab_size
         self.make_batch_seconds: list[float] = []
         self.targets: list[int] = []
 
@@ -165,8 +179,11 @@ def make_trainees(
     return trainees, reference
 
 
-def bench_preset(preset: str, args: argparse.Namespace, out_dir: Path) -> list[tuple[str, float]]:
-    """Each objective's summary line (without the peak fraction) and its achieved FLOP/s."""
+def bench_preset(
+    preset: str, args: argparse.Namespace, out_dir: Path
+) -> list[tuple[str, float, float]]:
+    """Each objective's summary line (without the peak fractions) and its achieved FLOP/s, as
+    counted and with the head at the targets only."""
     trainees, reference = make_trainees(preset, args, out_dir)
     data = prepare_data(reference)  # built by the first trainee; the data key ignores the model
     loader = PackedLoader(data.train_folder(), args.seq_len, args.batch_size, seed=1)
@@ -183,15 +200,18 @@ def bench_preset(preset: str, args: argparse.Namespace, out_dir: Path) -> list[t
     results = []
     for name, trainee in trainees.items():
         rate = trainee.tokens_per_s(tokens_per_step)
-        achieved = rate * trainee.flops_per_token
+        targets = statistics.median(trainee.targets)
+        executed = head_at_targets(
+            trainee.flops_per_token, trainee.head_flops, targets / tokens_per_step
+        )
         line = (
             f"{preset} objective={name} tokens_per_s={rate:.0f} "
-            f"targets_per_step={statistics.median(trainee.targets):.0f} "
+            f"targets_per_step={targets:.0f} "
             f"make_batch_ms={1e3 * min(trainee.make_batch_seconds):.1f} "
             f"vs_clm={trainee.speedup_over(trainees[REFERENCE]):.2f} "
             f"flops_per_token={trainee.flops_per_token}"
         )
-        results.append((line, achieved))
+        results.append((line, rate * trainee.flops_per_token, rate * executed))
     return results
 
 
@@ -237,8 +257,8 @@ def main() -> None:
     peak = max(peaks)
     print(f"# fp32 matmul peak {peak / 1e9:.1f} GFLOP/s (best of {len(peaks)} measurements)")
     print(f"# load average at the end {os.getloadavg()[0]:.1f}")
-    for line, achieved in results:
-        print(f"{line} peak_fraction={achieved / peak:.2f}")
+    for line, achieved, executed in results:
+        print(f"{line} peak_fraction={achieved / peak:.2f} head_at_targets={executed / peak:.2f}")
 
 
 if __name__ == "__main__":

@@ -54,3 +54,11 @@ def test_timing_an_objective_keeps_its_batches_and_records_its_targets(bench) ->
     assert timed.targets == 0  # counted only when the engine asks
     assert timed.n_targets(batch) == inner.n_targets(expected) == timed.targets > 0
     assert timed.attention == inner.attention == "bidirectional"
+
+
+def test_the_head_is_counted_at_the_target_positions_only(bench) -> None:
+    assert bench.head_at_targets(1000, 600, 1.0) == 1000  # clm: a target everywhere
+    assert bench.head_at_targets(1000, 600, 0.25) == 550  # 3/4 of the head's 600 skipped
+    assert bench.head_at_targets(1000, 600, 0.0) == 400
+    with pytest.raises(ValueError, match=r"target_share=1.5 is not a share"):
+        bench.head_at_targets(1000, 600, 1.5)
