@@ -470,6 +470,8 @@ def test_expect_keeps_its_shape_and_collapsing_the_only_axis_leaves_one_variant(
         "task": None,
         "measure": None,
         "reference": None,
+        "value": None,
+        "margin": None,
         "claim": "c",
     }
     many = _spec(

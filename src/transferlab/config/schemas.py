@@ -55,6 +55,18 @@ class WorldConfig(ComponentConfig):
     """A synthetic world: a seeded generator of a pretraining corpus and downstream tasks."""
 
     seed: Seed = 0  # what the world's people, texts and task items are drawn from
+    # Fields a world gained after worlds were first keyed, with the value that means "as
+    # before": left out of the dict at that value, so the keys of the world's data stage, runs
+    # and world directory (all hashes of this dict) stay what they were.
+    added_fields: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _without_added_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for field, default in self.added_fields.items():
+            if data.get(field, default) == default:
+                data.pop(field, None)
+        return data
 
     def build(self) -> Any:
         raise NotImplementedError

@@ -10,6 +10,8 @@ from transferlab.evaluate import (  # noqa: F401 (registers the real-text tasks 
     downstream,
     lm_eval_task,
     multiple_choice,
+    qa_reverse,
+    sample_score,
     text_finetune,
     text_likelihood,
     text_probe,
@@ -29,6 +31,7 @@ from transferlab.evaluate.qa_finetune import QaFinetuneConfig, QaFinetuneTask
 from transferlab.evaluate.qa_probe import QaProbeConfig, QaProbeTask
 from transferlab.evaluate.qa_score import ChoiceExample, QaScoreConfig, QaScoreTask, build_requests
 from transferlab.evaluate.results import IDENTITY_COLUMNS, ExampleResult, check_rows, row_columns
+from transferlab.evaluate.sample_score import SampleScoreConfig, SampleScoreTask
 from transferlab.evaluate.score import score_choices
 
 __all__ = [
@@ -47,6 +50,8 @@ __all__ = [
     "QaScoreConfig",
     "QaScoreTask",
     "QaTaskConfig",
+    "SampleScoreConfig",
+    "SampleScoreTask",
     "Task",
     "TaskNote",
     "add_lora",

@@ -122,14 +122,19 @@ class CompareSpec(BaseConfig):
 
 class ExpectSpec(BaseConfig):
     """A recipe's prediction, stated before it runs: ``variant`` is ``direction`` than
-    ``reference`` (default: the other side of the first comparison that has ``variant``) on
-    ``measure`` (a measure's label) or else on ``task`` (first task by default)."""
+    ``reference`` (default: the other side of the first comparison that has ``variant``), or
+    than a fixed ``value`` of the metric (a chance rate), on ``measure`` (a measure's label) or
+    else on ``task`` (first task by default). ``not_worse`` (non-inferiority) and ``same``
+    (equivalence) are judged against ``margin``, in the metric's or measure's units."""
 
     variant: str  # the variant the claim is about
-    direction: Literal["better", "worse"] = "better"  # what variant is expected to be
+    # better / worse than the other side; not_worse: by no more than margin; same: within margin
+    direction: Literal["better", "worse", "not_worse", "same"] = "better"
     task: str | None = None  # the task it is judged on (None: the first, unless a measure)
     measure: str | None = None  # or the measure (its label) it is judged on
     reference: str | None = None  # the other side (None: from the first comparison of variant)
+    value: float | None = None  # or a fixed value of the task's metric as the other side
+    margin: float | None = Field(default=None, gt=0)  # the band of not_worse and same
     claim: str = ""  # the claim in words, shown with the verdict
 
     @model_validator(mode="after")
@@ -143,6 +148,26 @@ class ExpectSpec(BaseConfig):
             raise ValueError(
                 f"reference {self.reference!r} is its variant; name the other side of the "
                 "comparison"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _other_side_and_margin(self) -> ExpectSpec:
+        if self.value is not None and (self.reference is not None or self.measure is not None):
+            raise ValueError(
+                f"value {self.value} is the other side of a task expectation; drop value, or "
+                "drop reference and measure"
+            )
+        banded = self.direction in ("not_worse", "same")
+        if banded and self.margin is None:
+            raise ValueError(
+                f"direction {self.direction!r} is judged against a margin; give margin (in the "
+                "metric's units), e.g. margin: 0.05"
+            )
+        if not banded and self.margin is not None:
+            raise ValueError(
+                f"margin is the band of direction not_worse or same, not {self.direction!r}; "
+                "drop it (compare.min_effect is the band of better and worse)"
             )
         return self
 
