@@ -88,6 +88,10 @@ class ObjectiveConfig(ComponentConfig):
     # ``objectives.context.TextContext``): objectives that transform or score the text itself.
     needs_text: ClassVar[bool] = False
 
+    def check(self, run: Any) -> None:
+        """Raise a ValueError when this objective cannot train ``run`` (a ``RunConfig``), e.g.
+        too few sentinels for its ``data.seq_len``. Default: nothing to check."""
+
     def build(self, special_ids: Any, vocab_size: int, text: Any = None) -> Any:
         """The objective; ``vocab_size`` is the tokenizer's (its added tokens follow it) and
         ``text`` the ``TextContext`` when ``needs_text`` (else None)."""
@@ -150,7 +154,8 @@ class ScheduleConfig(ComponentConfig):
         raise NotImplementedError
 
     def check(self, max_steps: int) -> None:
-        if self.warmup_steps >= max_steps:
+        # A run of 0 steps (trainer.max_steps: 0) schedules nothing, so any warmup is fine.
+        if max_steps and self.warmup_steps >= max_steps:
             raise ValueError(
                 f"schedule.warmup_steps={self.warmup_steps} must be less than "
                 f"trainer.max_steps={max_steps}"
@@ -209,6 +214,9 @@ class TaskConfig(ComponentConfig):
     # first is the task's headline, what a report shows for it when it is not compared on
     # the experiment's ``compare.metric``.
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    # Columns a row may carry beyond its identity and metrics that describe its example (a bios
+    # person's population and exposures): what analyses break metrics down by, never compared.
+    facets: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -226,6 +234,10 @@ class TaskConfig(ComponentConfig):
     @property
     def task_name(self) -> str:
         return self.label or self.name
+
+    def check_world(self, world: WorldConfig) -> None:
+        """Raise ValueError when this task cannot ask about ``world`` (checked when an
+        experiment is planned, before anything trains). Default: any world."""
 
     def input_files(self) -> list[Path]:
         """The user files the task reads (its items, its task YAMLs), whose bytes key its
@@ -400,7 +412,9 @@ class ModelConfig(BaseConfig):
 class TrainerConfig(BaseConfig):
     """How the run trains: steps, batches, intervals, precision, device, where it writes."""
 
-    max_steps: int = Field(default=200, gt=0)  # optimizer steps
+    # optimizer steps; 0 trains nothing: the run is its model at initialization (checkpoint 0),
+    # the "no pretraining" baseline an experiment evaluates like any other run
+    max_steps: int = Field(default=200, ge=0)
     batch_size: int = Field(default=32, gt=0)  # global, in sequences, per optimizer step
     micro_batch_size: int | None = Field(default=None, gt=0)  # per process; None: no accumulation
     eval_interval: int = Field(default=50, gt=0)  # steps between validations (and the last)
@@ -465,8 +479,15 @@ class RunConfig(BaseConfig):
     @model_validator(mode="after")
     def _sections_agree(self) -> RunConfig:
         self.schedule.check(self.trainer.max_steps)
+        if self.trainer.max_steps == 0 and self.trainer.callbacks:  # no hook of theirs runs
+            names = [callback.name for callback in self.trainer.callbacks]
+            raise ValueError(
+                f"trainer.max_steps=0 trains nothing, so trainer.callbacks {names} would never "
+                "run; drop them or train at least one step"
+            )
         for callback in self.trainer.callbacks:
             callback.check(self)
+        self.objective.check(self)
         if self.data.seq_len > self.model.max_seq_len:
             raise ValueError(
                 f"data.seq_len={self.data.seq_len} exceeds model.max_seq_len={self.model.max_seq_len}"

@@ -27,6 +27,7 @@ from transferlab.evaluate.generate import generate, greedy_generate
 from transferlab.evaluate.lora import LORA_TARGETS, add_lora
 from transferlab.evaluate.metrics import ChoiceScores, choice_scores, exact_match
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
+from transferlab.evaluate.qa_classify import QaClassifyConfig, QaClassifyTask
 from transferlab.evaluate.qa_finetune import QaFinetuneConfig, QaFinetuneTask
 from transferlab.evaluate.qa_probe import QaProbeConfig, QaProbeTask
 from transferlab.evaluate.qa_score import ChoiceExample, QaScoreConfig, QaScoreTask, build_requests
@@ -44,6 +45,8 @@ __all__ = [
     "FinetuneSettings",
     "LinearProbe",
     "QaFinetuneConfig",
+    "QaClassifyConfig",
+    "QaClassifyTask",
     "QaFinetuneTask",
     "QaProbeConfig",
     "QaProbeTask",

@@ -5,16 +5,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 from torch import nn
 
 from transferlab.config.schemas import TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.readers import Reader, as_reader, reading_error
 from transferlab.objectives.base import Attention
-from transferlab.worlds.bios import ATTRIBUTES, BiosWorld
+from transferlab.worlds.bios import ATTRIBUTES, FACETS, BiosConfig, BiosWorld
+from transferlab.worlds.bios_populations import PopulationSplit
 
 Split = Literal["train", "test"]
 
@@ -94,10 +95,27 @@ class QaTaskConfig(TaskConfig):
 
     ``attributes`` selects the questions a task uses (to train on and to evaluate), default all
     six; ``eval_splits`` the people whose questions are evaluated (default the QA-test people).
+    ``train_populations`` and ``eval_populations`` name the world's populations it trains on and
+    evaluates (default all; see ``worlds.bios_populations.PopulationSplit``). With populations,
+    rows carry the person's ``population``, ``exposures`` and ``documents``.
     """
 
     attributes: list[str] | None = None  # None: all six attributes
     eval_splits: list[Split] = Field(default_factory=lambda: ["test"], min_length=1)
+    # the populations whose people it trains on (fine-tuning, probes, shots); None: all
+    train_populations: list[str] | None = Field(default=None, min_length=1)
+    # the populations whose people it evaluates; None: all
+    eval_populations: list[str] | None = Field(default=None, min_length=1)
+    facets: ClassVar[tuple[str, ...]] = FACETS
+
+    @model_serializer(mode="wrap")
+    def _without_populations(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when None, so a task (and the run whose callbacks hold it) keeps its key.
+        data = handler(self)
+        for name in ("train_populations", "eval_populations"):
+            if getattr(self, name) is None:
+                data.pop(name, None)
+        return data
 
     @field_validator("attributes")
     @classmethod
@@ -114,6 +132,17 @@ class QaTaskConfig(TaskConfig):
     @property
     def attribute_names(self) -> tuple[str, ...]:
         return tuple(self.attributes) if self.attributes else ATTRIBUTES
+
+    @property
+    def population_split(self) -> PopulationSplit:
+        def names(value: list[str] | None) -> tuple[str, ...] | None:
+            return None if value is None else tuple(value)
+
+        return PopulationSplit(names(self.train_populations), names(self.eval_populations))
+
+    def check_world(self, world: Any) -> None:
+        if isinstance(world, BiosConfig):
+            self.population_split.check(world.population_names())
 
 
 def require_bios(world: Any, task: str) -> BiosWorld:
