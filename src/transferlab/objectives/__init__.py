@@ -1,6 +1,6 @@
 """Objectives, one module each, registered in ``OBJECTIVES`` by name."""
 
-from transferlab.objectives import answer_lm, clm, mlm
+from transferlab.objectives import answer_lm, clm, conditional, mlm
 from transferlab.objectives.answer_lm import AnswerLM, AnswerLmConfig, answer_loss_batch
 from transferlab.objectives.base import (
     IGNORE_INDEX,
@@ -13,6 +13,7 @@ from transferlab.objectives.base import (
     token_prediction_loss,
 )
 from transferlab.objectives.clm import CausalLM, ClmConfig
+from transferlab.objectives.conditional import ConditionalConfig, ConditionalLM
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "Batch",
     "CausalLM",
     "ClmConfig",
+    "ConditionalConfig",
+    "ConditionalLM",
     "LossOutput",
     "MaskedLM",
     "MlmConfig",
@@ -32,6 +35,7 @@ __all__ = [
     "answer_lm",
     "answer_loss_batch",
     "clm",
+    "conditional",
     "mlm",
     "token_prediction_loss",
 ]
