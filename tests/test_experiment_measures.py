@@ -468,8 +468,10 @@ def test_expect_keeps_its_shape_and_collapsing_the_only_axis_leaves_one_variant(
         "variant": "plain+lo",
         "direction": "better",
         "task": None,
+        "metric": None,
         "measure": None,
         "reference": None,
+        "margin": None,
         "claim": "c",
     }
     many = _spec(

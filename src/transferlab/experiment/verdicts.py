@@ -35,7 +35,7 @@ def expectation_verdicts(
 
 def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row]) -> Row:
     """The verdict on a task expectation, from its task's comparison on the primary metric."""
-    task, metric = spec.expectation_task(expect), spec.primary_metric
+    task, metric = spec.expectation_task(expect), spec.expectation_metric(expect)
     if task is None:
         return {"status": "inconclusive", "text": "inconclusive: the experiment has no task"}
     direction = spec.task(task).metric(metric).direction
@@ -52,7 +52,7 @@ def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row
         f"{status}: {expect.variant} vs {other} on {task} ({metric}, {direction}): "
         f"difference {diff:+.3f} [{low:+.3f}, {high:+.3f}] "
         f"({comp['level']:.0%} interval; n = {comp['n_seeds']} seeds x "
-        f"{comp['n_examples']} examples); expected {expect.direction}"
+        f"{comp['n_examples']} examples); expected {_expected(expect)}"
         f"{_mde_note(comp['mde80'], '.3f')}"
     )
     return {
@@ -92,7 +92,7 @@ def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
     text = (
         f"{status}: {expect.variant} vs {other} on {label} ({better}): difference {diff:+.4g} "
         f"{evidence}{_qualifiers(measure, comp, [expect.variant, other])}; "
-        f"expected {expect.direction}{_mde_note(comp['mde80'], '.4g')}"
+        f"expected {_expected(expect)}{_mde_note(comp['mde80'], '.4g')}"
     )
     return {
         "status": status,
@@ -152,8 +152,18 @@ def _comparison_of(expect: ExpectSpec, rows: list[Row]) -> tuple[Row, int, str] 
     return None
 
 
+def _expected(expect: ExpectSpec) -> str:
+    """``better``, ``worse`` or ``similar (within +-0.05)``."""
+    if expect.direction == "similar":
+        return f"similar (within +-{expect.margin:g})"
+    return expect.direction
+
+
 def _judged(expect: ExpectSpec, comp: Row, sign: int) -> tuple[str, float, float, float]:
     """Status, and the difference with its interval as variant minus other."""
+    diff, low, high = (sign * comp["diff"], *sorted((sign * comp["low"], sign * comp["high"])))
+    if expect.direction == "similar":
+        return _similar(low, high, expect.margin), diff, low, high
     observed = comp["verdict"]
     if sign < 0 and observed != "inconclusive":
         observed = "worse" if observed == "better" else "better"
@@ -161,5 +171,17 @@ def _judged(expect: ExpectSpec, comp: Row, sign: int) -> tuple[str, float, float
         status = "inconclusive"
     else:
         status = "reproduced" if observed == expect.direction else "not reproduced"
-    diff, low, high = (sign * comp["diff"], *sorted((sign * comp["low"], sign * comp["high"])))
     return status, diff, low, high
+
+
+def _similar(low: float, high: float, margin: float) -> str:
+    """An equivalence verdict: reproduced when the whole interval lies within +-margin, not
+    reproduced when it lies wholly outside, inconclusive when it straddles a margin (or there
+    is no interval)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    if -margin <= low and high <= margin:
+        return "reproduced"
+    if high < -margin or low > margin:
+        return "not reproduced"
+    return "inconclusive"
