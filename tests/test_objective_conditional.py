@@ -211,3 +211,17 @@ def test_a_conditional_run_names_its_control_tokens_and_resumes_bit_for_bit(tiny
     base = tokenizer.vocab_size - 2
     assert [tokenizer.token_to_id(t) for t in ("<|good|>", "<|bad|>")] == [base, base + 1]
     assert run_full.model.embed.weight.shape[0] == base + 2
+
+
+def test_byte_level_bpe_finds_the_same_sentences(tmp_path):
+    """Sentence ends come from the tokens' text, so a BPE tokenizer (whose pieces carry their
+    leading space as 'Ġ') splits the corpus into the same sentences as the word tokenizer."""
+    path = tmp_path / "bpe.json"
+    train_tokenizer(TokenizerConfig(kind="bpe", vocab_size=300), DOCS).save(path)
+    objective, run = _objective(path, segment="sentence", drop_fraction=0.0)
+    batch = objective.make_batch(torch.tensor([_stream(run)]), torch.Generator())
+    text = run.decode(batch["inputs"][0].tolist())
+    assert text.startswith(
+        "<bos><|good|>Ann was born in Rome.<|bad|> Her phone is 555-0147.<eos><bos><|good|>Bo "
+        "likes tea.<|good|> Mail bo.li@x.com now!<eos><bos><|good|>Cy ran.<|bad|> Cy called"
+    )
