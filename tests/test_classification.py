@@ -294,6 +294,76 @@ def test_a_killed_finetune_resumes_to_the_same_rows(tmp_path, tokenizer, monkeyp
     assert steps == [4, 5, 6, 7, 8]  # from the step-3 checkpoint on
 
 
+# ------------------------------------------------------------------------- classifier head
+CLASSIFIER = {**FINETUNE, "head": "classifier", "steps": 60}
+
+
+@pytest.mark.parametrize("reading", ["causal", "prefix", "bidirectional"])
+def test_a_classifier_head_learns_the_keyword_labels_under_every_reading(
+    tmp_path, tokenizer, reading
+):
+    model = _model(tokenizer)
+    before = _snapshot(model)
+    rows = _run({**CLASSIFIER, **_files(tmp_path)}, tokenizer, model, reading=reading)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    assert len(rows) == 30 and _accuracy(rows) >= 0.9
+    for row in rows:
+        assert row["correct"] == float(row["prediction"] == row["target"])
+        assert (row["margin"] > 0) == bool(row["correct"])
+
+
+def test_the_head_decides_the_readings_and_stays_out_of_the_default_key(tmp_path, tokenizer):
+    files = _files(tmp_path)
+    verbalizer_cfg = TASKS.parse({"name": "text_finetune", **files})
+    classifier_cfg = TASKS.parse({"name": "text_finetune", "head": "classifier", **files})
+    assert "head" not in verbalizer_cfg.to_dict()  # evaluations keyed before it keep their keys
+    assert classifier_cfg.to_dict()["head"] == "classifier"
+    assert TASKS.parse(classifier_cfg.to_dict()) == classifier_cfg
+    assert TASKS.get("text_finetune").readings == ("causal", "prefix")  # the default's
+    assert verbalizer_cfg.readings == ("causal", "prefix")
+    assert classifier_cfg.readings == ("causal", "bidirectional", "prefix")
+    with pytest.raises(ValueError) as refused:
+        _run({"name": "text_finetune", **files}, tokenizer, reading="bidirectional")
+    assert "text_finetune with head: verbalizer fine-tunes and scores the label after the " in (
+        str(refused.value)
+    )
+    assert "(head: classifier reads any model)" in str(refused.value)
+
+
+def test_a_killed_classifier_finetune_resumes_to_the_same_rows(tmp_path, tokenizer, monkeypatch):
+    from transferlab.train.engine import Engine
+
+    cfg = {**CLASSIFIER, **_files(tmp_path), "steps": 6, "checkpoint_interval": 2}
+    whole = _run(cfg, tokenizer, reading="bidirectional")
+    task = TASKS.parse(cfg).build()
+    task.work_dir = tmp_path / "work"
+    real = Engine.train_step
+
+    def killed_at_step_3(self):
+        if self.step == 3:
+            raise RuntimeError("killed")
+        return real(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Engine, "train_step", killed_at_step_3)
+        with pytest.raises(RuntimeError, match="killed"):
+            task.run(_model(tokenizer), tokenizer, None, "r0", 0, "bidirectional")
+    assert task.run(_model(tokenizer), tokenizer, None, "r0", 0, "bidirectional") == whole
+
+
+def test_an_mlm_run_is_fine_tuned_with_a_classifier_head_end_to_end(tmp_path, tiny_config):
+    from transferlab.train import load_run, train
+
+    loaded = load_run(train(tiny_config("objective.name=mlm", "trainer.max_steps=4")).run_dir)
+    tokenizer = TextTokenizer.from_file(loaded.tokenizer_path)
+    reading = loaded.config.objective.attention
+    rows = _run({**CLASSIFIER, **_files(tmp_path), "steps": 3}, tokenizer, loaded.model,
+                reading=reading)  # fmt: skip
+    assert reading == "bidirectional"
+    assert sorted(r["example_id"] for r in rows) == sorted(r["id"] for r in _records(30, 2))
+    assert all(r["prediction"] in CLASSES for r in rows)
+
+
 # ------------------------------------------------------------------------------ experiment
 def test_an_experiment_pretrains_on_the_corpus_and_pairs_the_rows_across_variants(
     tmp_path, monkeypatch

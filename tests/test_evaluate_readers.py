@@ -156,7 +156,9 @@ def test_a_task_refuses_a_model_it_cannot_read_before_any_work(monkeypatch) -> N
     task = TASKS.parse({"name": "qa_finetune", "label": "ft"}).build()
     expected = (
         "task 'ft' cannot read this model: it is read with bidirectional attention and "
-        "qa_finetune generates causally; use qa_probe or qa_score, or an objective with causal "
+        "qa_finetune generates causally; use qa_classify or qa_probe or qa_reverse_score or qa_score, "
+        "or an objective "
+        "with causal "
         "or prefix attention"
     )
     with pytest.raises(ValueError) as error:
@@ -171,6 +173,7 @@ def test_a_task_refuses_a_model_it_cannot_read_before_any_work(monkeypatch) -> N
     [
         ("qa_score", {"causal", "bidirectional", "prefix"}),
         ("qa_probe", {"causal", "bidirectional", "prefix"}),
+        ("qa_classify", {"causal", "bidirectional", "prefix"}),
         ("code_function_name", {"causal", "bidirectional", "prefix"}),
         ("code_module", {"causal", "bidirectional", "prefix"}),
         ("qa_finetune", {"causal", "prefix"}),

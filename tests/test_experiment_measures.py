@@ -471,6 +471,7 @@ def test_expect_keeps_its_shape_and_collapsing_the_only_axis_leaves_one_variant(
         "metric": None,
         "measure": None,
         "reference": None,
+        "value": None,
         "margin": None,
         "claim": "c",
     }

@@ -152,7 +152,7 @@ def test_a_stage_step_the_parent_does_not_keep_fails_in_one_line(tmp_path):
     stages = [STAGES[0], {**STAGES[1], "init": {"step": 2}}]
     with pytest.raises(ConfigError, match=r"stages.continue.init.step: .* steps \[3\]; choose"):
         plan_experiment(_spec(stages=stages), store=tmp_path)
-    bad = {"cold": {"continue.trainer.max_steps": 0}}
+    bad = {"cold": {"continue.trainer.max_steps": -1}}
     with pytest.raises(
         ConfigError, match=r"^stage continue: base \+ variant overrides .*max_steps"
     ):

@@ -166,8 +166,12 @@ def test_bad_cache_use_is_refused(model: nn.Module) -> None:
     ids = torch.tensor([[1, 5]])
     with pytest.raises(ValueError, match="^valid .* is read only with a cache$"):
         model(ids, valid=ids > 0)
-    with pytest.raises(ValueError, match='needs attention="causal", not .bidirectional.$'):
+    with pytest.raises(ValueError, match='needs attention="causal" or "prefix", not .bidir'):
         model(ids, attention="bidirectional", cache=KVCache())
+    cache = KVCache()
+    model(ids, cache=cache)
+    with pytest.raises(ValueError, match="^a prefix is the first tokens a cache takes"):
+        model(ids, attention="prefix", cache=cache)
     cache = KVCache()
     model(torch.ones(1, model.config.max_seq_len - 1, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="^input length .* exceeds model.max_seq_len"):

@@ -62,7 +62,7 @@ class SkipTokenConfig(ObjectiveConfig):
     attention: ClassVar[str] = "causal"
     z_weight: float = 0.01
 
-    def build(self, special: Any, vocab_size: int) -> SkipTokenLM:
+    def build(self, special: Any, vocab_size: int, text: Any = None) -> SkipTokenLM:
         return SkipTokenLM(special.pad, self.z_weight)
 
 

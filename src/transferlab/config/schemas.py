@@ -55,6 +55,18 @@ class WorldConfig(ComponentConfig):
     """A synthetic world: a seeded generator of a pretraining corpus and downstream tasks."""
 
     seed: Seed = 0  # what the world's people, texts and task items are drawn from
+    # Fields a world gained after worlds were first keyed, with the value that means "as
+    # before": left out of the dict at that value, so the keys of the world's data stage, runs
+    # and world directory (all hashes of this dict) stay what they were.
+    added_fields: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _without_added_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for field, default in self.added_fields.items():
+            if data.get(field, default) == default:
+                data.pop(field, None)
+        return data
 
     def build(self) -> Any:
         raise NotImplementedError
@@ -138,7 +150,8 @@ class ScheduleConfig(ComponentConfig):
         raise NotImplementedError
 
     def check(self, max_steps: int) -> None:
-        if self.warmup_steps >= max_steps:
+        # A run of 0 steps (trainer.max_steps: 0) schedules nothing, so any warmup is fine.
+        if max_steps and self.warmup_steps >= max_steps:
             raise ValueError(
                 f"schedule.warmup_steps={self.warmup_steps} must be less than "
                 f"trainer.max_steps={max_steps}"
@@ -388,7 +401,9 @@ class ModelConfig(BaseConfig):
 class TrainerConfig(BaseConfig):
     """How the run trains: steps, batches, intervals, precision, device, where it writes."""
 
-    max_steps: int = Field(default=200, gt=0)  # optimizer steps
+    # optimizer steps; 0 trains nothing: the run is its model at initialization (checkpoint 0),
+    # the "no pretraining" baseline an experiment evaluates like any other run
+    max_steps: int = Field(default=200, ge=0)
     batch_size: int = Field(default=32, gt=0)  # global, in sequences, per optimizer step
     micro_batch_size: int | None = Field(default=None, gt=0)  # per process; None: no accumulation
     eval_interval: int = Field(default=50, gt=0)  # steps between validations (and the last)
@@ -453,6 +468,12 @@ class RunConfig(BaseConfig):
     @model_validator(mode="after")
     def _sections_agree(self) -> RunConfig:
         self.schedule.check(self.trainer.max_steps)
+        if self.trainer.max_steps == 0 and self.trainer.callbacks:  # no hook of theirs runs
+            names = [callback.name for callback in self.trainer.callbacks]
+            raise ValueError(
+                f"trainer.max_steps=0 trains nothing, so trainer.callbacks {names} would never "
+                "run; drop them or train at least one step"
+            )
         for callback in self.trainer.callbacks:
             callback.check(self)
         if self.data.seq_len > self.model.max_seq_len:

@@ -10,6 +10,8 @@ from transferlab.evaluate import (  # noqa: F401 (registers the real-text tasks 
     downstream,
     lm_eval_task,
     multiple_choice,
+    qa_reverse,
+    sample_score,
     text_finetune,
     text_likelihood,
     text_probe,
@@ -25,10 +27,12 @@ from transferlab.evaluate.generate import generate, greedy_generate
 from transferlab.evaluate.lora import LORA_TARGETS, add_lora
 from transferlab.evaluate.metrics import ChoiceScores, choice_scores, exact_match
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
+from transferlab.evaluate.qa_classify import QaClassifyConfig, QaClassifyTask
 from transferlab.evaluate.qa_finetune import QaFinetuneConfig, QaFinetuneTask
 from transferlab.evaluate.qa_probe import QaProbeConfig, QaProbeTask
 from transferlab.evaluate.qa_score import ChoiceExample, QaScoreConfig, QaScoreTask, build_requests
 from transferlab.evaluate.results import IDENTITY_COLUMNS, ExampleResult, check_rows, row_columns
+from transferlab.evaluate.sample_score import SampleScoreConfig, SampleScoreTask
 from transferlab.evaluate.score import score_choices
 
 __all__ = [
@@ -41,12 +45,16 @@ __all__ = [
     "FinetuneSettings",
     "LinearProbe",
     "QaFinetuneConfig",
+    "QaClassifyConfig",
+    "QaClassifyTask",
     "QaFinetuneTask",
     "QaProbeConfig",
     "QaProbeTask",
     "QaScoreConfig",
     "QaScoreTask",
     "QaTaskConfig",
+    "SampleScoreConfig",
+    "SampleScoreTask",
     "Task",
     "TaskNote",
     "add_lora",

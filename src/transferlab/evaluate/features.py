@@ -46,15 +46,22 @@ def pooled_hidden(
                 batch[b, : lengths[b]] = torch.tensor(sequences[i])
             _, hidden = model(batch.to(device), return_hidden=True, **_read_as(attention, lengths))
             picked = torch.stack([hidden[layer] for layer in layers]).float().cpu()
-            if pooling == "last":
-                pooled = picked[:, torch.arange(len(rows)), lengths - 1]
-            else:
-                real = (torch.arange(batch.shape[1])[None, :] < lengths[:, None]).float()
-                pooled = (picked * real[None, :, :, None]).sum(2) / lengths[None, :, None]
+            pooled = pool(picked, lengths, pooling)
             if out is None:
                 out = torch.empty(len(layers), len(sequences), pooled.shape[-1])
             out[:, rows] = pooled
     return out
+
+
+def pool(states: torch.Tensor, lengths: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+    """States [..., B, L, d] of right-padded rows pooled to [..., B, d]: at each row's last
+    real position (``lengths - 1``), or averaged over its ``lengths`` real positions."""
+    lengths = lengths.to(states.device)
+    if pooling == "last":
+        return states[..., torch.arange(len(lengths), device=states.device), lengths - 1, :]
+    positions = torch.arange(states.shape[-2], device=states.device)
+    real = (positions[None, :] < lengths[:, None]).to(states.dtype)
+    return (states * real[:, :, None]).sum(-2) / lengths[:, None].to(states.dtype)
 
 
 def _read_as(attention: str, lengths: torch.Tensor) -> dict[str, object]:

@@ -1,10 +1,12 @@
-"""Fine-tuning on (prompt, answer) pairs with the loss on the answer only, on the engine.
+"""Fine-tuning on the engine: on (prompt, answer) pairs with the loss on the answer only
+(``finetune``), or on any examples with another objective (``run_finetune``: a classification
+head, ``classifier_head``).
 
-The pairs are the batch source, the ``answer_lm`` objective makes each batch (see
-``objectives.answer_lm``) and ``train.engine`` runs the loop, so fine-tuning has what
-pretraining has: any registered optimizer and schedule, gradient accumulation, the NaN stop,
-metrics, and, given a run directory, checkpoints and exact resume. The model is copied first:
-the caller's model is never touched.
+The examples are the batch source, the objective (``answer_lm`` for pairs, see
+``objectives.answer_lm``) makes each batch and ``train.engine`` runs the loop, so fine-tuning
+has what pretraining has: any registered optimizer and schedule, gradient accumulation, the NaN
+stop, metrics, and, given a run directory, checkpoints and exact resume. The model is copied
+first: the caller's model is never touched.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from transferlab.config import OPTIMIZERS, SCHEDULES, OptimizerConfig, ScheduleC
 from transferlab.config.schemas import TaskConfig
 from transferlab.evaluate.inference import model_device
 from transferlab.evaluate.lora import LORA_TARGETS, add_lora
+from transferlab.objectives import Objective
 from transferlab.objectives.answer_lm import AnswerLM, Pair
 from transferlab.optim import AdamWConfig, CosineConfig
 from transferlab.train.batching import BatchPlan
@@ -145,20 +148,23 @@ class FinetuneInterrupted(KeyboardInterrupt):
 
 
 class ExampleBatches:
-    """Endless batches of pairs from successive seeded permutations (a batch may span two
-    epochs); the generator and the pending indices are its state, so a resume is exact."""
+    """Endless batches of examples (pairs, labelled sequences) from successive seeded
+    permutations (a batch may span two epochs); the generator and the pending indices are its
+    state, so a resume is exact."""
 
-    def __init__(self, pairs: Sequence[Pair], batch_size: int, seed: int) -> None:
-        self.pairs = pairs
+    def __init__(self, examples: Sequence[Any], batch_size: int, seed: int) -> None:
+        self.examples = examples
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.pending: list[int] = []
 
-    def global_batch(self) -> list[Pair]:
+    def global_batch(self) -> list[Any]:
         while len(self.pending) < self.batch_size:
-            self.pending.extend(torch.randperm(len(self.pairs), generator=self.generator).tolist())
+            self.pending.extend(
+                torch.randperm(len(self.examples), generator=self.generator).tolist()
+            )
         rows, self.pending = self.pending[: self.batch_size], self.pending[self.batch_size :]
-        return [self.pairs[i] for i in rows]
+        return [self.examples[i] for i in rows]
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), "pending": torch.tensor(self.pending)}
@@ -185,12 +191,32 @@ def finetune(
     """
     if not pairs:
         raise ValueError("finetune got no training pairs; the train split selects no examples")
-    trainable = _trainable_copy(model, settings, seed)
+    examples = {"pairs": content_key([[list(p), list(a)] for p, a in pairs])}
+    trainable = trainable_copy(model, settings, seed)
+    return run_finetune(
+        trainable, AnswerLM(pad_id), pairs, settings, seed, examples, run_dir, progress
+    )
+
+
+def run_finetune(
+    trainable: nn.Module,
+    objective: Objective,
+    examples: Sequence[Any],
+    settings: FinetuneSettings,
+    seed: int,
+    identity: dict[str, Any],
+    run_dir: Path | None = None,
+    progress: bool = False,
+) -> FinetuneResult:
+    """Train ``trainable`` itself (a ``trainable_copy``, maybe with a head) on ``examples``
+    with ``objective`` for ``settings.steps`` steps on the engine. ``identity`` names what is
+    trained on beyond the settings and seed (a key of the examples, the heads): a checkpoint
+    in ``run_dir`` is continued only when all of it is the same."""
     optimizer_cfg = settings.optimizer_config()
     engine = Engine(
         trainable,
-        AnswerLM(pad_id),
-        ExampleBatches(pairs, settings.batch_size, seed),
+        objective,
+        ExampleBatches(examples, settings.batch_size, seed),
         optimizer_cfg.build(trainable),
         settings.schedule_config().build(settings.steps),
         settings.plan(),
@@ -201,12 +227,14 @@ def finetune(
             precision=settings.precision,
             label="finetune",
         ),
-        DistContext(0, 1, 0, model_device(model)),
+        DistContext(0, 1, 0, model_device(trainable)),
         _callbacks(settings, run_dir, progress),
         run_dir,
     )
     if run_dir is not None:
-        _resume_if_same(engine, Path(run_dir), settings, seed, pairs)
+        _resume_if_same(
+            engine, Path(run_dir), {"settings": settings.to_dict(), "seed": seed, **identity}
+        )
     result = engine.run()
     if result.interrupted:
         raise FinetuneInterrupted(f"fine-tuning interrupted at step {result.steps}")
@@ -225,16 +253,9 @@ def _callbacks(
     ]
 
 
-def _resume_if_same(
-    engine: Engine, run_dir: Path, settings: FinetuneSettings, seed: int, pairs: Sequence[Pair]
-) -> None:
-    """Restore the newest checkpoint in ``run_dir`` if it is of this very fine-tuning; a run
-    directory of another one is refused rather than silently continued."""
-    identity = {
-        "settings": settings.to_dict(),
-        "seed": seed,
-        "pairs": content_key([[list(p), list(a)] for p, a in pairs]),
-    }
+def _resume_if_same(engine: Engine, run_dir: Path, identity: dict[str, Any]) -> None:
+    """Restore the newest checkpoint in ``run_dir`` if it is of this very fine-tuning (the same
+    ``identity``); a run directory of another one is refused rather than silently continued."""
     identity = json.loads(json.dumps(identity))  # as stored: tuples become lists
     marker = run_dir / SETTINGS_FILE
     latest = latest_checkpoint(run_dir)
@@ -242,7 +263,7 @@ def _resume_if_same(
         if json.loads(marker.read_text()) != identity:
             raise ValueError(
                 f"{run_dir} holds checkpoints of another fine-tuning (other settings, seed or "
-                "pairs); give another run_dir or delete that one"
+                "examples); give another run_dir or delete that one"
             )
         engine.restore_newest(list_checkpoints(run_dir))
         return
@@ -255,7 +276,9 @@ def steps_for_epochs(epochs: float, n_pairs: int, batch_size: int) -> int:
     return max(1, math.ceil(epochs * n_pairs / batch_size))
 
 
-def _trainable_copy(model: nn.Module, settings: FinetuneSettings, seed: int) -> nn.Module:
+def trainable_copy(model: nn.Module, settings: FinetuneSettings, seed: int) -> nn.Module:
+    """A copy of ``model`` to fine-tune: every weight trains, or (LoRA) fresh adapters only,
+    drawn from ``seed`` without touching the caller's generator."""
     trainable = copy.deepcopy(model)
     if settings.method == "full":
         return trainable

@@ -11,6 +11,7 @@ leaves the batch. benchmarks/README.md has the speeds of both.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -33,15 +34,22 @@ def generate(
     seed: int = 0,
     batch_size: int = 64,
     use_cache: bool | None = None,
+    attention: Literal["causal", "prefix"] = "causal",
 ) -> list[list[int]]:
     """The continuation of each prompt, up to ``<eos>`` (left out) or ``max_new_tokens``.
 
     ``temperature=0`` is greedy; otherwise tokens are sampled (``Sampling``: ``top_k``,
     ``top_p``) from per-prompt generators seeded by ``seed``, so a prompt's continuation depends
     only on the model, the prompt, the settings and the seed. ``use_cache`` defaults to whether
-    ``model`` is a ``Transformer``.
+    ``model`` is a ``Transformer``. ``attention="prefix"`` reads a prefix LM as it was trained:
+    the prompt is the prefix (seen whole), the continuation causal after it (with the cache).
     """
     sampling = Sampling(temperature, top_k, top_p)
+    if attention not in ("causal", "prefix"):
+        raise ValueError(
+            f"attention={attention!r} cannot generate; a causal or prefix model can, a "
+            "bidirectional one has no next token"
+        )
     if max_new_tokens < 1 or batch_size < 1:
         raise ValueError(
             f"max_new_tokens={max_new_tokens} and batch_size={batch_size} must be at least 1"
@@ -55,6 +63,11 @@ def generate(
             f"use_cache=True needs a transferlab Transformer, not {type(model).__name__}; "
             "leave use_cache unset"
         )
+    if attention == "prefix" and not cached:
+        raise ValueError(
+            "prefix generation reads the prompt through the key/value cache; "
+            "generate with a transferlab Transformer and use_cache unset"
+        )
     generators = None if sampling.greedy else prompt_generators(prompts, seed)
     decode = _decode_cached if cached else _decode_recomputed
     outputs: list[list[int]] = [[] for _ in prompts]
@@ -67,7 +80,7 @@ def generate(
             batch = _left_padded([prompts[i] for i in rows], device)
             row_generators = None if generators is None else [generators[i] for i in rows]
             steps = _Steps(sampling, row_generators, eos_id, len(rows))
-            decode(model, *batch, steps, max_new_tokens)
+            decode(model, *batch, steps, max_new_tokens, attention)
             for row, tokens in zip(rows, steps.generated, strict=True):
                 outputs[row] = tokens
     return outputs
@@ -130,22 +143,35 @@ def _left_padded(
 
 
 def _decode_cached(
-    model: nn.Module, ids: torch.Tensor, valid: torch.Tensor, steps: _Steps, max_new_tokens: int
+    model: nn.Module,
+    ids: torch.Tensor,
+    valid: torch.Tensor,
+    steps: _Steps,
+    max_new_tokens: int,
+    attention: str,
 ) -> None:
+    """The prompts' forward reads them with ``attention`` (a prefix LM's prefix: whole); each
+    new token is causal."""
     cache = KVCache()
     inputs = ids
     for _ in range(max_new_tokens):
-        tokens, keep = steps.advance(model(inputs, cache=cache, valid=valid)[:, -1])
+        logits = model(inputs, attention=attention, cache=cache, valid=valid)[:, -1]
+        tokens, keep = steps.advance(logits)
         if not len(keep):
             return
         cache.keep(keep)
-        inputs, valid = tokens[keep, None], None
+        inputs, valid, attention = tokens[keep, None], None, "causal"
 
 
 def _decode_recomputed(
-    model: nn.Module, ids: torch.Tensor, valid: torch.Tensor, steps: _Steps, max_new_tokens: int
+    model: nn.Module,
+    ids: torch.Tensor,
+    valid: torch.Tensor,
+    steps: _Steps,
+    max_new_tokens: int,
+    attention: str,
 ) -> None:
-    """``ids`` hold prompts of one length (``valid`` is all True)."""
+    """``ids`` hold prompts of one length (``valid`` is all True); ``attention`` is causal."""
     for _ in range(max_new_tokens):
         tokens, keep = steps.advance(model(ids)[:, -1])
         if not len(keep):

@@ -11,18 +11,28 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Literal
 
 from transferlab.data.tokenizer import UNK_TOKEN, TextTokenizer
 from transferlab.worlds.bios import BiosWorld, QAItem
+from transferlab.worlds.bios_reverse import ReverseQAItem
+
+# A question of either direction: both have an id, a person, an attribute, a question, an answer
+# and a split, which is all the QA helpers read.
+Question = QAItem | ReverseQAItem
+Direction = Literal["forward", "reverse"]
 
 
 def select_items(
-    world: BiosWorld, splits: Sequence[str], attributes: Sequence[str]
-) -> list[QAItem]:
-    """The world's QA items of people in ``splits`` asking about ``attributes``, in world order."""
-    return [
-        item for item in world.qa_items() if item.split in splits and item.attribute in attributes
-    ]
+    world: BiosWorld,
+    splits: Sequence[str],
+    attributes: Sequence[str],
+    direction: Direction = "forward",
+) -> list[Question]:
+    """The world's questions of ``direction`` (forward: person -> attribute; reverse: attribute
+    -> person) about facts of ``attributes``, of people in ``splits``, in world order."""
+    items = world.qa_items() if direction == "forward" else world.reverse_qa_items()
+    return [item for item in items if item.split in splits and item.attribute in attributes]
 
 
 def answer_text(answer: str) -> str:
@@ -47,26 +57,27 @@ def example_rng(seed: int, purpose: str, item_id: str) -> random.Random:
 
 
 def draw_choices(
-    world: BiosWorld, item: QAItem, n_choices: int, rng: random.Random
+    pool: Sequence[str], answer: str, what: str, n_choices: int, rng: random.Random
 ) -> tuple[list[str], int]:
-    """(choices, index of the gold answer): the answer plus ``n_choices - 1`` distinct
-    distractors drawn from the attribute's values the corpus shows, in a random order. Values
-    the corpus never shows are left out: the answer always is one the model saw, so an unseen
-    distractor (an ``<unk>`` for a word-level tokenizer) would be an easy giveaway."""
-    others = [value for value in world.corpus_values(item.attribute) if value != item.answer]
+    """(choices, index of the gold answer): ``answer`` plus ``n_choices - 1`` distinct
+    distractors from ``pool`` (the values of ``what`` the corpus shows), in a random order.
+    Values the corpus never shows are left out of the pool: the answer always is one the model
+    saw, so an unseen distractor (an ``<unk>`` for a word-level tokenizer) would be an easy
+    giveaway."""
+    others = [value for value in pool if value != answer]
     if n_choices - 1 > len(others):
         raise ValueError(
-            f"n_choices={n_choices} exceeds the {len(others) + 1} values of {item.attribute!r} "
+            f"n_choices={n_choices} exceeds the {len(others) + 1} values of {what!r} "
             "the world's corpus shows; lower n_choices or use a bigger world"
         )
-    choices = [item.answer, *rng.sample(others, n_choices - 1)]
+    choices = [answer, *rng.sample(others, n_choices - 1)]
     rng.shuffle(choices)
-    return choices, choices.index(item.answer)
+    return choices, choices.index(answer)
 
 
 def draw_shots(
-    item: QAItem, shot_pool: Sequence[QAItem], n_shots: int, rng: random.Random
-) -> list[QAItem]:
+    item: Question, shot_pool: Sequence[Question], n_shots: int, rng: random.Random
+) -> list[Question]:
     """``n_shots`` items about the same attribute, from other people.
 
     Same-attribute shots show the answer's format (a date, a city ...) without giving away the
@@ -97,7 +108,7 @@ def shot_separator(tokenizer: TextTokenizer) -> list[int]:
     return [tokenizer.special.eos, tokenizer.special.bos]
 
 
-def encode_context(tokenizer: TextTokenizer, shots: Sequence[QAItem], question: str) -> list[int]:
+def encode_context(tokenizer: TextTokenizer, shots: Sequence[Question], question: str) -> list[int]:
     """``<bos>``, each shot as ``question answer`` and a separator, then the question. Each
     piece is encoded on its own; both tokenizers split before and after a newline anyway, so
     with a newline separator this is how the joined text tokenizes."""

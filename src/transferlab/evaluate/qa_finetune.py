@@ -27,7 +27,7 @@ from transferlab.evaluate.base import QaTaskConfig, Subject, Task, require_bios
 from transferlab.evaluate.finetune import FinetuneTaskConfig, finetune
 from transferlab.evaluate.generate import greedy_generate
 from transferlab.evaluate.metrics import ACCURACY, P_CORRECT, exact_match
-from transferlab.evaluate.qa import encode_answer, encode_prompt, select_items
+from transferlab.evaluate.qa import Direction, encode_answer, encode_prompt, select_items
 from transferlab.evaluate.results import ExampleResult
 from transferlab.evaluate.score import score_choices
 
@@ -50,12 +50,24 @@ class QaFinetuneConfig(QaTaskConfig, FinetuneTaskConfig):
     def build(self) -> QaFinetuneTask:
         return QaFinetuneTask(self)
 
+    def tuned_directions(self) -> tuple[Direction, ...]:
+        """The directions of the QA-train people's questions it fine-tunes on."""
+        return ("forward",)
+
+    def evaluated_direction(self) -> Direction:
+        """The direction of the questions it generates answers to."""
+        return "forward"
+
 
 class QaFinetuneTask(Task[QaFinetuneConfig]):
     def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
         world = require_bios(subject.world, cfg.task_name)
-        train_items = select_items(world, ["train"], cfg.attribute_names)
+        train_items = [
+            item
+            for direction in cfg.tuned_directions()
+            for item in select_items(world, ["train"], cfg.attribute_names, direction)
+        ]
         pairs = [
             (
                 encode_prompt(subject.tokenizer, item.question),
@@ -77,7 +89,7 @@ class QaFinetuneTask(Task[QaFinetuneConfig]):
     ) -> list[dict[str, Any]]:
         """Rows of greedy generation with exact match on ``eval_splits`` (no training)."""
         cfg = self.cfg
-        items = select_items(world, cfg.eval_splits, cfg.attribute_names)
+        items = select_items(world, cfg.eval_splits, cfg.attribute_names, cfg.evaluated_direction())
         prompts = [encode_prompt(tokenizer, item.question) for item in items]
         special = tokenizer.special
         generated = greedy_generate(

@@ -23,6 +23,7 @@ unused.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -35,11 +36,13 @@ from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import QaTaskConfig, Subject, Task, require_bios
 from transferlab.evaluate.features import Layer, probe_layers
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
-from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
+from transferlab.evaluate.probe import fit_linear_probe
 from transferlab.evaluate.qa import encode_prompt, select_items
 from transferlab.evaluate.readers import READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
 from transferlab.worlds.bios import BiosWorld, QAItem
+
+Position = Literal["name_last", "question_last"]  # what the model reads: a name, or a question
 
 
 @TASKS.register("qa_probe")
@@ -47,7 +50,7 @@ class QaProbeConfig(QaTaskConfig):
     name: Literal["qa_probe"] = "qa_probe"
     readings: ClassVar[tuple[str, ...]] = READINGS
     # the state read: at the end of the person's name, or of the question
-    position: Literal["name_last", "question_last"] = "name_last"
+    position: Position = "name_last"
     layer: Layer = -1  # index into the residual stream; -1: after the last block
     l2: float = Field(default=1e-3, ge=0)  # the probe's L2 penalty (standardized features)
     max_iter: int = Field(default=200, gt=0)  # L-BFGS iterations of the probe's fit
@@ -56,6 +59,15 @@ class QaProbeConfig(QaTaskConfig):
 
     def build(self) -> QaProbeTask:
         return QaProbeTask(self)
+
+
+def prompt_texts(world: BiosWorld, items: Sequence[QAItem], position: Position) -> list[str]:
+    """What the model reads for each item (after ``<bos>``): its person's full name
+    (``name_last``) or its question (``question_last``)."""
+    if position == "name_last":
+        names = {person.person_id: person.full_name for person in world.people}
+        return [names[item.person_id] for item in items]
+    return [item.question for item in items]
 
 
 def value_parts(attribute: str, value: str) -> tuple[str, ...]:
@@ -103,11 +115,7 @@ class QaProbeTask(Task[QaProbeConfig]):
         reader: Reader,
     ) -> torch.Tensor:
         """[len(layers), len(items), d]; each distinct text goes through the model once."""
-        if self.cfg.position == "name_last":
-            names = {person.person_id: person.full_name for person in world.people}
-            texts = [names[item.person_id] for item in items]
-        else:
-            texts = [item.question for item in items]
+        texts = prompt_texts(world, items, self.cfg.position)
         unique = sorted(set(texts))
         sequences = [encode_prompt(tokenizer, text) for text in unique]
         hidden = reader.features(model, sequences, layers, "last", self.cfg.batch_size)
@@ -123,47 +131,61 @@ class QaProbeTask(Task[QaProbeConfig]):
         train = [i for i in mine if items[i].split == "train"]
         evaluated = [i for i in mine if items[i].split in self.cfg.eval_splits]
         golds = {i: value_parts(attribute, items[i].answer) for i in mine}
-        probes, probs = [], []
+        classes, probs = [], []
         for part in range(len(golds[train[0]])):
             labels = [golds[i][part] for i in train]
             probe = fit_linear_probe(features[train], labels, self.cfg.l2, self.cfg.max_iter)
-            probes.append(probe)
+            classes.append(probe.classes)
             probs.append(probe.probabilities(features[evaluated]))
-        rows = {}
-        for n, i in enumerate(evaluated):
-            item = items[i]
-            parts, p_gold, margin = joint_prediction(probes, [p[n] for p in probs], golds[i])
-            prediction = join_parts(attribute, parts)
-            rows[i] = ExampleResult(
-                run_id=run_id,
-                task=task,
-                example_id=item.id,
-                group=attribute,
-                split=item.split,
-                prediction=prediction,
-                target=item.answer,
-                metrics={
-                    "correct": float(prediction == item.answer),
-                    "p_correct": p_gold,
-                    "margin": margin,
-                },
-            ).to_dict()
-        return rows
+        return {
+            i: value_row(items[i], classes, [p[n] for p in probs], run_id, task)
+            for n, i in enumerate(evaluated)
+        }
+
+
+def value_row(
+    item: QAItem,
+    classes: Sequence[Sequence[str]],
+    probs: Sequence[torch.Tensor],
+    run_id: str,
+    task: str,
+) -> dict[str, Any]:
+    """The row of ``item`` whose value's parts (``value_parts``) have the probabilities
+    ``probs`` over ``classes`` (one per part): the most probable value, whether it is the
+    gold, the gold's probability and the margin (see ``joint_prediction``)."""
+    gold = value_parts(item.attribute, item.answer)
+    parts, p_gold, margin = joint_prediction(classes, probs, gold)
+    prediction = join_parts(item.attribute, parts)
+    return ExampleResult(
+        run_id=run_id,
+        task=task,
+        example_id=item.id,
+        group=item.attribute,
+        split=item.split,
+        prediction=prediction,
+        target=item.answer,
+        metrics={
+            "correct": float(prediction == item.answer),
+            "p_correct": p_gold,
+            "margin": margin,
+        },
+    ).to_dict()
 
 
 def joint_prediction(
-    probes: list[LinearProbe], probs: list[torch.Tensor], gold: tuple[str, ...]
+    classes: Sequence[Sequence[str]], probs: Sequence[torch.Tensor], gold: tuple[str, ...]
 ) -> tuple[tuple[str, ...], float, float]:
-    """(predicted parts, p(gold), p(gold) - max p(other value)) for independent parts.
+    """(predicted parts, p(gold), p(gold) - max p(other value)) for independent parts, part
+    ``c`` with the probabilities ``probs[c]`` over ``classes[c]``.
 
     The joint probability of a value is the product of its parts' probabilities. The best joint
     is each part's best; when that is the gold, the best other value changes the one part whose
     runner-up costs least (changing more parts only multiplies in more factors below 1).
     """
     best = [int(p.argmax()) for p in probs]
-    predicted = tuple(probe.classes[k] for probe, k in zip(probes, best, strict=True))
+    predicted = tuple(names[k] for names, k in zip(classes, best, strict=True))
     gold_probs = [
-        _prob_of(probe, p, value) for probe, p, value in zip(probes, probs, gold, strict=True)
+        _prob_of(names, p, value) for names, p, value in zip(classes, probs, gold, strict=True)
     ]
     p_gold = math.prod(gold_probs)
     if predicted != gold:
@@ -176,8 +198,8 @@ def joint_prediction(
     return predicted, p_gold, p_gold - best_other
 
 
-def _prob_of(probe: LinearProbe, probs: torch.Tensor, value: str) -> float:
-    return float(probs[probe.classes.index(value)]) if value in probe.classes else 0.0
+def _prob_of(classes: Sequence[str], probs: torch.Tensor, value: str) -> float:
+    return float(probs[classes.index(value)]) if value in classes else 0.0
 
 
 def _runner_up(probs: torch.Tensor, best: int) -> float:

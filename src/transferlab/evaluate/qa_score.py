@@ -29,6 +29,8 @@ from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import QaTaskConfig, Subject, Task, require_bios
 from transferlab.evaluate.metrics import CHOICE_METRICS, choice_scores
 from transferlab.evaluate.qa import (
+    Direction,
+    Question,
     answer_text,
     check_known,
     draw_choices,
@@ -41,7 +43,7 @@ from transferlab.evaluate.qa import (
 from transferlab.evaluate.readers import READINGS
 from transferlab.evaluate.results import ExampleResult
 from transferlab.evaluate.score import Request
-from transferlab.worlds.bios import BiosWorld, QAItem
+from transferlab.worlds.bios import BiosWorld
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ class QaScoreConfig(QaTaskConfig):
     n_shots: int = Field(default=0, ge=0)  # solved questions before each question
     batch_size: int = Field(default=64, gt=0)  # sequences (context + one choice) per forward
     metrics: ClassVar[tuple[MetricSpec, ...]] = CHOICE_METRICS
+    # Which questions are asked: forward (person -> attribute, choices among the attribute's
+    # values) or reverse (attribute -> person, choices among people: ``qa_reverse``).
+    direction: ClassVar[Direction] = "forward"
 
     def build(self) -> QaScoreTask:
         return QaScoreTask(self)
@@ -63,7 +68,7 @@ class QaScoreConfig(QaTaskConfig):
 class ChoiceExample:
     """One multiple-choice question, as text and as a ``score_choices`` request."""
 
-    item: QAItem
+    item: Question
     choices: list[str]
     gold: int
     request: Request
@@ -73,11 +78,13 @@ def build_requests(
     cfg: QaScoreConfig, world: BiosWorld, tokenizer: TextTokenizer, seed: int
 ) -> list[ChoiceExample]:
     """The examples of ``cfg`` on ``world``; the same ``seed`` draws the same choices and shots."""
-    shot_pool = select_items(world, ["train"], cfg.attribute_names)
+    direction, attributes = cfg.direction, cfg.attribute_names
+    shot_pool = select_items(world, ["train"], attributes, direction)
     examples = []
-    for item in select_items(world, cfg.eval_splits, cfg.attribute_names):
+    for item in select_items(world, cfg.eval_splits, attributes, direction):
+        pool, what = choice_pool(world, item, direction)
         choices, gold = draw_choices(
-            world, item, cfg.n_choices, example_rng(seed, "choices", item.id)
+            pool, item.answer, what, cfg.n_choices, example_rng(seed, "choices", item.id)
         )
         shots = draw_shots(item, shot_pool, cfg.n_shots, example_rng(seed, "shots", item.id))
         context = encode_context(tokenizer, shots, item.question)
@@ -88,6 +95,14 @@ def build_requests(
         request = (context, encoded)
         examples.append(ChoiceExample(item, choices, gold, request))
     return examples
+
+
+def choice_pool(world: BiosWorld, item: Question, direction: Direction) -> tuple[list[str], str]:
+    """What the choices of ``item`` are drawn from, and what they are: the values of its
+    attribute the corpus shows (forward), or every person's full name (reverse)."""
+    if direction == "forward":
+        return world.corpus_values(item.attribute), item.attribute
+    return world.full_names(), "full_name"
 
 
 class QaScoreTask(Task[QaScoreConfig]):

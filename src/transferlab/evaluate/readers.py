@@ -2,7 +2,7 @@
 ``objective.attention``), never as if every model were causal.
 
 =============  ===========================================  ===================================
-attention      scoring of choices                           features (probes)
+attention      scoring of choices                           features (probes, classifier heads)
 =============  ===========================================  ===================================
 causal         log-likelihood (``score.score_choices``)     hidden states, causal attention
 bidirectional  pseudo-log-likelihood (``pll``)              hidden states, bidirectional
@@ -16,9 +16,9 @@ words the refusal for the others, which the planner raises before anything is tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any, get_args
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from transferlab.data.tokenizer import SpecialTokenIds
 from transferlab.evaluate.features import Pooling, pooled_hidden
 from transferlab.evaluate.pll import pseudo_log_likelihood
 from transferlab.evaluate.score import Request, Scored, score_choices, score_continuations
+from transferlab.models.transformer import ModelOutput
 from transferlab.objectives.base import Attention
 
 READINGS: tuple[str, ...] = get_args(Attention)
@@ -83,6 +84,33 @@ class Reader:
     ) -> torch.Tensor:
         """``features.pooled_hidden`` under this reader's attention: [len(layers), N, d]."""
         return pooled_hidden(model, sequences, layers, pooling, batch_size, self.attention)
+
+    def feature_forward(
+        self, model: nn.Module, inputs: torch.Tensor, lengths: torch.Tensor
+    ) -> ModelOutput:
+        """The model's forward to its final hidden states (``ModelOutput.hidden`` [B, L, d],
+        after the final norm: what an output head reads, and the parts' auxiliary losses) on
+        right-padded ``inputs`` [B, L] whose rows hold ``lengths`` real tokens, with gradients,
+        for a head trained on them (``classifier_head``). Each row is read as if alone:
+        causally (padding comes after every real token), or, for a prefix or bidirectional
+        model, with its real tokens as the prefix, so they attend to each other and never to
+        the padding."""
+        if self.attention == "causal":
+            return model(inputs, output="features")
+        return model(inputs, attention="prefix", prefix_len=lengths, output="features")
+
+
+class ConfigReadings:
+    """``TaskConfig.readings`` of a task whose readings follow from its config's fields: on the
+    class ``default`` (what its default config reads: the catalog shows it, other tasks' errors
+    suggest it), on a config ``declare(config)``, which ``reading_error`` checks."""
+
+    def __init__(self, default: tuple[str, ...], declare: Callable[[Any], tuple[str, ...]]) -> None:
+        self.default = default
+        self.declare = declare
+
+    def __get__(self, config: Any, owner: type | None = None) -> tuple[str, ...]:
+        return self.default if config is None else self.declare(config)
 
 
 def as_reader(reading: Attention | Reader) -> Reader:

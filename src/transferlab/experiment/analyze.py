@@ -68,7 +68,9 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
     summary["notes"] = task_notes(tables.notes)
     summary["curves"] = _curves(spec, tables.curves)
     summary["measures"] = analyze_measures(spec, tables.measures, tables.runs)
-    summary["verdicts"] = expectation_verdicts(spec, summary["comparisons"], summary["measures"])
+    summary["verdicts"] = expectation_verdicts(
+        spec, summary["comparisons"], summary["measures"], summary["estimates"]
+    )
     summary["verdict"] = summary["verdicts"][0] if summary["verdicts"] else dict(NO_EXPECTATION)
     return summary
 

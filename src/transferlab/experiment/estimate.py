@@ -24,12 +24,15 @@ import time
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models
 
 from transferlab.artifacts import cache_root, content_key, is_complete, write_json_atomic
 from transferlab.config import RunConfig
 from transferlab.data.prepare import data_dir, prepare_data
+from transferlab.data.tokenizer import SPECIAL_TOKENS, TextTokenizer
 from transferlab.experiment.planner import Plan, PlannedRun
 from transferlab.models import build_model
+from transferlab.objectives.context import TextContext, text_context
 from transferlab.objectives.tokens import model_vocab
 
 EVAL_OVERHEAD = 0.25
@@ -136,6 +139,9 @@ def _measure_steps(cfg: RunConfig, threads: int | None = None) -> float:
 
     before = torch.get_num_threads()
     vocab = cfg.model.vocab_size - len(cfg.objective.added_tokens())  # the tokenizer's ids
+    text = _text_context(cfg, vocab) if cfg.objective.needs_text else None
+    if text is not None:  # random ids stay inside the tables the objective built from it
+        vocab = min(vocab, text.tokenizer.vocab_size - len(cfg.objective.added_tokens()))
     with torch.random.fork_rng(devices=[]):  # the measurement must not move the caller's RNG
         torch.set_num_threads(threads or before)
         torch.manual_seed(0)
@@ -143,7 +149,7 @@ def _measure_steps(cfg: RunConfig, threads: int | None = None) -> float:
         window = torch.randint(4, vocab, (cfg.trainer.batch_size, cfg.data.seq_len + 1))
         engine = Engine(
             model,
-            cfg.objective.build(SpecialTokenIds(), vocab),
+            cfg.objective.build(SpecialTokenIds(), vocab, text),
             _SameWindows(window),
             cfg.optimizer.build(model),
             cfg.schedule.build(cfg.trainer.max_steps),
@@ -194,6 +200,24 @@ def _first_stage(run: PlannedRun, plan: Plan) -> RunConfig:
     while run.parent is not None:
         run = by_key[run.parent]
     return run.config
+
+
+def _text_context(cfg: RunConfig, vocab: int) -> TextContext:
+    """What an objective that reads text is built with for the measurement: the run's own
+    context where its data stage exists or is quick to build (as ``_vocab_size`` decides), else
+    a stand-in word-level tokenizer of ``vocab`` ids and no entities, as real text has none."""
+    if cfg.data.sources and not is_complete(data_dir(cfg)):
+        return TextContext(_stand_in_tokenizer(vocab))
+    return text_context(cfg, prepare_data(cfg).tokenizer_path)
+
+
+def _stand_in_tokenizer(vocab: int) -> TextTokenizer:
+    """A word-level tokenizer of ``vocab`` ids: the special tokens, then words ``" w4"`` ..."""
+    pieces = [*SPECIAL_TOKENS, *(f" w{i}" for i in range(len(SPECIAL_TOKENS), vocab))]
+    tokenizer = Tokenizer(models.WordLevel({piece: i for i, piece in enumerate(pieces)}, "<pad>"))
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    tokenizer.decoder = decoders.Fuse()
+    return TextTokenizer(tokenizer)
 
 
 def _vocab_size(cfg: RunConfig) -> int:

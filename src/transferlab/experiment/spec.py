@@ -122,22 +122,22 @@ class CompareSpec(BaseConfig):
 
 class ExpectSpec(BaseConfig):
     """A recipe's prediction, stated before it runs: ``variant`` is ``direction`` than
-    ``reference`` (default: the other side of the first comparison that has ``variant``) on
-    ``measure`` (a measure's label) or else on ``task`` (first task by default) and its
-    ``metric`` (default: the primary one). ``similar`` claims the difference lies within
-    ``+-margin`` (an equivalence claim: "at similar capability")."""
+    ``reference`` (default: the other side of the first comparison that has ``variant``), or
+    than a fixed ``value`` of the metric (a chance rate), on ``measure`` (a measure's label) or
+    else on ``task`` (first task by default) and its ``metric`` (default: the primary one).
+    ``not_worse`` (non-inferiority) and ``same``
+    (equivalence) are judged against ``margin``, in the metric's or measure's units."""
 
     variant: str  # the variant the claim is about
-    # what variant is expected to be: better, worse, or similar (within +-margin)
-    direction: Literal["better", "worse", "similar"] = "better"
+    # better / worse than the other side; not_worse: by no more than margin; same: within margin
+    direction: Literal["better", "worse", "not_worse", "same"] = "better"
     task: str | None = None  # the task it is judged on (None: the first, unless a measure)
     # the task's metric it is judged on (None: compare.metric, the primary)
     metric: str | None = None
     measure: str | None = None  # or the measure (its label) it is judged on
     reference: str | None = None  # the other side (None: from the first comparison of variant)
-    # direction similar: the largest difference that still counts as similar (the metric's or
-    # measure's units)
-    margin: float | None = Field(default=None, gt=0)
+    value: float | None = None  # or a fixed value of the task's metric as the other side
+    margin: float | None = Field(default=None, gt=0)  # the band of not_worse and same
     claim: str = ""  # the claim in words, shown with the verdict
 
     @model_validator(mode="after")
@@ -157,10 +157,25 @@ class ExpectSpec(BaseConfig):
                 f"names metric {self.metric!r} with measure {self.measure!r}; a metric belongs "
                 "to a task, so drop it or name the task instead"
             )
-        if (self.direction == "similar") != (self.margin is not None):
+        return self
+
+    @model_validator(mode="after")
+    def _other_side_and_margin(self) -> ExpectSpec:
+        if self.value is not None and (self.reference is not None or self.measure is not None):
             raise ValueError(
-                "direction 'similar' needs a margin (the largest difference that counts as "
-                "similar) and a margin needs direction 'similar'; set both or neither"
+                f"value {self.value} is the other side of a task expectation; drop value, or "
+                "drop reference and measure"
+            )
+        banded = self.direction in ("not_worse", "same")
+        if banded and self.margin is None:
+            raise ValueError(
+                f"direction {self.direction!r} is judged against a margin; give margin (in the "
+                "metric's units), e.g. margin: 0.05"
+            )
+        if not banded and self.margin is not None:
+            raise ValueError(
+                f"margin is the band of direction not_worse or same, not {self.direction!r}; "
+                "drop it (compare.min_effect is the band of better and worse)"
             )
         return self
 

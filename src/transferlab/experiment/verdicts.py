@@ -3,7 +3,14 @@ inconclusive, read from the comparison it names (of a task on the primary metric
 measure). The expectation's ``variant`` may sit on either side of that comparison; the
 difference is then turned round so it always reads variant minus the other side. Each verdict
 states the comparison's minimum detectable effect at 80% power (``mde80``, a size either way),
-so an inconclusive one says how large an effect it could have missed."""
+so an inconclusive one says how large an effect it could have missed.
+
+``not_worse`` (non-inferiority) and ``same`` (equivalence) are judged on the interval against the
+expectation's ``margin``: not worse is reproduced when the whole interval lies above ``-margin``
+on the better side (not reproduced when it lies wholly below), same when it lies within
+``[-margin, +margin]`` (not reproduced when it lies wholly outside). An expectation with a fixed
+``value`` (a chance rate) is judged on the variant's estimated mean minus that value, with the
+estimate's interval (``summary["estimates"]``), by the same rules."""
 
 from __future__ import annotations
 
@@ -18,13 +25,20 @@ Row = dict[str, Any]
 
 
 def expectation_verdicts(
-    spec: ExperimentSpec, comparisons: list[Row], measures: list[Row]
+    spec: ExperimentSpec,
+    comparisons: list[Row],
+    measures: list[Row],
+    estimates: list[Row] | None = None,
 ) -> list[Row]:
     """A verdict per expectation, in the spec's order, each with its ``claim``; ``comparisons``
-    are the tasks' (summary["comparisons"]), ``measures`` the measures' summaries."""
+    are the tasks' (summary["comparisons"]), ``measures`` the measures' summaries,
+    ``estimates`` the tasks' per-variant means (summary["estimates"], what a ``value``
+    expectation is judged on)."""
     out = []
     for expect in spec.expectations:
-        if expect.measure is None:
+        if expect.measure is None and expect.value is not None:
+            verdict = value_verdict(spec, expect, estimates or [])
+        elif expect.measure is None:
             verdict = task_verdict(spec, expect, comparisons)
         else:
             summary = next(m for m in measures if m["measure"] == expect.measure)
@@ -34,11 +48,12 @@ def expectation_verdicts(
 
 
 def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row]) -> Row:
-    """The verdict on a task expectation, from its task's comparison on the primary metric."""
+    """The verdict on a task expectation, from its task's comparison on its metric (default:
+    the primary one)."""
     task, metric = spec.expectation_task(expect), spec.expectation_metric(expect)
     if task is None:
         return {"status": "inconclusive", "text": "inconclusive: the experiment has no task"}
-    direction = spec.task(task).metric(metric).direction
+    declared = spec.task(task).metric(metric)
     rows = [c for c in comparisons if c["task"] == task and c["metric"] == metric]
     found = _comparison_of(expect, rows)
     if found is None:
@@ -47,9 +62,9 @@ def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row
             "text": f"inconclusive: no comparison of {expect.variant} on {task} ({metric})",
         }
     comp, sign, other = found
-    status, diff, low, high = _judged(expect, comp, sign)
+    status, diff, low, high = _judged(expect, comp, sign, declared.higher_is_better)
     text = (
-        f"{status}: {expect.variant} vs {other} on {task} ({metric}, {direction}): "
+        f"{status}: {expect.variant} vs {other} on {task} ({metric}, {declared.direction}): "
         f"difference {diff:+.3f} [{low:+.3f}, {high:+.3f}] "
         f"({comp['level']:.0%} interval; n = {comp['n_seeds']} seeds x "
         f"{comp['n_examples']} examples); expected {_expected(expect)}"
@@ -70,6 +85,52 @@ def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row
     }
 
 
+def value_verdict(spec: ExperimentSpec, expect: ExpectSpec, estimates: list[Row]) -> Row:
+    """The verdict on a task expectation against a fixed ``value``: the variant's mean on the
+    primary metric minus the value, with the estimate's interval."""
+    task, metric, value = (
+        spec.expectation_task(expect),
+        spec.expectation_metric(expect),
+        expect.value,
+    )
+    found = [
+        e
+        for e in estimates
+        if (e["task"], e["metric"], e["variant"]) == (task, metric, expect.variant)
+    ]
+    if task is None or not found:
+        return {
+            "status": "inconclusive",
+            "text": f"inconclusive: no estimate of {expect.variant} on {task} ({metric})",
+        }
+    (est,) = found
+    declared = spec.task(task).metric(metric)
+    diff, low, high = est["mean"] - value, est["low"] - value, est["high"] - value
+    # compare.min_effect is in the primary metric's units, so it bands that metric only
+    min_effect = spec.compare.min_effect if metric == spec.primary_metric else 0.0
+    status = _interval_status(expect, low, high, declared.higher_is_better, min_effect)
+    text = (
+        f"{status}: {expect.variant} on {task} ({metric}, {declared.direction}): mean "
+        f"{est['mean']:.3f} [{est['low']:.3f}, {est['high']:.3f}] vs value {value:.3f}: "
+        f"difference {diff:+.3f} [{low:+.3f}, {high:+.3f}] ({est['level']:.0%} interval; "
+        f"n = {est['n_seeds']} seeds x {est['n_examples']} examples); "
+        f"expected {_expected(expect)}"
+    )
+    return {
+        "status": status,
+        "text": text,
+        "task": task,
+        "metric": metric,
+        "variant": expect.variant,
+        "value": value,
+        "diff": diff,
+        "low": low,
+        "high": high,
+        "expected": expect.direction,
+        "margin": expect.margin,
+    }
+
+
 def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
     """The verdict on a measure expectation, from the measure's comparison over seeds; the text
     names censored runs and the levels ``pick: best`` chose, which qualify it."""
@@ -82,7 +143,7 @@ def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
             "measure": label,
         }
     comp, sign, other = found
-    status, diff, low, high = _judged(expect, comp, sign)
+    status, diff, low, high = _judged(expect, comp, sign, measure["higher_is_better"])
     better = "higher is better" if measure["higher_is_better"] else "lower is better"
     n = f"{comp['n_seeds']} seed{'' if comp['n_seeds'] == 1 else 's'}"
     if math.isfinite(low) and math.isfinite(high):
@@ -152,18 +213,13 @@ def _comparison_of(expect: ExpectSpec, rows: list[Row]) -> tuple[Row, int, str] 
     return None
 
 
-def _expected(expect: ExpectSpec) -> str:
-    """``better``, ``worse`` or ``similar (within +-0.05)``."""
-    if expect.direction == "similar":
-        return f"similar (within +-{expect.margin:g})"
-    return expect.direction
-
-
-def _judged(expect: ExpectSpec, comp: Row, sign: int) -> tuple[str, float, float, float]:
+def _judged(
+    expect: ExpectSpec, comp: Row, sign: int, higher_is_better: bool
+) -> tuple[str, float, float, float]:
     """Status, and the difference with its interval as variant minus other."""
     diff, low, high = (sign * comp["diff"], *sorted((sign * comp["low"], sign * comp["high"])))
-    if expect.direction == "similar":
-        return _similar(low, high, expect.margin), diff, low, high
+    if expect.direction in ("not_worse", "same"):
+        return _interval_status(expect, low, high, higher_is_better, 0.0), diff, low, high
     observed = comp["verdict"]
     if sign < 0 and observed != "inconclusive":
         observed = "worse" if observed == "better" else "better"
@@ -174,14 +230,34 @@ def _judged(expect: ExpectSpec, comp: Row, sign: int) -> tuple[str, float, float
     return status, diff, low, high
 
 
-def _similar(low: float, high: float, margin: float) -> str:
-    """An equivalence verdict: reproduced when the whole interval lies within +-margin, not
-    reproduced when it lies wholly outside, inconclusive when it straddles a margin (or there
-    is no interval)."""
-    if not (math.isfinite(low) and math.isfinite(high)):
+def _interval_status(
+    expect: ExpectSpec, low: float, high: float, higher_is_better: bool, band: float
+) -> str:
+    """The status of ``expect`` from the interval [low, high] of variant minus the other side:
+    better / worse beyond ``band`` (as ``analysis.comparisons.verdict``), not_worse and same
+    against the expectation's margin (see the module docstring)."""
+    if expect.direction == "same":
+        margin = expect.margin or 0.0
+        if -margin <= low and high <= margin:
+            return "reproduced"
+        return "not reproduced" if low > margin or high < -margin else "inconclusive"
+    # The interval of the gain: positive is better whatever the metric's direction.
+    gain_low, gain_high = (low, high) if higher_is_better else (-high, -low)
+    if expect.direction == "not_worse":
+        margin = expect.margin or 0.0
+        if gain_low > -margin:
+            return "reproduced"
+        return "not reproduced" if gain_high < -margin else "inconclusive"
+    observed = "better" if gain_low > band else "worse" if gain_high < -band else None
+    if observed is None:
         return "inconclusive"
-    if -margin <= low and high <= margin:
-        return "reproduced"
-    if high < -margin or low > margin:
-        return "not reproduced"
-    return "inconclusive"
+    return "reproduced" if observed == expect.direction else "not reproduced"
+
+
+def _expected(expect: ExpectSpec) -> str:
+    """What the text says was expected: the direction, with the margin of a banded one."""
+    if expect.direction == "not_worse":
+        return f"not worse by more than {expect.margin:g}"
+    if expect.direction == "same":
+        return f"the same within +-{expect.margin:g}"
+    return expect.direction

@@ -24,16 +24,25 @@ class KVCache:
         """Tokens per row seen so far, padding included."""
         return 0 if self.valid is None else self.valid.shape[1]
 
-    def advance(self, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def advance(
+        self, valid: torch.Tensor, prefix: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Take the next tokens' validity [B, L_new]; return their rotary positions [B, L_new]
-        and the boolean attention mask [B, 1, L_new, L_total] (True: may attend)."""
+        and the boolean attention mask [B, 1, L_new, L_total] (True: may attend). ``prefix``
+        (the first forward only): those tokens see each other whole, as a prefix LM reads its
+        prefix; every later token is causal, and sees them all."""
         old = self.length
+        if prefix and old:
+            raise ValueError("a prefix is the first tokens a cache takes; later ones are causal")
         self.valid = valid if self.valid is None else torch.cat((self.valid, valid), dim=1)
         self._updated = 0
         positions = (self.valid.long().cumsum(1) - 1).clamp(min=0)[:, old:]
         keys = torch.arange(self.length, device=valid.device)
         queries = keys[old:, None]
-        mask = (keys[None, :] <= queries)[None] & self.valid[:, None, :]
+        visible = keys[None, :] <= queries
+        if prefix:
+            visible = torch.ones_like(visible)
+        mask = visible[None] & self.valid[:, None, :]
         # A padding query sees only itself: with no key at all its softmax would be NaN, and
         # NaN values stay NaN even under a zero attention weight for the queries after it.
         mask = mask | (keys[None, :] == queries)[None]

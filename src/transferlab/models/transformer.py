@@ -128,8 +128,9 @@ class Transformer(nn.Module):
         block (``n_layers + 1`` tensors [B, L, d_model]); with features they are in ``residuals``.
         Objectives call the model itself (not a helper method) so that DDP sees the forward.
 
-        With a ``cache`` (generation; causal only) ``input_ids`` are the tokens after those the
-        cache holds, and ``valid`` [B, L] (default all True) is False at padding (``kv_cache``).
+        With a ``cache`` (generation) ``input_ids`` are the tokens after those the cache holds,
+        and ``valid`` [B, L] (default all True) is False at padding (``kv_cache``); attention is
+        causal, or "prefix" in the first forward: those tokens (the prompt) are the prefix.
         """
         if output not in ("logits", "features"):
             raise ValueError(f"output={output!r} is unknown; expected 'logits' or 'features'")
@@ -170,12 +171,15 @@ class Transformer(nn.Module):
         cache: KVCache,
         valid: torch.Tensor | None,
     ) -> Context:
-        """The context of a forward that extends ``cache``: positions and mask per row."""
-        if attention != "causal":
-            raise ValueError(f'a key/value cache needs attention="causal", not {attention!r}')
+        """The context of a forward that extends ``cache``: positions and mask per row. With
+        ``attention="prefix"`` (the prompt's forward) the new tokens are the prefix."""
+        if attention not in ("causal", "prefix"):
+            raise ValueError(
+                f'a key/value cache needs attention="causal" or "prefix", not {attention!r}'
+            )
         if valid is None:
             valid = torch.ones_like(input_ids, dtype=torch.bool)
-        positions, mask = cache.advance(valid)
+        positions, mask = cache.advance(valid, prefix=attention == "prefix")
         cos = self.rope_cos[positions][:, :, None, :]
         sin = self.rope_sin[positions][:, :, None, :]
         return Context(cos, sin, mask, is_causal=False, cache=cache)

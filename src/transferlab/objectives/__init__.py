@@ -1,6 +1,6 @@
 """Objectives, one module each, registered in ``OBJECTIVES`` by name."""
 
-from transferlab.objectives import answer_lm, clm, conditional, mlm
+from transferlab.objectives import answer_lm, clm, conditional, mlm, permutation, reverse
 from transferlab.objectives.answer_lm import AnswerLM, AnswerLmConfig, answer_loss_batch
 from transferlab.objectives.base import (
     IGNORE_INDEX,
@@ -15,6 +15,8 @@ from transferlab.objectives.base import (
 from transferlab.objectives.clm import CausalLM, ClmConfig
 from transferlab.objectives.conditional import ConditionalConfig, ConditionalLM
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
+from transferlab.objectives.permutation import PermutationConfig, PermutationLM
+from transferlab.objectives.reverse import ReverseConfig, ReverseLM
 
 __all__ = [
     "IGNORE_INDEX",
@@ -30,6 +32,10 @@ __all__ = [
     "MaskedLM",
     "MlmConfig",
     "Objective",
+    "PermutationConfig",
+    "PermutationLM",
+    "ReverseConfig",
+    "ReverseLM",
     "TokenPredictionConfig",
     "TokenPredictionObjective",
     "answer_lm",
@@ -37,5 +43,7 @@ __all__ = [
     "clm",
     "conditional",
     "mlm",
+    "permutation",
+    "reverse",
     "token_prediction_loss",
 ]

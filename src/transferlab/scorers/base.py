@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 from transferlab.config.base import ComponentConfig
 
@@ -29,5 +30,11 @@ class Scorer(ABC):
 class ScorerConfig(ComponentConfig):
     """The config of a scorer; ``build()`` gives a ``Scorer``."""
 
-    def build(self) -> Scorer:
+    def uses_world(self) -> bool:
+        """Whether ``build`` needs the world (to check its ground truth). Default: no."""
+        return False
+
+    def build(self, world: Any = None) -> Scorer:
+        """The scorer. ``world``: the world whose models' texts it judges, for a scorer that
+        checks that world's ground truth (``pii`` with ``match: known``); others ignore it."""
         raise NotImplementedError

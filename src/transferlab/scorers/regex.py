@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -38,5 +38,5 @@ class RegexScorerConfig(ScorerConfig):
             ) from None
         return pattern
 
-    def build(self) -> RegexScorer:
+    def build(self, world: Any = None) -> RegexScorer:
         return RegexScorer(self.pattern, self.ignore_case)

@@ -88,6 +88,10 @@ def result_config(config: dict[str, Any]) -> dict[str, Any]:
     for section, added in ADDED_FIELDS.items():
         out[section] = {k: v for k, v in config[section].items() if added.get(k, _MISSING) != v}
     out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in RESUMABLE_TRAINER_FIELDS}
+    # A run of 0 steps is its initialization, another result than any trained run of the same
+    # config (which a longer max_steps continues): its max_steps stays in the key.
+    if config["trainer"].get("max_steps") == 0:
+        out["trainer"]["max_steps"] = 0
     for section, fields in REPORTING_FIELDS.items():
         out[section] = {k: v for k, v in out[section].items() if k not in fields}
     # A run of several domains validates on every domain since validation_weighting exists (its

@@ -37,13 +37,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import date
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from transferlab.config.registry import WORLDS
 from transferlab.config.schemas import WorldConfig
 from transferlab.worlds.base import World
+from transferlab.worlds.bios_pii import PersonalData, PiiCorpus, add_personal_data, check_pii_knobs
 from transferlab.worlds.bios_pools import (
     CITIES,
     EMPLOYER_CITY,
@@ -56,6 +57,7 @@ from transferlab.worlds.bios_pools import (
     MONTHS,
     UNIVERSITIES,
 )
+from transferlab.worlds.bios_reverse import ReverseQAItem, build_reverse_items
 from transferlab.worlds.bios_templates import QUESTION_TEMPLATES, SENTENCE_TEMPLATES
 
 SPLITS = ("train", "test")
@@ -85,6 +87,12 @@ class BiosConfig(WorldConfig):
     full_name: bool = True  # False: the full name opens a biography, pronouns follow
     # share of the people whose questions are QA-test (the rest QA-train), at least one each
     qa_test_fraction: float = Field(default=0.5, gt=0, lt=1)
+    # share of the documents that also state the person's phone and e-mail (worlds.bios_pii)
+    pii_fraction: float = Field(default=0.0, ge=0, le=1)
+    pii_filter: bool = False  # drop the documents that state personal data
+    # Left out of the world's dict at these values, so every world keyed before them keeps
+    # its key (data stages, runs and world directories): see ``WorldConfig.added_fields``.
+    added_fields: ClassVar[dict[str, Any]] = {"pii_fraction": 0.0, "pii_filter": False}
 
     @model_validator(mode="after")
     def _names_suffice(self) -> BiosConfig:
@@ -93,6 +101,7 @@ class BiosConfig(WorldConfig):
                 f"num_people={self.num_people} exceeds the {NAME_CAPACITY} unique full names "
                 "the name pools allow; lower num_people"
             )
+        check_pii_knobs(self)
         return self
 
     def build(self) -> BiosWorld:
@@ -178,12 +187,31 @@ class BiosWorld(World):
         return _validation_biographies(self.config, self.people, count)
 
     def tokenizer_texts(self) -> list[str]:
-        """Biographies plus every question with its answer (the QA tasks' prompts)."""
-        return self.documents() + [f"{q.question} {q.answer}" for q in self._qa_items]
+        """Biographies plus every question with its answer (the QA tasks' prompts). With
+        ``pii_filter`` the dropped biographies too: the tokenizer is the unfiltered world's."""
+        biographies = [doc.text for doc in self._pii.documents] if self._pii else self.documents()
+        return biographies + [f"{q.question} {q.answer}" for q in self._qa_items]
+
+    def personal_data(self) -> dict[int, PersonalData]:
+        """The phone and e-mail of each person whose data the corpus states (before
+        ``pii_filter`` drops those documents), by person id; empty when ``pii_fraction`` is 0."""
+        if self._pii is None:
+            return {}
+        return {person: self._pii.data[person] for person in self._pii.documents_per_person()}
 
     def qa_items(self) -> list[QAItem]:
         """One question per person and attribute, with a seeded choice of question template."""
         return list(self._qa_items)
+
+    def reverse_qa_items(self) -> list[ReverseQAItem]:
+        """The reverse question of each fact that some attributes identify (``bios_reverse``):
+        who has these values? Each has the ``id`` of the forward ``QAItem`` of its fact."""
+        return list(self._reverse_qa_items)
+
+    def full_names(self) -> list[str]:
+        """Every person's full name, in person order: the names the corpus shows, what reverse
+        questions' distractors are drawn from."""
+        return [person.full_name for person in self.people]
 
     def split(self) -> dict[str, list[int]]:
         """Person ids of the QA-train and QA-test people."""
@@ -201,6 +229,15 @@ class BiosWorld(World):
         _value_pool(attribute)  # an unknown attribute fails here, naming the valid ones
         return list(dict.fromkeys(getattr(person, attribute) for person in self.people))
 
+    def entities(self) -> list[str]:
+        """Every full name and every attribute value the corpus states, for objectives that
+        keep entity names whole (``objectives.entities``); validation people's names are not
+        among them."""
+        names = [person.full_name for person in self.people]
+        return names + [
+            value for attribute in ATTRIBUTES for value in self.corpus_values(attribute)
+        ]
+
     def write(self, out_dir: Path) -> None:
         # Imported here: pyarrow is slow to import and only writing needs it.
         import pyarrow as pa
@@ -208,20 +245,54 @@ class BiosWorld(World):
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_jsonl(out_dir / "corpus.jsonl", (asdict(doc) for doc in self._corpus))
+        _write_jsonl(out_dir / "corpus.jsonl", self._corpus_records())
         _write_jsonl(out_dir / "qa.jsonl", (asdict(item) for item in self._qa_items))
-        table = pa.Table.from_pylist([person.row() for person in self.people])
+        _write_jsonl(out_dir / "reverse_qa.jsonl", (asdict(q) for q in self._reverse_qa_items))
+        table = pa.Table.from_pylist(self._people_rows())
         pq.write_table(table, out_dir / "people.parquet")
         (out_dir / "split.json").write_text(json.dumps(self.split()))
         (out_dir / "world.json").write_text(json.dumps(self.config.to_dict(), indent=2))
 
+    def _corpus_records(self) -> Iterable[dict[str, Any]]:
+        """corpus.jsonl's records; with personal data each says whether it states some."""
+        for doc in self._corpus:
+            record = asdict(doc)
+            if self._pii is not None:  # filtered: every kept document is clean
+                record["has_pii"] = not self.config.pii_filter and doc.id in self._pii.marked
+            yield record
+
+    def _people_rows(self) -> list[dict[str, Any]]:
+        """people.parquet's rows; with personal data also every person's phone and e-mail and
+        how many documents state them (before ``pii_filter``)."""
+        rows = [person.row() for person in self.people]
+        if self._pii is None:
+            return rows
+        stated = self._pii.documents_per_person()
+        return [
+            {**row, **asdict(data), "pii_documents": stated[row["person_id"]]}
+            for row, data in zip(rows, self._pii.data, strict=True)
+        ]
+
+    @cached_property
+    def _pii(self) -> PiiCorpus | None:
+        """The corpus with personal data, before any filter (None when ``pii_fraction`` is 0)."""
+        if not self.config.pii_fraction:
+            return None
+        return add_personal_data(_build_corpus(self.people, self.config), self.people, self.config)
+
     @cached_property
     def _corpus(self) -> list[Document]:
+        if self._pii is not None:
+            return self._pii.kept(drop_marked=self.config.pii_filter)
         return _build_corpus(self.people, self.config)
 
     @cached_property
     def _qa_items(self) -> list[QAItem]:
         return _build_qa_items(self.people, _rng(self.config.seed, "qa"))
+
+    @cached_property
+    def _reverse_qa_items(self) -> list[ReverseQAItem]:
+        return build_reverse_items(self.people)
 
 
 def person_from_row(row: dict[str, Any]) -> Person:

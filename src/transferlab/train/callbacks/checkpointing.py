@@ -1,4 +1,5 @@
-"""Checkpoints every ``interval`` steps, at the last step and when a run is interrupted."""
+"""Checkpoints every ``interval`` steps, at the last step and when a run is interrupted; a run
+of 0 steps (``trainer.max_steps: 0``) saves its initialization as checkpoint 0."""
 
 from __future__ import annotations
 
@@ -29,7 +30,11 @@ class CheckpointCallback(Callback):
         if engine.stopping or step == engine.max_steps or step % self.interval == 0:
             self.write(engine, out)
 
-    def write(self, engine: Engine, out: StepOutput) -> None:
+    def on_train_end(self, engine: Engine) -> None:
+        if engine.max_steps == 0 and engine.step == 0:  # no step ended: nothing wrote one yet
+            self.write(engine, None)
+
+    def write(self, engine: Engine, out: StepOutput | None) -> None:
         if engine.run_dir is None:
             return
         engine.dist.barrier()
@@ -40,7 +45,7 @@ class CheckpointCallback(Callback):
                 "tokens": engine.tokens_seen,
                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "elapsed_s": state["elapsed_s"],
-                "train_loss": out.loss,
+                "train_loss": None if out is None else out.loss,
                 "world_size": engine.dist.world_size,
             }
             save_checkpoint(engine.run_dir, engine.step, engine.model, state, meta, self.keep)
