@@ -225,3 +225,26 @@ def test_byte_level_bpe_finds_the_same_sentences(tmp_path):
         "<bos><|good|>Ann was born in Rome.<|bad|> Her phone is 555-0147.<eos><bos><|good|>Bo "
         "likes tea.<|good|> Mail bo.li@x.com now!<eos><bos><|good|>Cy ran.<|bad|> Cy called"
     )
+
+
+def test_sampling_with_objective_prefix_conditions_a_conditional_run_on_good_only(tiny_config):
+    """One sample_score config samples both runs: after <bos>, the conditional run's prompt has
+    <|good|> (its objective's generation prefix), the clm run's nothing."""
+    from transferlab.config import TASKS
+
+    task = TASKS.parse(
+        {"name": "sample_score", "scorer": {"name": "pii"}, "n_samples": 2,
+         "max_new_tokens": 4, "objective_prefix": True}
+    ).build()  # fmt: skip
+    prompts = {}
+    for name, objective in (("cond", CONDITIONAL_RUN[0]), ("plain", "objective=clm")):
+        result = train(tiny_config(f"name={name}", objective, "trainer.max_steps=3"))
+        run = load_run(result.run_dir)
+        tokenizer = TextTokenizer.from_file(run.tokenizer_path)
+        rows = task.run(run.model, tokenizer, None, name, 0, run_dir=result.run_dir)
+        prompts[name] = {row["target"] for row in rows}
+        assert len(rows) == 2
+    assert prompts == {"cond": {"<bos><|good|>"}, "plain": {"<bos>"}}
+    without_run = "objective_prefix reads the run's objective, and this model comes without"
+    with pytest.raises(ValueError, match=without_run):
+        task.run(run.model, tokenizer, None, "plain", 0)

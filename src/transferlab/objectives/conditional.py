@@ -178,6 +178,9 @@ class ConditionalConfig(TokenPredictionConfig):
     def added_tokens(self) -> tuple[str, ...]:
         return (GOOD_TOKEN, BAD_TOKEN)
 
+    def generation_prefix(self) -> tuple[str, ...]:
+        return (GOOD_TOKEN,)
+
     def build(
         self, special: SpecialTokenIds, vocab_size: int, text: TextContext | None = None
     ) -> ConditionalLM:
