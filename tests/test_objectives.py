@@ -107,7 +107,7 @@ def test_mlm_rejects_fractions_over_one():
 
 
 # ----------------------------------------------------------------------------- z-loss
-@pytest.mark.parametrize("name", ["clm", "mlm", "answer_lm"])
+@pytest.mark.parametrize("name", ["clm", "mlm", "answer_lm", "prefix_lm", "span_corruption", "ul2"])
 def test_every_token_prediction_objective_takes_a_z_loss(name):
     cfg = validate(RunConfig, {"objective": {"name": name, "z_loss": 1e-4}})
     assert cfg.objective.build(SPECIAL, VOCAB).z_loss == 1e-4

@@ -48,7 +48,7 @@ def _assert_same_run(a, b) -> None:
             assert torch.equal(pa[key], pb[key]), key
 
 
-@pytest.mark.parametrize("objective", ["clm", "mlm"])
+@pytest.mark.parametrize("objective", ["clm", "mlm", "ul2"])
 def test_stop_and_resume_is_bitwise_identical_to_an_uninterrupted_run(tiny_config, objective):
     """Stopping at step 3 falls between log rows (log_interval=2) and checkpoints (every 4)."""
     settings = (f"objective={objective}", "trainer.log_interval=2")

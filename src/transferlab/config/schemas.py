@@ -94,10 +94,38 @@ class ObjectiveConfig(ComponentConfig):
     # ``objectives.context.TextContext``): objectives that transform or score the text itself.
     needs_text: ClassVar[bool] = False
 
+    def check(self, run: Any) -> None:
+        """Raise a ValueError when this objective cannot train ``run`` (a ``RunConfig``), e.g.
+        too few sentinels for its ``data.seq_len``, a generator too narrow for the model's
+        heads. Default: nothing to check."""
+
     def build(self, special_ids: Any, vocab_size: int, text: Any = None) -> Any:
         """The objective; ``vocab_size`` is the tokenizer's (its added tokens follow it) and
         ``text`` the ``TextContext`` when ``needs_text`` (else None)."""
         raise NotImplementedError
+
+    @property
+    def reading(self) -> str:
+        """How tasks read a model this objective trained (``evaluate.readers``): by its
+        attention for the objectives that predict tokens; electra's "discriminator" has
+        features but no token distribution."""
+        return self.attention
+
+    def build_networks(self, model: ModelConfig) -> Any:
+        """The ``nn.Module`` the engine trains, checkpoints and resumes: the run's model for
+        most objectives; an objective that trains networks of its own beside it (electra's
+        generator) returns one module holding them all, whose ``transferred`` is the model
+        tasks read (``objectives.networks``). Seed with ``torch.manual_seed`` beforehand."""
+        from transferlab.models import build_model
+
+        return build_model(model)
+
+    def flops_per_token(self, model: ModelConfig, seq_len: int) -> int:
+        """Training FLOPs per token of what this objective trains (``models.flops``): the
+        model's; an objective with networks of its own counts theirs too."""
+        from transferlab.models.flops import flops_per_token
+
+        return flops_per_token(model, seq_len)
 
 
 class ParamGroupConfig(BaseConfig):
@@ -216,6 +244,9 @@ class TaskConfig(ComponentConfig):
     # first is the task's headline, what a report shows for it when it is not compared on
     # the experiment's ``compare.metric``.
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    # Columns a row may carry beyond its identity and metrics that describe its example (a bios
+    # person's population and exposures): what analyses break metrics down by, never compared.
+    facets: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -233,6 +264,10 @@ class TaskConfig(ComponentConfig):
     @property
     def task_name(self) -> str:
         return self.label or self.name
+
+    def check_world(self, world: WorldConfig) -> None:
+        """Raise ValueError when this task cannot ask about ``world`` (checked when an
+        experiment is planned, before anything trains). Default: any world."""
 
     def input_files(self) -> list[Path]:
         """The user files the task reads (its items, its task YAMLs), whose bytes key its
@@ -482,6 +517,7 @@ class RunConfig(BaseConfig):
             )
         for callback in self.trainer.callbacks:
             callback.check(self)
+        self.objective.check(self)
         if self.data.seq_len > self.model.max_seq_len:
             raise ValueError(
                 f"data.seq_len={self.data.seq_len} exceeds model.max_seq_len={self.model.max_seq_len}"

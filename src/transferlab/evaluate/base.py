@@ -5,16 +5,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 from torch import nn
 
 from transferlab.config.schemas import TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.readers import Reader, as_reader, reading_error
-from transferlab.objectives.base import Attention
-from transferlab.worlds.bios import ATTRIBUTES, BiosWorld
+from transferlab.worlds.bios import ATTRIBUTES, FACETS, BiosConfig, BiosWorld
+from transferlab.worlds.bios_populations import PopulationSplit
 
 Split = Literal["train", "test"]
 
@@ -66,18 +66,18 @@ class Task(ABC, Generic[C]):
         world: Any,
         run_id: str,
         seed: int,
-        reading: Attention | Reader = "causal",
+        reading: str | Reader = "causal",
         run_dir: Path | None = None,
     ) -> list[dict[str, Any]]:
         """One result row (``ExampleResult.to_dict()``) per example; ``model`` is left unchanged.
 
-        ``reading``: the attention of the objective that trained ``model`` (a run config's
-        ``objective.attention``), or a ``Reader``; a task that cannot read it says so first.
+        ``reading``: how the objective that trained ``model`` has it read (a run config's
+        ``objective.reading``), or a ``Reader``; a task that cannot read it says so first.
         ``run_dir``: the directory of the run that trained ``model``, if there is one. What the
         task notes about the evaluation as a whole is in ``self.notes`` afterwards.
         """
         reader = as_reader(reading)
-        problem = reading_error(self.cfg, reader.attention)
+        problem = reading_error(self.cfg, reader.reading)
         if problem:
             raise ValueError(problem)
         self.notes = []
@@ -94,10 +94,27 @@ class QaTaskConfig(TaskConfig):
 
     ``attributes`` selects the questions a task uses (to train on and to evaluate), default all
     six; ``eval_splits`` the people whose questions are evaluated (default the QA-test people).
+    ``train_populations`` and ``eval_populations`` name the world's populations it trains on and
+    evaluates (default all; see ``worlds.bios_populations.PopulationSplit``). With populations,
+    rows carry the person's ``population``, ``exposures`` and ``documents``.
     """
 
     attributes: list[str] | None = None  # None: all six attributes
     eval_splits: list[Split] = Field(default_factory=lambda: ["test"], min_length=1)
+    # the populations whose people it trains on (fine-tuning, probes, shots); None: all
+    train_populations: list[str] | None = Field(default=None, min_length=1)
+    # the populations whose people it evaluates; None: all
+    eval_populations: list[str] | None = Field(default=None, min_length=1)
+    facets: ClassVar[tuple[str, ...]] = FACETS
+
+    @model_serializer(mode="wrap")
+    def _without_populations(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when None, so a task (and the run whose callbacks hold it) keeps its key.
+        data = handler(self)
+        for name in ("train_populations", "eval_populations"):
+            if getattr(self, name) is None:
+                data.pop(name, None)
+        return data
 
     @field_validator("attributes")
     @classmethod
@@ -114,6 +131,17 @@ class QaTaskConfig(TaskConfig):
     @property
     def attribute_names(self) -> tuple[str, ...]:
         return tuple(self.attributes) if self.attributes else ATTRIBUTES
+
+    @property
+    def population_split(self) -> PopulationSplit:
+        def names(value: list[str] | None) -> tuple[str, ...] | None:
+            return None if value is None else tuple(value)
+
+        return PopulationSplit(names(self.train_populations), names(self.eval_populations))
+
+    def check_world(self, world: Any) -> None:
+        if isinstance(world, BiosConfig):
+            self.population_split.check(world.population_names())
 
 
 def require_bios(world: Any, task: str) -> BiosWorld:

@@ -9,12 +9,14 @@ so this is also how the joined text tokenizes.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from typing import Literal
 
 from transferlab.data.tokenizer import UNK_TOKEN, TextTokenizer
 from transferlab.worlds.bios import BiosWorld, QAItem
+from transferlab.worlds.bios_populations import PopulationSplit
 from transferlab.worlds.bios_reverse import ReverseQAItem
 
 # A question of either direction: both have an id, a person, an attribute, a question, an answer
@@ -28,11 +30,22 @@ def select_items(
     splits: Sequence[str],
     attributes: Sequence[str],
     direction: Direction = "forward",
+    *,
+    populations: PopulationSplit = PopulationSplit(),
 ) -> list[Question]:
     """The world's questions of ``direction`` (forward: person -> attribute; reverse: attribute
-    -> person) about facts of ``attributes``, of people in ``splits``, in world order."""
+    -> person) about facts of ``attributes``, of people in ``splits``, in world order. An item's
+    ``split`` is its person's QA split as ``populations`` sets it (default: the world's); a
+    population on neither side of ``populations`` has no items."""
+    populations.check(world.population_names())
     items = world.qa_items() if direction == "forward" else world.reverse_qa_items()
-    return [item for item in items if item.split in splits and item.attribute in attributes]
+    selected = []
+    for item in items:
+        population = world.memberships[item.person_id].population.name
+        split = populations.split_of(population, item.split)
+        if split in splits and item.attribute in attributes:
+            selected.append(item if split == item.split else dataclasses.replace(item, split=split))
+    return selected
 
 
 def answer_text(answer: str) -> str:

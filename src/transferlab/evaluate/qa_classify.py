@@ -39,7 +39,7 @@ from transferlab.evaluate.finetune import FinetuneTaskConfig
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.qa import encode_prompt, select_items
 from transferlab.evaluate.qa_probe import Position, prompt_texts, value_parts, value_row
-from transferlab.evaluate.readers import READINGS
+from transferlab.evaluate.readers import ALL_READINGS
 from transferlab.objectives import IGNORE_INDEX
 from transferlab.worlds.bios import QAItem
 
@@ -47,7 +47,7 @@ from transferlab.worlds.bios import QAItem
 @TASKS.register("qa_classify")
 class QaClassifyConfig(QaTaskConfig, FinetuneTaskConfig):
     name: Literal["qa_classify"] = "qa_classify"
-    readings: ClassVar[tuple[str, ...]] = READINGS
+    readings: ClassVar[tuple[str, ...]] = ALL_READINGS
     # what the model reads: the person's name (one example per person), or the question
     position: Position = "name_last"
     eval_batch_size: int = Field(default=64, gt=0)  # sequences per forward when evaluating
@@ -103,7 +103,8 @@ class QaClassifyTask(Task[QaClassifyConfig]):
     def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
         world = require_bios(subject.world, cfg.task_name)
-        items = select_items(world, sorted({"train", *cfg.eval_splits}), cfg.attribute_names)
+        splits = sorted({"train", *cfg.eval_splits})
+        items = select_items(world, splits, cfg.attribute_names, populations=cfg.population_split)
         texts = prompt_texts(world, items, cfg.position)
         ids = {text: encode_prompt(subject.tokenizer, text) for text in set(texts)}
         train = [n for n, item in enumerate(items) if item.split == "train"]
@@ -122,7 +123,8 @@ class QaClassifyTask(Task[QaClassifyConfig]):
             mine = [h for h, head in enumerate(heads) if head.attribute == item.attribute]
             classes = [heads[h].classes for h in mine]
             item_probs = [probs[h][slot[texts[n]]] for h in mine]
-            rows.append(value_row(item, classes, item_probs, subject.run_id, cfg.task_name))
+            facets = world.facets(item.person_id)
+            rows.append(value_row(item, classes, item_probs, subject.run_id, cfg.task_name, facets))
         return rows
 
     def tune(

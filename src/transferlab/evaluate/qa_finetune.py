@@ -66,7 +66,9 @@ class QaFinetuneTask(Task[QaFinetuneConfig]):
         train_items = [
             item
             for direction in cfg.tuned_directions()
-            for item in select_items(world, ["train"], cfg.attribute_names, direction)
+            for item in select_items(
+                world, ["train"], cfg.attribute_names, direction, populations=cfg.population_split
+            )
         ]
         pairs = [
             (
@@ -89,7 +91,13 @@ class QaFinetuneTask(Task[QaFinetuneConfig]):
     ) -> list[dict[str, Any]]:
         """Rows of greedy generation with exact match on ``eval_splits`` (no training)."""
         cfg = self.cfg
-        items = select_items(world, cfg.eval_splits, cfg.attribute_names, cfg.evaluated_direction())
+        items = select_items(
+            world,
+            cfg.eval_splits,
+            cfg.attribute_names,
+            cfg.evaluated_direction(),
+            populations=cfg.population_split,
+        )
         prompts = [encode_prompt(tokenizer, item.question) for item in items]
         special = tokenizer.special
         generated = greedy_generate(
@@ -116,6 +124,7 @@ class QaFinetuneTask(Task[QaFinetuneConfig]):
                         "correct": exact_match(prediction, item.answer),
                         "p_correct": math.exp(logprob),
                     },
+                    facets=world.facets(item.person_id),
                 ).to_dict()
             )
         return rows

@@ -38,7 +38,7 @@ from transferlab.evaluate.features import Layer, probe_layers
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.probe import fit_linear_probe
 from transferlab.evaluate.qa import encode_prompt, select_items
-from transferlab.evaluate.readers import READINGS, Reader
+from transferlab.evaluate.readers import ALL_READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
 from transferlab.worlds.bios import BiosWorld, QAItem
 
@@ -48,7 +48,7 @@ Position = Literal["name_last", "question_last"]  # what the model reads: a name
 @TASKS.register("qa_probe")
 class QaProbeConfig(QaTaskConfig):
     name: Literal["qa_probe"] = "qa_probe"
-    readings: ClassVar[tuple[str, ...]] = READINGS
+    readings: ClassVar[tuple[str, ...]] = ALL_READINGS
     # the state read: at the end of the person's name, or of the question
     position: Position = "name_last"
     layer: Layer = -1  # index into the residual stream; -1: after the last block
@@ -89,7 +89,7 @@ class QaProbeTask(Task[QaProbeConfig]):
         cfg = self.cfg
         world = require_bios(subject.world, cfg.task_name)
         splits = sorted({"train", *cfg.eval_splits})
-        items = select_items(world, splits, cfg.attribute_names)
+        items = select_items(world, splits, cfg.attribute_names, populations=cfg.population_split)
         layers = probe_layers(subject.model, cfg.layer)
         features = self._features(
             subject.model, subject.tokenizer, world, items, layers, subject.reader
@@ -100,7 +100,7 @@ class QaProbeTask(Task[QaProbeConfig]):
             by_item: dict[int, dict[str, Any]] = {}
             for attribute in cfg.attribute_names:
                 by_item |= self._attribute_rows(
-                    features[layer_slot], items, attribute, subject.run_id, task
+                    features[layer_slot], world, items, attribute, subject.run_id, task
                 )
             rows += [by_item[i] for i in sorted(by_item)]  # in the world's item order
         return rows
@@ -123,7 +123,13 @@ class QaProbeTask(Task[QaProbeConfig]):
         return hidden[:, [slot[text] for text in texts]]
 
     def _attribute_rows(
-        self, features: torch.Tensor, items: list[QAItem], attribute: str, run_id: str, task: str
+        self,
+        features: torch.Tensor,
+        world: BiosWorld,
+        items: list[QAItem],
+        attribute: str,
+        run_id: str,
+        task: str,
     ) -> dict[int, dict[str, Any]]:
         """Fit the attribute's probes on the QA-train rows of ``features``; the result rows of
         the evaluated items, by index in ``items``."""
@@ -138,7 +144,14 @@ class QaProbeTask(Task[QaProbeConfig]):
             classes.append(probe.classes)
             probs.append(probe.probabilities(features[evaluated]))
         return {
-            i: value_row(items[i], classes, [p[n] for p in probs], run_id, task)
+            i: value_row(
+                items[i],
+                classes,
+                [p[n] for p in probs],
+                run_id,
+                task,
+                world.facets(items[i].person_id),
+            )
             for n, i in enumerate(evaluated)
         }
 
@@ -149,10 +162,12 @@ def value_row(
     probs: Sequence[torch.Tensor],
     run_id: str,
     task: str,
+    facets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The row of ``item`` whose value's parts (``value_parts``) have the probabilities
     ``probs`` over ``classes`` (one per part): the most probable value, whether it is the
-    gold, the gold's probability and the margin (see ``joint_prediction``)."""
+    gold, the gold's probability and the margin (see ``joint_prediction``), with the person's
+    ``facets`` (``BiosWorld.facets``)."""
     gold = value_parts(item.attribute, item.answer)
     parts, p_gold, margin = joint_prediction(classes, probs, gold)
     prediction = join_parts(item.attribute, parts)
@@ -169,6 +184,7 @@ def value_row(
             "p_correct": p_gold,
             "margin": margin,
         },
+        facets=facets or {},
     ).to_dict()
 
 

@@ -79,9 +79,13 @@ def build_requests(
 ) -> list[ChoiceExample]:
     """The examples of ``cfg`` on ``world``; the same ``seed`` draws the same choices and shots."""
     direction, attributes = cfg.direction, cfg.attribute_names
-    shot_pool = select_items(world, ["train"], attributes, direction)
+    shot_pool = select_items(
+        world, ["train"], attributes, direction, populations=cfg.population_split
+    )
     examples = []
-    for item in select_items(world, cfg.eval_splits, attributes, direction):
+    for item in select_items(
+        world, cfg.eval_splits, attributes, direction, populations=cfg.population_split
+    ):
         pool, what = choice_pool(world, item, direction)
         choices, gold = draw_choices(
             pool, item.answer, what, cfg.n_choices, example_rng(seed, "choices", item.id)
@@ -112,9 +116,8 @@ class QaScoreTask(Task[QaScoreConfig]):
 
     def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
-        examples = build_requests(
-            cfg, require_bios(subject.world, cfg.task_name), subject.tokenizer, subject.seed
-        )
+        world = require_bios(subject.world, cfg.task_name)
+        examples = build_requests(cfg, world, subject.tokenizer, subject.seed)
         start = time.perf_counter()
         requests = [ex.request for ex in examples]
         logprobs = subject.reader.score_choices(
@@ -125,12 +128,14 @@ class QaScoreTask(Task[QaScoreConfig]):
             "%s: %d examples at %.1f examples/s", cfg.task_name, len(examples), self.examples_per_s
         )
         return [
-            _row(example, scores, subject.run_id, cfg.task_name).to_dict()
+            _row(example, scores, subject.run_id, cfg.task_name, world).to_dict()
             for example, scores in zip(examples, logprobs, strict=True)
         ]
 
 
-def _row(example: ChoiceExample, logprobs: list[float], run_id: str, task: str) -> ExampleResult:
+def _row(
+    example: ChoiceExample, logprobs: list[float], run_id: str, task: str, world: BiosWorld
+) -> ExampleResult:
     scores = choice_scores(
         logprobs,
         example.gold,
@@ -147,4 +152,5 @@ def _row(example: ChoiceExample, logprobs: list[float], run_id: str, task: str) 
         prediction=example.choices[scores.prediction],
         target=item.answer,
         metrics=scores.metrics(),
+        facets=world.facets(item.person_id),
     )

@@ -2,7 +2,9 @@
 
 A row is the identity columns (``IDENTITY_COLUMNS``: run, task, example, group, split, prediction,
 target) plus exactly the metrics its task declares (``TaskConfig.metrics``), nothing padded: a
-task that has no accuracy has no ``correct`` column. Rows are paired across runs by
+task that has no accuracy has no ``correct`` column. After them a row may carry some of its
+task's declared facets (``TaskConfig.facets``), columns that describe the example (a bios
+person's population and exposure count, when the world has populations), not scores. Rows are paired across runs by
 ``example_id`` (stable for a world seed: it names the person and attribute, not a position).
 Stacking the rows of several tasks into one table leaves nulls in the columns of other tasks'
 metrics; analysis reads only the declared ones per task.
@@ -11,7 +13,7 @@ metrics; analysis reads only the declared ones per task.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from transferlab.config.metrics import IDENTITY_COLUMNS
@@ -30,10 +32,12 @@ class ExampleResult:
     prediction: str
     target: str
     metrics: Mapping[str, float]
+    facets: Mapping[str, str | int] = field(default_factory=dict)  # of the task's ``facets``
 
     def to_dict(self) -> dict[str, Any]:
         identity = {column: getattr(self, column) for column in IDENTITY_COLUMNS}
-        return identity | {name: float(value) for name, value in self.metrics.items()}
+        metrics = {name: float(value) for name, value in self.metrics.items()}
+        return identity | metrics | dict(self.facets)
 
 
 def row_columns(cfg: TaskConfig) -> tuple[str, ...]:
@@ -42,12 +46,14 @@ def row_columns(cfg: TaskConfig) -> tuple[str, ...]:
 
 
 def check_rows(cfg: TaskConfig, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` if each has the identity columns and exactly ``cfg``'s declared metrics; else
-    a one-line error naming what is missing or not declared."""
+    """``rows`` if each has the identity columns and exactly ``cfg``'s declared metrics (and
+    none but its declared facets); else a one-line error naming what is missing or not
+    declared."""
     expected = set(row_columns(cfg))
     for row in rows:
-        if set(row) != expected:
-            missing, extra = sorted(expected - set(row)), sorted(set(row) - expected)
+        if not expected <= set(row) <= expected | set(cfg.facets):
+            missing = sorted(expected - set(row))
+            extra = sorted(set(row) - expected - set(cfg.facets))
             raise ValueError(
                 f"task {cfg.task_name!r} wrote a row missing {missing} and with undeclared "
                 f"{extra}; a row holds {list(IDENTITY_COLUMNS)} and exactly the metrics "

@@ -169,7 +169,7 @@ def _check_readings(tasks: list[TaskConfig], variant: str, cfg: RunConfig) -> No
     objective = cfg.objective
     subject = f"run variant {variant!r}: its objective {objective.name!r} trains"
     for task in tasks:
-        problem = reading_error(task, objective.attention, subject)
+        problem = reading_error(task, objective.reading, subject)
         if problem:
             raise ConfigError(problem)
 
@@ -216,15 +216,21 @@ def _lineage(chain: dict[str, PlannedRun], stage: str) -> list[PlannedRun]:
 
 def _check_world(task: TaskConfig, variant: str, lineage: list[PlannedRun]) -> None:
     """Refuse a task that asks about a world when no run it reads learned that world: it would
-    score the run on a world (the config's default one) it never saw."""
-    if not task.uses_world or any(trains_on_world(run.config) for run in lineage):
+    score the run on a world (the config's default one) it never saw; and one that cannot ask
+    about the run's world (``TaskConfig.check_world``: populations it does not have)."""
+    if not task.uses_world:
         return
-    world = lineage[-1].config.world.name
-    raise ConfigError(
-        f"task {task.task_name!r} asks about the {world!r} world, but run variant {variant!r} "
-        f"(stage {lineage[-1].stage}) pretrains on data.sources/data.path, not on that world; "
-        "drop the task or pretrain a stage on the world (no data.sources)"
-    )
+    world = lineage[-1].config.world
+    if not any(trains_on_world(run.config) for run in lineage):
+        raise ConfigError(
+            f"task {task.task_name!r} asks about the {world.name!r} world, but run variant "
+            f"{variant!r} (stage {lineage[-1].stage}) pretrains on data.sources/data.path, not on "
+            "that world; drop the task or pretrain a stage on the world (no data.sources)"
+        )
+    try:
+        task.check_world(world)
+    except ValueError as exc:
+        raise ConfigError(f"task {task.task_name!r} on run variant {variant!r}: {exc}") from None
 
 
 def _plan_chain(

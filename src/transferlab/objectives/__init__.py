@@ -1,6 +1,17 @@
 """Objectives, one module each, registered in ``OBJECTIVES`` by name."""
 
-from transferlab.objectives import answer_lm, clm, conditional, mlm, permutation, reverse
+from transferlab.objectives import (
+    answer_lm,
+    clm,
+    conditional,
+    electra,
+    mlm,
+    permutation,
+    prefix_lm,
+    reverse,
+    span_corruption,
+    ul2,
+)
 from transferlab.objectives.answer_lm import AnswerLM, AnswerLmConfig, answer_loss_batch
 from transferlab.objectives.base import (
     IGNORE_INDEX,
@@ -14,9 +25,13 @@ from transferlab.objectives.base import (
 )
 from transferlab.objectives.clm import CausalLM, ClmConfig
 from transferlab.objectives.conditional import ConditionalConfig, ConditionalLM
+from transferlab.objectives.electra import Electra, ElectraConfig
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
 from transferlab.objectives.permutation import PermutationConfig, PermutationLM
+from transferlab.objectives.prefix_lm import PrefixLM, PrefixLmConfig
 from transferlab.objectives.reverse import ReverseConfig, ReverseLM
+from transferlab.objectives.span_corruption import SpanCorruption, SpanCorruptionConfig
+from transferlab.objectives.ul2 import UL2, DenoiserConfig, Ul2Config
 
 __all__ = [
     "IGNORE_INDEX",
@@ -28,6 +43,9 @@ __all__ = [
     "ClmConfig",
     "ConditionalConfig",
     "ConditionalLM",
+    "DenoiserConfig",
+    "Electra",
+    "ElectraConfig",
     "LossOutput",
     "MaskedLM",
     "MlmConfig",
@@ -36,14 +54,24 @@ __all__ = [
     "PermutationLM",
     "ReverseConfig",
     "ReverseLM",
+    "PrefixLM",
+    "PrefixLmConfig",
+    "SpanCorruption",
+    "SpanCorruptionConfig",
     "TokenPredictionConfig",
     "TokenPredictionObjective",
+    "UL2",
+    "Ul2Config",
     "answer_lm",
     "answer_loss_batch",
     "clm",
     "conditional",
+    "electra",
     "mlm",
     "permutation",
     "reverse",
+    "prefix_lm",
+    "span_corruption",
     "token_prediction_loss",
+    "ul2",
 ]

@@ -12,19 +12,38 @@ holds ``num_people * rephrasings * exposures`` documents: keep that product fixe
 equal budget (``rephrasings=1, exposures=5``: five copies of one fixed biography;
 ``rephrasings=5, exposures=1``: five different biographies).
 
+Populations. ``populations`` splits the people into named groups, each with its own
+``rephrasings``, ``shuffle_sentences``, ``full_name`` and exposures drawn per person from a
+distribution (``worlds.bios_populations``); a person of a group occurs ``rephrasings *
+exposures`` times, their own draw. Without ``populations`` the top-level knobs are the one
+population of everyone, and the world is exactly the one before populations existed.
+
 Validation. ``validation_documents(count)`` writes one biography each for ``count`` further
 people, from a stream of their own, with full names no corpus person has; each of their fields is
 a random corpus person's, so validation text holds no word the corpus lacks. They appear in no QA split and in no corpus document, so
 validation text shares neither a sentence nor a fact with pretraining, and the people, corpus and
 QA items of a config stay the same however many validation people are drawn. A validation person
 has one biography, shown once: a second copy or rephrasing in the same window would be predicted
-from the first, which is memorisation, not the held-out loss.
+from the first, which is memorisation, not the held-out loss. With populations, validation people
+join the populations in proportion to their sizes (after any ``k`` of them, each population holds
+within one of its share of ``k``) and are written in their population's style (sentence order,
+name or pronouns), so held-out text weighs every group as the people do, never one group alone.
 
 Interleaving. The corpus is a sequence of rounds; each round holds one document of every person
 (round ``j`` shows biography ``j % rephrasings``) in a seeded order. A seeded split of the people
 into two halves keeps each person in the same half of every round, so two documents of the same
 person are always more than ``num_people // 2`` documents apart: a context window never holds
 all versions of one person, and any prefix of the corpus covers the people evenly.
+
+With populations people have different numbers of documents, so rounds are uneven: there are as
+many rounds as the most documents anyone has (``M``), and a person with ``d`` documents is in
+``d`` of them, evenly spaced from a seeded offset (``bios_populations.spread_rounds``); their
+``k``-th document shows biography ``k % rephrasings``. What holds instead: (1) the first ``R``
+rounds hold within one of ``R * d / M`` of every person's documents, so a prefix of the corpus
+covers everyone in proportion to their exposure; (2) a person's documents are in distinct
+rounds and, with the fixed halves, two of them are separated by at least the other half's people
+of one round in between (every person of the other half in the round where the first document
+is, or where the second one is). With equal exposures this is the layout above.
 """
 
 from __future__ import annotations
@@ -57,10 +76,20 @@ from transferlab.worlds.bios_pools import (
     MONTHS,
     UNIVERSITIES,
 )
+from transferlab.worlds.bios_populations import (
+    FixedExposures,
+    PopulationConfig,
+    apportion,
+    check_populations,
+    population_sizes,
+    spread_rounds,
+)
 from transferlab.worlds.bios_reverse import ReverseQAItem, build_reverse_items
 from transferlab.worlds.bios_templates import QUESTION_TEMPLATES, SENTENCE_TEMPLATES
 
 SPLITS = ("train", "test")
+# What ``BiosWorld.facets`` tells about a person of a world with populations.
+FACETS = ("population", "exposures", "documents")
 ATTRIBUTES = ("birth_date", "birth_city", "university", "major", "employer", "employer_city")
 
 # A full name is an index into first x middle x last; first names list women before men.
@@ -87,12 +116,19 @@ class BiosConfig(WorldConfig):
     full_name: bool = True  # False: the full name opens a biography, pronouns follow
     # share of the people whose questions are QA-test (the rest QA-train), at least one each
     qa_test_fraction: float = Field(default=0.5, gt=0, lt=1)
+    # named groups of people, each with its own rephrasings, exposures (drawn per person),
+    # shuffle_sentences and full_name; None: everyone is one population written as above
+    populations: list[PopulationConfig] | None = None
     # share of the documents that also state the person's phone and e-mail (worlds.bios_pii)
     pii_fraction: float = Field(default=0.0, ge=0, le=1)
     pii_filter: bool = False  # drop the documents that state personal data
     # Left out of the world's dict at these values, so every world keyed before them keeps
     # its key (data stages, runs and world directories): see ``WorldConfig.added_fields``.
-    added_fields: ClassVar[dict[str, Any]] = {"pii_fraction": 0.0, "pii_filter": False}
+    added_fields: ClassVar[dict[str, Any]] = {
+        "pii_fraction": 0.0,
+        "pii_filter": False,
+        "populations": None,
+    }
 
     @model_validator(mode="after")
     def _names_suffice(self) -> BiosConfig:
@@ -104,8 +140,48 @@ class BiosConfig(WorldConfig):
         check_pii_knobs(self)
         return self
 
+    @model_validator(mode="after")
+    def _populations_split_the_people(self) -> BiosConfig:
+        if self.populations is None:
+            return self
+        check_populations(self.populations, self.num_people)
+        if self.pii_fraction:
+            raise ValueError(
+                "pii_fraction is not supported together with populations yet (personal data "
+                "follows the top-level rephrasings and name style); leave one of them out"
+            )
+        for knob in _PER_POPULATION:
+            if getattr(self, knob) != type(self).model_fields[knob].default:
+                raise ValueError(
+                    f"{knob} is set per population when populations are given; move "
+                    f"{knob}={getattr(self, knob)} into each population"
+                )
+        return self
+
+    def population_names(self) -> list[str]:
+        """The names of the configured populations; none for a world without populations."""
+        return [p.name for p in self.populations or ()]
+
+    def population_list(self) -> list[PopulationConfig]:
+        """The populations, or the one population of everyone the top-level knobs describe."""
+        if self.populations is not None:
+            return list(self.populations)
+        everyone = PopulationConfig(
+            name="all",
+            count=self.num_people,
+            rephrasings=self.rephrasings,
+            exposures=FixedExposures(count=self.exposures),
+            shuffle_sentences=self.shuffle_sentences,
+            full_name=self.full_name,
+        )
+        return [everyone]
+
     def build(self) -> BiosWorld:
         return BiosWorld(self)
+
+
+# The top-level knobs a population sets for itself.
+_PER_POPULATION = ("rephrasings", "exposures", "shuffle_sentences", "full_name")
 
 
 @dataclass(frozen=True)
@@ -150,6 +226,19 @@ class Document:
 
 
 @dataclass(frozen=True)
+class Membership:
+    """A person's population and their own draw of its exposures."""
+
+    population: PopulationConfig
+    exposures: int
+
+    @property
+    def documents(self) -> int:
+        """How many corpus documents show the person."""
+        return self.population.rephrasings * self.exposures
+
+
+@dataclass(frozen=True)
 class QAItem:
     """A question about one attribute of one person; ``template`` indexes QUESTION_TEMPLATES."""
 
@@ -167,7 +256,13 @@ class BiosWorld(World):
 
     def __init__(self, cfg: BiosConfig) -> None:
         self.config = cfg
-        self.people: list[Person] = _sample_people(cfg)
+        self.populations = cfg.population_list()
+        self.population_sizes = population_sizes(self.populations, cfg.num_people)
+        self.people: list[Person] = _sample_people(cfg, self.population_sizes)
+        # Person id -> their population and exposures (people are assigned in id order).
+        self.memberships: list[Membership] = _draw_memberships(
+            cfg.seed, self.populations, self.population_sizes
+        )
 
     def corpus(self) -> list[Document]:
         """All documents in corpus order (people interleaved)."""
@@ -184,7 +279,10 @@ class BiosWorld(World):
         """One biography of each of the first ``count`` validation people (see the module
         docstring); fewer when the name pools run out. The first ``k`` are the same for any
         ``count >= k``."""
-        return _validation_biographies(self.config, self.people, count)
+        styles = apportion(self.population_sizes, count)
+        return _validation_biographies(
+            self.config.seed, self.people, [self.populations[i] for i in styles]
+        )
 
     def tokenizer_texts(self) -> list[str]:
         """Biographies plus every question with its answer (the QA tasks' prompts). With
@@ -216,6 +314,23 @@ class BiosWorld(World):
     def split(self) -> dict[str, list[int]]:
         """Person ids of the QA-train and QA-test people."""
         return {name: [p.person_id for p in self.people if p.split == name] for name in SPLITS}
+
+    def population_names(self) -> list[str]:
+        """The names of the configured populations; none for a world without populations."""
+        return self.config.population_names()
+
+    def facets(self, person_id: int) -> dict[str, str | int]:
+        """What a task row may carry about a person beyond its example: their population, their
+        exposures and their number of documents; none for a world without populations, whose
+        people are all shown alike."""
+        if self.config.populations is None:
+            return {}
+        membership = self.memberships[person_id]
+        return {
+            "population": membership.population.name,
+            "exposures": membership.exposures,
+            "documents": membership.documents,
+        }
 
     def attribute_values(self, attribute: str) -> list[str]:
         """Every value ``attribute`` can take, shown in the corpus or not."""
@@ -257,6 +372,9 @@ class BiosWorld(World):
         """corpus.jsonl's records; with personal data each says whether it states some."""
         for doc in self._corpus:
             record = asdict(doc)
+            facets = self.facets(doc.person_id)
+            if facets:
+                record["population"] = facets["population"]
             if self._pii is not None:  # filtered: every kept document is clean
                 record["has_pii"] = not self.config.pii_filter and doc.id in self._pii.marked
             yield record
@@ -264,7 +382,7 @@ class BiosWorld(World):
     def _people_rows(self) -> list[dict[str, Any]]:
         """people.parquet's rows; with personal data also every person's phone and e-mail and
         how many documents state them (before ``pii_filter``)."""
-        rows = [person.row() for person in self.people]
+        rows = [person.row() | self.facets(person.person_id) for person in self.people]
         if self._pii is None:
             return rows
         stated = self._pii.documents_per_person()
@@ -278,13 +396,15 @@ class BiosWorld(World):
         """The corpus with personal data, before any filter (None when ``pii_fraction`` is 0)."""
         if not self.config.pii_fraction:
             return None
-        return add_personal_data(_build_corpus(self.people, self.config), self.people, self.config)
+        return add_personal_data(
+            _build_corpus(self.people, self.memberships, self.config.seed), self.people, self.config
+        )
 
     @cached_property
     def _corpus(self) -> list[Document]:
         if self._pii is not None:
             return self._pii.kept(drop_marked=self.config.pii_filter)
-        return _build_corpus(self.people, self.config)
+        return _build_corpus(self.people, self.memberships, self.config.seed)
 
     @cached_property
     def _qa_items(self) -> list[QAItem]:
@@ -336,11 +456,30 @@ def _decode_name(index: int) -> tuple[str, str, str, str]:
     return _FIRST_NAMES[first], MIDDLE_NAMES[middle], LAST_NAMES[last], pronoun
 
 
-def _test_people(cfg: BiosConfig) -> set[int]:
-    ids = list(range(cfg.num_people))
-    _rng(cfg.seed, "split").shuffle(ids)
-    n_test = min(cfg.num_people - 1, max(1, round(cfg.num_people * cfg.qa_test_fraction)))
-    return set(ids[:n_test])
+def _test_people(cfg: BiosConfig, sizes: list[int]) -> set[int]:
+    """The QA-test people: ``qa_test_fraction`` of each population (of ``sizes`` people, in id
+    order), at least one and never all, by a seeded shuffle of each in turn."""
+    rng = _rng(cfg.seed, "split")
+    test: set[int] = set()
+    start = 0
+    for size in sizes:
+        ids = list(range(start, start + size))
+        rng.shuffle(ids)
+        test.update(ids[: min(size - 1, max(1, round(size * cfg.qa_test_fraction)))])
+        start += size
+    return test
+
+
+def _draw_memberships(
+    seed: int, populations: list[PopulationConfig], sizes: list[int]
+) -> list[Membership]:
+    """Each person's population (in id order) and exposures, drawn per population from a stream
+    named after it."""
+    memberships = []
+    for population, size in zip(populations, sizes, strict=True):
+        rng = _rng(seed, f"exposures:{population.name}")
+        memberships += [Membership(population, n) for n in population.exposures.draw(rng, size)]
+    return memberships
 
 
 def _draw_indices(rng: random.Random, sizes: tuple[int, ...]) -> list[int]:
@@ -366,9 +505,9 @@ _ATTRIBUTE_POOL_SIZES = (
 )
 
 
-def _sample_people(cfg: BiosConfig) -> list[Person]:
+def _sample_people(cfg: BiosConfig, sizes: list[int]) -> list[Person]:
     rng = _rng(cfg.seed, "people")
-    test_ids = _test_people(cfg)
+    test_ids = _test_people(cfg, sizes)
     # Sampling name indices without replacement makes every full name unique.
     name_indices = rng.sample(range(NAME_CAPACITY), cfg.num_people)
     people = []
@@ -379,8 +518,10 @@ def _sample_people(cfg: BiosConfig) -> list[Person]:
     return people
 
 
-def _validation_biographies(cfg: BiosConfig, people: list[Person], count: int) -> list[str]:
-    """Biographies of the first ``count`` validation people.
+def _validation_biographies(
+    seed: int, people: list[Person], styles: list[PopulationConfig]
+) -> list[str]:
+    """Biographies of the first ``len(styles)`` validation people, each written in its style.
 
     Each field of a validation person (first, middle and last name; birth date, city,
     university, major, employer) is that of a corpus person drawn at random, independently per
@@ -390,15 +531,15 @@ def _validation_biographies(cfg: BiosConfig, people: list[Person], count: int) -
     stream, consumed person by person, makes the sequence prefix-stable; full names are drawn
     by rejection, so no two people share one (the draw stops when the names run out).
     """
-    rng = _rng(cfg.seed, "validation")
+    rng = _rng(seed, "validation")
     taken = {person.full_name for person in people}
     texts = []
-    for person_id in range(len(people), len(people) + count):
+    for person_id, style in enumerate(styles, start=len(people)):
         person = _recombined_person(person_id, people, taken, rng)
         if person is None:
             break
         taken.add(person.full_name)
-        texts.append(_biography(person, rng, cfg)[0])
+        texts.append(_biography(person, rng, style)[0])
     return texts
 
 
@@ -462,12 +603,13 @@ _TEMPLATE_COUNTS = tuple(len(SENTENCE_TEMPLATES[attribute]) for attribute in ATT
 
 
 def _biography(
-    person: Person, rng: random.Random, cfg: BiosConfig
+    person: Person, rng: random.Random, style: PopulationConfig
 ) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """One biography and the character spans of its full-name mentions."""
+    """One biography, written as ``style`` says, and the character spans of its full-name
+    mentions."""
     choices = _draw_indices(rng, _TEMPLATE_COUNTS)
     order = list(range(len(ATTRIBUTES)))
-    if cfg.shuffle_sentences:
+    if style.shuffle_sentences:
         rng.shuffle(order)
     values = person.attributes()
     named, pronoun = _mentions(person)
@@ -479,7 +621,7 @@ def _biography(
         attribute = ATTRIBUTES[index]
         template = SENTENCE_TEMPLATES[attribute][choices[index]]
         # Without full names the first sentence still names the person, whatever the order.
-        uses_name = cfg.full_name or position == 0
+        uses_name = style.full_name or position == 0
         sentences.append(template.format(**(named if uses_name else pronoun), **values))
         if uses_name:  # every template opens with the name slot
             spans.append((offset, offset + name_length))
@@ -488,41 +630,63 @@ def _biography(
 
 
 def _distinct_biographies(
-    person: Person, rng: random.Random, cfg: BiosConfig
+    person: Person, rng: random.Random, population: PopulationConfig
 ) -> list[tuple[str, tuple[tuple[int, int], ...]]]:
     biographies: dict[str, tuple[tuple[int, int], ...]] = {}
     # Redraw on a repeat; repeats are rare since over 6**6 distinct texts exist per person.
-    while len(biographies) < cfg.rephrasings:
-        text, spans = _biography(person, rng, cfg)
+    while len(biographies) < population.rephrasings:
+        text, spans = _biography(person, rng, population)
         biographies.setdefault(text, spans)
     return list(biographies.items())
 
 
-def _interleaved_order(num_people: int, rounds: int, rng: random.Random) -> list[int]:
-    """Person ids in corpus order: ``rounds`` rounds, each a seeded order of every person.
+def _interleaved_order(num_people: int, members: list[set[int]], rng: random.Random) -> list[int]:
+    """Person ids in corpus order: one round per set of ``members``, each a seeded order of
+    the people in it.
 
     Each person stays in the same half of every round, which keeps two occurrences of a person
-    more than ``num_people // 2`` positions apart.
+    apart by at least the other half's people of one round (more than ``num_people // 2`` when
+    every round holds everyone). Each half is shuffled whole every round, then its members are
+    taken (O(people x rounds)), so that with every person in every round the order is the one
+    of the generator before populations existed.
     """
     order = list(range(num_people))
     rng.shuffle(order)
     halves = (order[: num_people // 2], order[num_people // 2 :])
     sequence: list[int] = []
-    for _ in range(rounds):
+    for round_members in members:
         for half in halves:
             rng.shuffle(half)
-            sequence.extend(half)
+            sequence.extend(person for person in half if person in round_members)
     return sequence
 
 
-def _build_corpus(people: list[Person], cfg: BiosConfig) -> list[Document]:
-    text_rng = _rng(cfg.seed, "text")
-    biographies = [_distinct_biographies(person, text_rng, cfg) for person in people]
-    rounds = cfg.rephrasings * cfg.exposures
-    order = _interleaved_order(len(people), rounds, _rng(cfg.seed, "order"))
+def round_members(memberships: list[Membership], seed: int) -> list[set[int]]:
+    """The people of each round of the corpus: as many rounds as anyone has documents, each
+    person in as many as they have, evenly spaced from a seeded offset (``spread_rounds``)."""
+    n_rounds = max(m.documents for m in memberships)
+    offset_rng = _rng(seed, "rounds")
+    members: list[set[int]] = [set() for _ in range(n_rounds)]
+    for person_id, membership in enumerate(memberships):
+        offset = offset_rng.randrange(n_rounds)
+        for round_ in spread_rounds(membership.documents, n_rounds, offset):
+            members[round_].add(person_id)
+    return members
+
+
+def _build_corpus(people: list[Person], memberships: list[Membership], seed: int) -> list[Document]:
+    text_rng = _rng(seed, "text")
+    biographies = [
+        _distinct_biographies(person, text_rng, membership.population)
+        for person, membership in zip(people, memberships, strict=True)
+    ]
+    members = round_members(memberships, seed)
+    order = _interleaved_order(len(people), members, _rng(seed, "order"))
+    shown = [0] * len(people)  # documents of each person so far
     corpus = []
     for position, person_id in enumerate(order):
-        rephrasing = (position // len(people)) % cfg.rephrasings
+        rephrasing = shown[person_id] % memberships[person_id].population.rephrasings
+        shown[person_id] += 1
         text, spans = biographies[person_id][rephrasing]
         corpus.append(Document(position, person_id, rephrasing, text, spans))
     return corpus
