@@ -468,6 +468,7 @@ def test_expect_keeps_its_shape_and_collapsing_the_only_axis_leaves_one_variant(
         "variant": "plain+lo",
         "direction": "better",
         "task": None,
+        "metric": None,
         "measure": None,
         "reference": None,
         "value": None,

@@ -250,7 +250,7 @@ def _entry_markdown(heading: str, entry: Entry, entries: list[Entry]) -> list[st
     out += [f"- {_cell(fact)}" for fact in facts(entry)]
     out += [""] if facts(entry) else []
     for path, _model, opts in _blocks(entry):
-        if path != entry.name:
+        if path != entry.name and opts:  # a nested base without options (a scorer) says nothing
             out += [f"`{path}`:", ""]
         if opts:
             out += _table(opts)

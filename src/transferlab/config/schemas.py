@@ -84,6 +84,12 @@ class ObjectiveConfig(ComponentConfig):
         control tokens), in id order; see ``objectives.tokens``. Default: none."""
         return ()
 
+    def generation_prefix(self) -> tuple[str, ...]:
+        """Tokens after ``<bos>`` that generation as this objective means it is conditioned on
+        (conditional training: ``<|good|>``); a sampling task reads them with
+        ``objective_prefix``. Default: none."""
+        return ()
+
     # Whether ``build`` needs the run's tokenizer and the world's entities (an
     # ``objectives.context.TextContext``): objectives that transform or score the text itself.
     needs_text: ClassVar[bool] = False

@@ -36,13 +36,13 @@ from pydantic import Field, model_validator
 from transferlab.config.metrics import MetricSpec
 from transferlab.config.registry import SCORERS, TASKS
 from transferlab.config.schemas import TaskConfig
-from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import Subject, Task, require_bios
 from transferlab.evaluate.generate import generate
 from transferlab.evaluate.qa import check_known
 from transferlab.evaluate.results import ExampleResult
 from transferlab.evaluate.sampling import Sampling
 from transferlab.scorers.base import ScorerConfig
+from transferlab.train.checkpoint import read_run_config
 from transferlab.train.rng import derive_seed
 
 PromptKind = Literal["bos", "names", "file"]
@@ -77,6 +77,9 @@ class SampleScoreConfig(TaskConfig):
     n_prompts: int | None = Field(default=None, gt=0)  # the first prompts; None: all
     n_samples: int = Field(default=8, ge=1)  # continuations per prompt
     prefix_tokens: list[str] = Field(default_factory=list)  # after <bos>, e.g. ["<|good|>"]
+    # first after <bos>: the tokens the run's objective conditions generation on (conditional:
+    # <|good|>; none for clm), so one task samples every variant as its objective means it
+    objective_prefix: bool = False
     max_new_tokens: int = Field(default=64, ge=1)  # per continuation (it may end at <eos>)
     temperature: float = Field(default=1.0, ge=0)  # 0: greedy
     top_k: int | None = Field(default=None, ge=1)  # sample among the k likeliest; None: all
@@ -120,7 +123,7 @@ class SampleScoreTask(Task[SampleScoreConfig]):
         cfg = self.cfg
         scorer = cfg.scorer.build(subject.world)
         prompts = read_prompts(cfg, subject.world)[: cfg.n_prompts]
-        head = [subject.tokenizer.special.bos, *prefix_ids(cfg, subject.tokenizer)]
+        head = [subject.tokenizer.special.bos, *prefix_ids(cfg, subject)]
         encoded = []
         for prompt in prompts:
             ids = head + subject.tokenizer.encode(prompt.text)
@@ -190,11 +193,21 @@ def _file_prompts(cfg: SampleScoreConfig) -> list[Prompt]:
     return prompts
 
 
-def prefix_ids(cfg: SampleScoreConfig, tokenizer: TextTokenizer) -> list[int]:
-    """The ids of ``cfg.prefix_tokens`` in the run's tokenizer; a one-line error for a missing
-    one."""
+def prefix_ids(cfg: SampleScoreConfig, subject: Subject) -> list[int]:
+    """The ids of the prompt's tokens after ``<bos>`` in the run's tokenizer: with
+    ``objective_prefix`` the run objective's ``generation_prefix()`` (read from the run's
+    config), then ``cfg.prefix_tokens``; a one-line error for a missing one."""
+    tokenizer, tokens = subject.tokenizer, list(cfg.prefix_tokens)
+    if cfg.objective_prefix:
+        if subject.run_dir is None:
+            raise ValueError(
+                f"{cfg.task_name}: objective_prefix reads the run's objective, and this model "
+                "comes without its run; give prefix_tokens instead"
+            )
+        objective = read_run_config(subject.run_dir).objective
+        tokens = [*objective.generation_prefix(), *tokens]
     ids = []
-    for token in cfg.prefix_tokens:
+    for token in tokens:
         token_id = tokenizer.token_to_id(token)
         if token_id is None:
             raise ValueError(

@@ -124,13 +124,16 @@ class ExpectSpec(BaseConfig):
     """A recipe's prediction, stated before it runs: ``variant`` is ``direction`` than
     ``reference`` (default: the other side of the first comparison that has ``variant``), or
     than a fixed ``value`` of the metric (a chance rate), on ``measure`` (a measure's label) or
-    else on ``task`` (first task by default). ``not_worse`` (non-inferiority) and ``same``
+    else on ``task`` (first task by default) and its ``metric`` (default: the primary one).
+    ``not_worse`` (non-inferiority) and ``same``
     (equivalence) are judged against ``margin``, in the metric's or measure's units."""
 
     variant: str  # the variant the claim is about
     # better / worse than the other side; not_worse: by no more than margin; same: within margin
     direction: Literal["better", "worse", "not_worse", "same"] = "better"
     task: str | None = None  # the task it is judged on (None: the first, unless a measure)
+    # the task's metric it is judged on (None: compare.metric, the primary)
+    metric: str | None = None
     measure: str | None = None  # or the measure (its label) it is judged on
     reference: str | None = None  # the other side (None: from the first comparison of variant)
     value: float | None = None  # or a fixed value of the task's metric as the other side
@@ -148,6 +151,11 @@ class ExpectSpec(BaseConfig):
             raise ValueError(
                 f"reference {self.reference!r} is its variant; name the other side of the "
                 "comparison"
+            )
+        if self.metric is not None and self.measure is not None:
+            raise ValueError(
+                f"names metric {self.metric!r} with measure {self.measure!r}; a metric belongs "
+                "to a task, so drop it or name the task instead"
             )
         return self
 
@@ -341,11 +349,13 @@ class ExperimentSpec(BaseConfig):
                 )
         for expect in self.task_expectations():
             expected = self.expectation_task(expect)
-            if expected is not None and expected not in [t.task_name for t in declaring]:
+            wanted_metric = self.expectation_metric(expect)
+            if expected is not None and not self.task(expected).metric(wanted_metric):
+                field = "expect.metric" if expect.metric else "compare.metric"
                 raise ValueError(
-                    f"expect.task {expected!r} does not declare compare.metric {metric!r} (it "
+                    f"expect.task {expected!r} does not declare {field} {wanted_metric!r} (it "
                     f"declares {[m.name for m in self.task(expected).metrics]}); the verdict "
-                    "needs that comparison, so set compare.metric to one of them"
+                    f"needs that comparison, so set {field} to one of them"
                 )
         return self
 
@@ -365,6 +375,10 @@ class ExperimentSpec(BaseConfig):
         if not self.tasks:
             return None
         return expect.task or self.tasks[0].task_name
+
+    def expectation_metric(self, expect: ExpectSpec) -> str | None:
+        """The metric a task expectation is judged on: its own, else the primary one."""
+        return expect.metric or self.primary_metric
 
     @property
     def expect_task(self) -> str | None:

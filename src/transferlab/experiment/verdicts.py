@@ -48,8 +48,9 @@ def expectation_verdicts(
 
 
 def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row]) -> Row:
-    """The verdict on a task expectation, from its task's comparison on the primary metric."""
-    task, metric = spec.expectation_task(expect), spec.primary_metric
+    """The verdict on a task expectation, from its task's comparison on its metric (default:
+    the primary one)."""
+    task, metric = spec.expectation_task(expect), spec.expectation_metric(expect)
     if task is None:
         return {"status": "inconclusive", "text": "inconclusive: the experiment has no task"}
     declared = spec.task(task).metric(metric)
@@ -87,7 +88,11 @@ def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row
 def value_verdict(spec: ExperimentSpec, expect: ExpectSpec, estimates: list[Row]) -> Row:
     """The verdict on a task expectation against a fixed ``value``: the variant's mean on the
     primary metric minus the value, with the estimate's interval."""
-    task, metric, value = spec.expectation_task(expect), spec.primary_metric, expect.value
+    task, metric, value = (
+        spec.expectation_task(expect),
+        spec.expectation_metric(expect),
+        expect.value,
+    )
     found = [
         e
         for e in estimates
@@ -101,7 +106,9 @@ def value_verdict(spec: ExperimentSpec, expect: ExpectSpec, estimates: list[Row]
     (est,) = found
     declared = spec.task(task).metric(metric)
     diff, low, high = est["mean"] - value, est["low"] - value, est["high"] - value
-    status = _interval_status(expect, low, high, declared.higher_is_better, spec.compare.min_effect)
+    # compare.min_effect is in the primary metric's units, so it bands that metric only
+    min_effect = spec.compare.min_effect if metric == spec.primary_metric else 0.0
+    status = _interval_status(expect, low, high, declared.higher_is_better, min_effect)
     text = (
         f"{status}: {expect.variant} on {task} ({metric}, {declared.direction}): mean "
         f"{est['mean']:.3f} [{est['low']:.3f}, {est['high']:.3f}] vs value {value:.3f}: "

@@ -3,6 +3,7 @@
 from transferlab.objectives import (
     answer_lm,
     clm,
+    conditional,
     electra,
     mlm,
     permutation,
@@ -23,6 +24,7 @@ from transferlab.objectives.base import (
     token_prediction_loss,
 )
 from transferlab.objectives.clm import CausalLM, ClmConfig
+from transferlab.objectives.conditional import ConditionalConfig, ConditionalLM
 from transferlab.objectives.electra import Electra, ElectraConfig
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
 from transferlab.objectives.permutation import PermutationConfig, PermutationLM
@@ -39,6 +41,8 @@ __all__ = [
     "Batch",
     "CausalLM",
     "ClmConfig",
+    "ConditionalConfig",
+    "ConditionalLM",
     "DenoiserConfig",
     "Electra",
     "ElectraConfig",
@@ -61,6 +65,7 @@ __all__ = [
     "answer_lm",
     "answer_loss_batch",
     "clm",
+    "conditional",
     "electra",
     "mlm",
     "permutation",
