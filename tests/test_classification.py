@@ -321,7 +321,7 @@ def test_the_head_decides_the_readings_and_stays_out_of_the_default_key(tmp_path
     assert TASKS.parse(classifier_cfg.to_dict()) == classifier_cfg
     assert TASKS.get("text_finetune").readings == ("causal", "prefix")  # the default's
     assert verbalizer_cfg.readings == ("causal", "prefix")
-    assert classifier_cfg.readings == ("causal", "bidirectional", "prefix")
+    assert classifier_cfg.readings == ("causal", "bidirectional", "prefix", "discriminator")
     with pytest.raises(ValueError) as refused:
         _run({"name": "text_finetune", **files}, tokenizer, reading="bidirectional")
     assert "text_finetune with head: verbalizer fine-tunes and scores the label after the " in (

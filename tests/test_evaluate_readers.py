@@ -172,10 +172,10 @@ def test_a_task_refuses_a_model_it_cannot_read_before_any_work(monkeypatch) -> N
     ("task", "readings"),
     [
         ("qa_score", {"causal", "bidirectional", "prefix"}),
-        ("qa_probe", {"causal", "bidirectional", "prefix"}),
-        ("qa_classify", {"causal", "bidirectional", "prefix"}),
+        ("qa_probe", {"causal", "bidirectional", "prefix", "discriminator"}),
+        ("qa_classify", {"causal", "bidirectional", "prefix", "discriminator"}),
         ("code_function_name", {"causal", "bidirectional", "prefix"}),
-        ("code_module", {"causal", "bidirectional", "prefix"}),
+        ("code_module", {"causal", "bidirectional", "prefix", "discriminator"}),
         ("qa_finetune", {"causal", "prefix"}),
         ("code_likelihood", {"causal", "prefix"}),
     ],

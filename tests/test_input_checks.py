@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from conftest import TINY_RUN
 from transferlab.cli import app
-from transferlab.config import ConfigError, RunConfig, load_config, validate
+from transferlab.config import ConfigError, ObjectiveConfig, RunConfig, load_config, validate
 from transferlab.experiment import ExperimentSpec, plan_experiment, run_experiment
 from transferlab.models import count_parameters
-from transferlab.train import memory, train, trainer
+from transferlab.train import memory, train
 
 runner = CliRunner()
 
@@ -178,7 +178,7 @@ def test_a_run_too_large_for_the_machine_is_refused_before_the_model_is_built(
     def no_model(*_: object) -> None:
         raise AssertionError("the model was built")
 
-    monkeypatch.setattr(trainer, "build_model", no_model)
+    monkeypatch.setattr(ObjectiveConfig, "build_networks", no_model)
     cfg = tiny_config("model.d_model=65536")  # half a terabyte of weights and moments
     with pytest.raises(ConfigError) as info:
         train(cfg)

@@ -240,7 +240,11 @@ def test_a_tiny_bios_run_reverses_whole_names_and_resumes_bit_for_bit(tiny_confi
     _assert_same_run(resumed, full)
 
 
-def test_the_step_estimate_builds_the_objective_with_the_runs_text(tiny_config):
+def test_the_step_estimate_builds_the_objective_with_the_runs_text(
+    tiny_config, tmp_path, monkeypatch
+):
+    # a cache of its own: the session's machine table stays as other estimate tests expect it
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
     cfg = tiny_config("objective=reverse")
     assert estimate.step_seconds(cfg) > 0
     stand_in = estimate._stand_in_tokenizer(50)

@@ -143,7 +143,7 @@ def find(query: str, entries: list[Entry]) -> Entry:
 
 def facts(entry: Entry) -> list[str]:
     """What a component declares beside its options: a task's metrics and the models it reads,
-    an objective's attention."""
+    an objective's attention (and its reading, where that is not its attention)."""
     target = entry.target
     if not isinstance(target, type):
         return []
@@ -151,7 +151,9 @@ def facts(entry: Entry) -> list[str]:
         metrics = "; ".join(f"{m.name} ({m.direction}): {m.description}" for m in target.metrics)
         return [f"metrics: {metrics or 'none'}", f"reads: {', '.join(target.readings)} models"]
     if issubclass(target, ObjectiveConfig):
-        return [f"attention: {target.attention}"]
+        reading = target.model_construct().reading  # a property: it may read the options
+        read_as = [] if reading == target.attention else [f"read by tasks as: {reading}"]
+        return [f"attention: {target.attention}", *read_as]
     return []
 
 

@@ -145,9 +145,16 @@ def export_hf(
     _check_output(out_dir, EXPORT_KIND, force, [run_dir])
     try:
         loaded = load_run(run_dir, step=step)
-        if loaded.config.objective.name != "clm":
+        objective = loaded.config.objective
+        if objective.name != "clm":
+            why = (
+                ": its model is a replaced-token discriminator (bidirectional, no LM head), "
+                "which a causal LM would misread; its checkpoint holds it (load_run)"
+                if objective.reading == "discriminator"
+                else ""
+            )
             _fail(
-                f"run {run_dir} was trained with {loaded.config.objective.name!r}; "
+                f"run {run_dir} was trained with {objective.name!r}{why}; "
                 "only causal (clm) runs export as LlamaForCausalLM"
             )
         path = export_llama(loaded.model, loaded.tokenizer_path, out_dir)

@@ -90,12 +90,36 @@ class ObjectiveConfig(ComponentConfig):
 
     def check(self, run: Any) -> None:
         """Raise a ValueError when this objective cannot train ``run`` (a ``RunConfig``), e.g.
-        too few sentinels for its ``data.seq_len``. Default: nothing to check."""
+        too few sentinels for its ``data.seq_len``, a generator too narrow for the model's
+        heads. Default: nothing to check."""
 
     def build(self, special_ids: Any, vocab_size: int, text: Any = None) -> Any:
         """The objective; ``vocab_size`` is the tokenizer's (its added tokens follow it) and
         ``text`` the ``TextContext`` when ``needs_text`` (else None)."""
         raise NotImplementedError
+
+    @property
+    def reading(self) -> str:
+        """How tasks read a model this objective trained (``evaluate.readers``): by its
+        attention for the objectives that predict tokens; electra's "discriminator" has
+        features but no token distribution."""
+        return self.attention
+
+    def build_networks(self, model: ModelConfig) -> Any:
+        """The ``nn.Module`` the engine trains, checkpoints and resumes: the run's model for
+        most objectives; an objective that trains networks of its own beside it (electra's
+        generator) returns one module holding them all, whose ``transferred`` is the model
+        tasks read (``objectives.networks``). Seed with ``torch.manual_seed`` beforehand."""
+        from transferlab.models import build_model
+
+        return build_model(model)
+
+    def flops_per_token(self, model: ModelConfig, seq_len: int) -> int:
+        """Training FLOPs per token of what this objective trains (``models.flops``): the
+        model's; an objective with networks of its own counts theirs too."""
+        from transferlab.models.flops import flops_per_token
+
+        return flops_per_token(model, seq_len)
 
 
 class ParamGroupConfig(BaseConfig):

@@ -13,7 +13,6 @@ from torch import nn
 from transferlab.config.schemas import TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.readers import Reader, as_reader, reading_error
-from transferlab.objectives.base import Attention
 from transferlab.worlds.bios import ATTRIBUTES, FACETS, BiosConfig, BiosWorld
 from transferlab.worlds.bios_populations import PopulationSplit
 
@@ -67,18 +66,18 @@ class Task(ABC, Generic[C]):
         world: Any,
         run_id: str,
         seed: int,
-        reading: Attention | Reader = "causal",
+        reading: str | Reader = "causal",
         run_dir: Path | None = None,
     ) -> list[dict[str, Any]]:
         """One result row (``ExampleResult.to_dict()``) per example; ``model`` is left unchanged.
 
-        ``reading``: the attention of the objective that trained ``model`` (a run config's
-        ``objective.attention``), or a ``Reader``; a task that cannot read it says so first.
+        ``reading``: how the objective that trained ``model`` has it read (a run config's
+        ``objective.reading``), or a ``Reader``; a task that cannot read it says so first.
         ``run_dir``: the directory of the run that trained ``model``, if there is one. What the
         task notes about the evaluation as a whole is in ``self.notes`` afterwards.
         """
         reader = as_reader(reading)
-        problem = reading_error(self.cfg, reader.attention)
+        problem = reading_error(self.cfg, reader.reading)
         if problem:
             raise ValueError(problem)
         self.notes = []

@@ -47,14 +47,14 @@ from transferlab.evaluate.code_tasks import (
 )
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
-from transferlab.evaluate.readers import READINGS, Reader
+from transferlab.evaluate.readers import ALL_READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
 
 
 @TASKS.register("code_module")
 class CodeModuleConfig(CodeTaskConfig):
     name: Literal["code_module"] = "code_module"
-    readings: ClassVar[tuple[str, ...]] = READINGS
+    readings: ClassVar[tuple[str, ...]] = ALL_READINGS
     top_k_modules: int = Field(default=8, ge=2)  # classes: the most frequent top-level modules
     pooling: Literal["last", "mean"] = "mean"  # the last token's state, or the mean over all
     layer: int = -1  # index into the residual stream; -1: after the last block

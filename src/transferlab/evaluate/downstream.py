@@ -23,6 +23,7 @@ from transferlab.config.registry import CALLBACKS, TASKS
 from transferlab.config.schemas import CallbackConfig, RunConfig, TaskConfig
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.readers import reading_error
+from transferlab.objectives.networks import transferred_model
 from transferlab.train.checkpoint import read_run_config
 from transferlab.train.engine import Callback, Engine, StepOutput
 
@@ -47,7 +48,7 @@ class DownstreamConfig(CallbackConfig):
         run's objective trains it (rather than fail at the first evaluation, mid-training)."""
         subject = f"this run: its objective {run.objective.name!r} trains"
         for task in self.tasks:
-            problem = reading_error(task, run.objective.attention, subject)
+            problem = reading_error(task, run.objective.reading, subject)
             if problem:
                 raise ValueError(f"downstream callback: {problem}")
 
@@ -104,12 +105,12 @@ class DownstreamCallback(Callback):
         for task_cfg in self.cfg.tasks:
             task = task_cfg.build()
             rows = task.run(
-                engine.model,
+                transferred_model(engine.model),  # not the objective's own networks
                 tokenizer,
                 world,
                 cfg.name,
                 cfg.seed,
-                cfg.objective.attention,
+                cfg.objective.reading,
                 engine.run_dir,
             )
             path = downstream_path(engine.run_dir, engine.step, task_cfg.task_name)

@@ -39,7 +39,7 @@ from transferlab.evaluate.finetune import FinetuneTaskConfig
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.qa import encode_prompt, select_items
 from transferlab.evaluate.qa_probe import Position, prompt_texts, value_parts, value_row
-from transferlab.evaluate.readers import READINGS
+from transferlab.evaluate.readers import ALL_READINGS
 from transferlab.objectives import IGNORE_INDEX
 from transferlab.worlds.bios import QAItem
 
@@ -47,7 +47,7 @@ from transferlab.worlds.bios import QAItem
 @TASKS.register("qa_classify")
 class QaClassifyConfig(QaTaskConfig, FinetuneTaskConfig):
     name: Literal["qa_classify"] = "qa_classify"
-    readings: ClassVar[tuple[str, ...]] = READINGS
+    readings: ClassVar[tuple[str, ...]] = ALL_READINGS
     # what the model reads: the person's name (one example per person), or the question
     position: Position = "name_last"
     eval_batch_size: int = Field(default=64, gt=0)  # sequences per forward when evaluating

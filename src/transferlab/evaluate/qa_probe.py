@@ -38,7 +38,7 @@ from transferlab.evaluate.features import Layer, probe_layers
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.probe import fit_linear_probe
 from transferlab.evaluate.qa import encode_prompt, select_items
-from transferlab.evaluate.readers import READINGS, Reader
+from transferlab.evaluate.readers import ALL_READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
 from transferlab.worlds.bios import BiosWorld, QAItem
 
@@ -48,7 +48,7 @@ Position = Literal["name_last", "question_last"]  # what the model reads: a name
 @TASKS.register("qa_probe")
 class QaProbeConfig(QaTaskConfig):
     name: Literal["qa_probe"] = "qa_probe"
-    readings: ClassVar[tuple[str, ...]] = READINGS
+    readings: ClassVar[tuple[str, ...]] = ALL_READINGS
     # the state read: at the end of the person's name, or of the question
     position: Position = "name_last"
     layer: Layer = -1  # index into the residual stream; -1: after the last block

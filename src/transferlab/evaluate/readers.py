@@ -7,9 +7,13 @@ attention      scoring of choices                           features (probes, cl
 causal         log-likelihood (``score.score_choices``)     hidden states, causal attention
 bidirectional  pseudo-log-likelihood (``pll``)              hidden states, bidirectional
 prefix         log-likelihood, the context as the prefix    the whole sequence as the prefix
+discriminator  not defined (no token distribution)          hidden states, bidirectional
 =============  ===========================================  ===================================
 
-A task declares the attention kinds it can read (``TaskConfig.readings``); ``reading_error``
+The readings are the attention kinds, plus "discriminator": a model trained by replaced-token
+detection (electra), which attends bidirectionally and predicts no tokens.
+
+A task declares the readings it can read (``TaskConfig.readings``); ``reading_error``
 words the refusal for the others, which the planner raises before anything is trained and
 ``Task.run`` raises again before any work.
 """
@@ -31,19 +35,39 @@ from transferlab.evaluate.pll import pseudo_log_likelihood
 from transferlab.evaluate.score import Request, Scored, score_choices, score_continuations
 from transferlab.models.transformer import ModelOutput
 from transferlab.objectives.base import Attention
+from transferlab.objectives.electra import DISCRIMINATOR_READING
 
-READINGS: tuple[str, ...] = get_args(Attention)
+READINGS: tuple[str, ...] = get_args(Attention)  # the attention kinds: models that predict tokens
+# Every reading: what a task that reads only features (a probe) declares
+ALL_READINGS: tuple[str, ...] = (*READINGS, DISCRIMINATOR_READING)
 
 
 @dataclass(frozen=True)
 class Reader:
-    """Scores choices and extracts features of a model trained with ``attention``."""
+    """Scores choices and extracts features of a model trained with ``attention``; with
+    ``discriminator``, a replaced-token discriminator (bidirectional, no token distribution)."""
 
     attention: Attention = "causal"
+    discriminator: bool = False
 
     def __post_init__(self) -> None:
         if self.attention not in READINGS:
-            raise ValueError(f"reading {self.attention!r} is unknown; expected one of {READINGS}")
+            raise ValueError(
+                f"reading {self.attention!r} is unknown; expected one of {ALL_READINGS}"
+            )
+        if self.discriminator and self.attention != "bidirectional":
+            raise ValueError("a discriminator is read bidirectionally; drop attention=")
+
+    @property
+    def reading(self) -> str:
+        """The reading tasks declare (``TaskConfig.readings``)."""
+        return DISCRIMINATOR_READING if self.discriminator else self.attention
+
+    def _no_token_distribution(self, what: str) -> ValueError:
+        return ValueError(
+            f"a replaced-token discriminator gives no {what} (it predicts no tokens); read its "
+            "features, or read a model of a token-predicting objective"
+        )
 
     def score_choices(
         self,
@@ -54,6 +78,8 @@ class Reader:
     ) -> list[list[float]]:
         """One score per choice of each request: a log-likelihood, or for a bidirectional model
         a pseudo-log-likelihood (which ranks choices but is no likelihood)."""
+        if self.discriminator:
+            raise self._no_token_distribution("choice scores")
         if self.attention == "bidirectional":
             return pseudo_log_likelihood(model, requests, special.mask, batch_size)
         return score_choices(model, requests, batch_size, special.pad, self.attention)
@@ -67,6 +93,8 @@ class Reader:
     ) -> list[list[Scored]]:
         """Per choice of each request its log-likelihood and whether it is the greedy
         continuation; a bidirectional model gives neither, so it is refused."""
+        if self.discriminator:
+            raise self._no_token_distribution("log-likelihood")
         if self.attention == "bidirectional":
             raise ValueError(
                 "a bidirectional model gives no log-likelihood (only a pseudo-log-likelihood); "
@@ -113,31 +141,43 @@ class ConfigReadings:
         return self.default if config is None else self.declare(config)
 
 
-def as_reader(reading: Attention | Reader) -> Reader:
-    """``reading`` as a ``Reader``: an attention kind, or a reader passed through."""
-    return reading if isinstance(reading, Reader) else Reader(reading)
+def as_reader(reading: str | Reader) -> Reader:
+    """``reading`` as a ``Reader``: a reading (an objective config's ``reading``: an attention
+    kind or "discriminator"), or a reader passed through."""
+    if isinstance(reading, Reader):
+        return reading
+    if reading == DISCRIMINATOR_READING:
+        return Reader("bidirectional", discriminator=True)
+    return Reader(reading)
 
 
 def reading_error(
-    task: TaskConfig, attention: str, subject: str = "this model: it is read with"
+    task: TaskConfig, reading: str, subject: str = "this model: it is read with"
 ) -> str | None:
-    """None when ``task`` can read a model trained with ``attention``; else a one-line error.
+    """None when ``task`` can read a model of ``reading`` (an objective config's ``reading``);
+    else a one-line error.
 
-    ``subject`` names the model, completed by the attention kind, e.g. "run variant 'mlm': its
+    ``subject`` names the model, completed by the reading, e.g. "run variant 'mlm': its
     objective 'mlm' trains". The error suggests the tasks on the same data (those that do or do
-    not use a world) that can read the model, and the attention kinds this task reads.
+    not use a world) that can read the model, and the readings this task reads.
     """
-    if attention in task.readings:
+    if reading in task.readings:
         return None
     alternatives = [
         name
         for name in TASKS.names()
         if name != task.name
-        and attention in TASKS.get(name).readings
+        and reading in TASKS.get(name).readings
         and TASKS.get(name).uses_world == task.uses_world
     ]
     use = f"use {' or '.join(alternatives)}, or" if alternatives else "use"
     return (
-        f"task {task.task_name!r} cannot read {subject} {attention} attention and {task.name} "
+        f"task {task.task_name!r} cannot read {subject} {_described(reading)} and {task.name} "
         f"{task.reading_limit}; {use} an objective with {' or '.join(task.readings)} attention"
     )
+
+
+def _described(reading: str) -> str:
+    if reading == DISCRIMINATOR_READING:
+        return "a replaced-token discriminator (features only, no token distribution)"
+    return f"{reading} attention"

@@ -51,7 +51,7 @@ from transferlab.evaluate.classifier_head import finetune_classifier, head_proba
 from transferlab.evaluate.code_tasks import token_budget
 from transferlab.evaluate.finetune import FinetuneResult, FinetuneTaskConfig, finetune
 from transferlab.evaluate.qa import check_known, encode_answer, shot_separator
-from transferlab.evaluate.readers import READINGS, ConfigReadings
+from transferlab.evaluate.readers import ALL_READINGS, ConfigReadings
 from transferlab.evaluate.score import score_choices
 
 VERBALIZER_READINGS = ("causal", "prefix")  # the label is scored causally after the text
@@ -62,7 +62,7 @@ class TextFinetuneConfig(ClassificationConfig, FinetuneTaskConfig):
     name: Literal["text_finetune"] = "text_finetune"
     readings: ClassVar[Any] = ConfigReadings(
         VERBALIZER_READINGS,
-        lambda cfg: READINGS if cfg.head == "classifier" else VERBALIZER_READINGS,
+        lambda cfg: ALL_READINGS if cfg.head == "classifier" else VERBALIZER_READINGS,
     )
     reading_limit: ClassVar[str] = (
         "with head: verbalizer fine-tunes and scores the label after the text causally "

@@ -21,13 +21,13 @@ from transferlab.evaluate.classification import ClassificationConfig, class_rows
 from transferlab.evaluate.code_tasks import token_budget
 from transferlab.evaluate.features import Layer, Pooling, probe_layers
 from transferlab.evaluate.probe import fit_linear_probe
-from transferlab.evaluate.readers import READINGS
+from transferlab.evaluate.readers import ALL_READINGS
 
 
 @TASKS.register("text_probe")
 class TextProbeConfig(ClassificationConfig):
     name: Literal["text_probe"] = "text_probe"
-    readings: ClassVar[tuple[str, ...]] = READINGS
+    readings: ClassVar[tuple[str, ...]] = ALL_READINGS
     layer: Layer = -1  # index into the residual stream; -1: after the last block
     pooling: Pooling = "mean"  # the last token's state, or the mean over the text's tokens
     l2: float = Field(default=1e-3, ge=0)  # the probe's L2 penalty (standardized features)

@@ -31,7 +31,6 @@ from transferlab.config import RunConfig
 from transferlab.data.prepare import data_dir, prepare_data
 from transferlab.data.tokenizer import SPECIAL_TOKENS, TextTokenizer
 from transferlab.experiment.planner import Plan, PlannedRun
-from transferlab.models import build_model
 from transferlab.objectives.context import TextContext, text_context
 from transferlab.objectives.tokens import model_vocab
 
@@ -145,7 +144,7 @@ def _measure_steps(cfg: RunConfig, threads: int | None = None) -> float:
     with torch.random.fork_rng(devices=[]):  # the measurement must not move the caller's RNG
         torch.set_num_threads(threads or before)
         torch.manual_seed(0)
-        model = build_model(cfg.model)
+        model = cfg.objective.build_networks(cfg.model)
         window = torch.randint(4, vocab, (cfg.trainer.batch_size, cfg.data.seq_len + 1))
         engine = Engine(
             model,

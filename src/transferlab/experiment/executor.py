@@ -86,7 +86,7 @@ def run_job(job: Job) -> str:
                     continue
                 task = planned.task.build()
                 task.work_dir = planned.work_dir
-                reading = loaded.config.objective.attention  # read as its objective trained it
+                reading = loaded.config.objective.reading  # read as its objective trained it
                 rows = task.run(
                     loaded.model, tokenizer, world, run.key, run.seed, reading, run.run_dir
                 )

@@ -169,7 +169,7 @@ def _check_readings(tasks: list[TaskConfig], variant: str, cfg: RunConfig) -> No
     objective = cfg.objective
     subject = f"run variant {variant!r}: its objective {objective.name!r} trains"
     for task in tasks:
-        problem = reading_error(task, objective.attention, subject)
+        problem = reading_error(task, objective.reading, subject)
         if problem:
             raise ConfigError(problem)
 

@@ -3,6 +3,7 @@
 from transferlab.objectives import (
     answer_lm,
     clm,
+    electra,
     mlm,
     permutation,
     prefix_lm,
@@ -22,6 +23,7 @@ from transferlab.objectives.base import (
     token_prediction_loss,
 )
 from transferlab.objectives.clm import CausalLM, ClmConfig
+from transferlab.objectives.electra import Electra, ElectraConfig
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
 from transferlab.objectives.permutation import PermutationConfig, PermutationLM
 from transferlab.objectives.prefix_lm import PrefixLM, PrefixLmConfig
@@ -38,6 +40,8 @@ __all__ = [
     "CausalLM",
     "ClmConfig",
     "DenoiserConfig",
+    "Electra",
+    "ElectraConfig",
     "LossOutput",
     "MaskedLM",
     "MlmConfig",
@@ -57,6 +61,7 @@ __all__ = [
     "answer_lm",
     "answer_loss_batch",
     "clm",
+    "electra",
     "mlm",
     "permutation",
     "reverse",

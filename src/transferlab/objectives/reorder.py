@@ -4,9 +4,9 @@ A packed window holds several texts: the runs of regular tokens between special 
 document between its ``<bos>`` and ``<eos>``, or the part of one the window cut). Each text is
 rearranged with probability ``fraction``, decided by one uniform draw per window position read
 at the text's first token (a second draw per position serves random orders), so the result is a
-pure function of the step's generator; special
-tokens stay where they are. The loss is clm on the rearranged window: the targets are the
-rearranged sequence shifted by one, so the model learns the text in both orders.
+pure function of the step's generator; special tokens stay where they are. The loss is clm on
+the rearranged window: the targets are the rearranged sequence shifted by one, so over the run
+the model reads each text in both orders.
 
 Rearranging a whole text (a document in pretraining) follows Golovneva et al. (2024), who reverse
 each training sample; a window's texts are the samples the packing left whole or cut.

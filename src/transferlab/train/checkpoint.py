@@ -13,7 +13,8 @@ A checkpoint whose files fail to load raises ``CorruptArtifact`` naming its fold
 (never torch's own advice to unpickle with ``weights_only=False``).
 
 ``load_run`` rebuilds a run's model from a checkpoint with the run's ``config.yaml`` (the resolved
-config, ``model.vocab_size`` filled in) for evaluation and export.
+config, ``model.vocab_size`` filled in) for evaluation and export: the model the run is about,
+without the networks only its objective trained (electra's generator, ``objectives.networks``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch import nn
 
 from transferlab.artifacts import CorruptArtifact, atomic_dir, is_complete
 from transferlab.config import ConfigError, RunConfig, validate
-from transferlab.models import build_model
+from transferlab.objectives.networks import transferred_model
 
 CONFIG_FILE = "config.yaml"
 TOKENIZER_FILE = "tokenizer.json"
@@ -146,7 +147,7 @@ def read_run_config(run_dir: Path) -> RunConfig:
 
 @dataclass
 class LoadedRun:
-    model: nn.Module  # in eval mode
+    model: nn.Module  # in eval mode; the transferred model (``objectives.networks``)
     config: RunConfig  # as stored, with model.vocab_size filled in
     tokenizer_path: Path
     step: int
@@ -163,6 +164,7 @@ def load_run(
     if wanted is None or wanted not in available:
         what = "checkpoint" if step is None else f"checkpoint of step {step}"
         raise ValueError(f"{run_dir} has no {what}; complete checkpoints: steps {available}")
-    model = build_model(cfg.model)
-    load_weights(checkpoint_dir(run_dir, wanted), model)
+    trained = cfg.objective.build_networks(cfg.model)
+    load_weights(checkpoint_dir(run_dir, wanted), trained)
+    model = transferred_model(trained)
     return LoadedRun(model.to(device).eval(), cfg, run_dir / TOKENIZER_FILE, wanted)

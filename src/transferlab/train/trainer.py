@@ -4,7 +4,8 @@ This module builds the stage: the data, the model (initialized from ``cfg.seed``
 optimizer and schedule, the packed-window loader, the validation batches and the callbacks, in
 the run directory ``trainer.out_dir/name``; ``train.engine`` runs the loop. Everything random is
 seeded from ``cfg.seed``: the model's initialization (``torch.manual_seed`` before
-``build_model``), the loader's order, and the objective's masks (the engine's per-step generator).
+``objective.build_networks``, the model and any networks of the objective's own), the loader's
+order, and the objective's masks (the engine's per-step generator).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from transferlab.artifacts import write_json_atomic
 from transferlab.config import ConfigError, RunConfig
 from transferlab.data import PackedLoader, PreparedData, prepare_data
 from transferlab.file_digests import file_sha256
-from transferlab.models import build_model, count_parameters, flops_per_token
+from transferlab.models import count_parameters
 from transferlab.objectives.context import text_context
 from transferlab.objectives.tokens import model_vocab, run_tokenizer_json
 from transferlab.optim import TrainingStateBytes, param_groups
@@ -54,7 +55,7 @@ class TrainResult:
     val_loss: float | None  # the last validation loss computed in this call
     params_total: int
     params_non_embedding: int
-    flops_per_token: int  # training FLOPs (forward + backward) per token
+    flops_per_token: int  # training FLOPs (forward + backward) per token, objective's networks too
     interrupted: bool = False  # stopped early by SIGINT/SIGTERM (or stop_after); resumable
     checkpoint: Path | None = None  # the newest complete checkpoint
     optimizer_state_bytes: int | None = None  # None until a step has created the state
@@ -85,13 +86,14 @@ def train(
 
 
 def check_param_groups(cfg: RunConfig) -> None:
-    """Refuse ``optimizer.groups`` patterns that select no parameter of ``cfg.model`` before
-    any data is prepared (on a model without storage: names do not depend on the vocabulary)."""
+    """Refuse ``optimizer.groups`` patterns that select no parameter of what ``cfg`` trains
+    (its model, and the objective's own networks) before any data is prepared (on modules
+    without storage: names do not depend on the vocabulary)."""
     if not cfg.optimizer.groups:
         return
     model_cfg = cfg.model.model_copy(update={"vocab_size": cfg.model.vocab_size or 1})
     with torch.device("meta"):
-        model = build_model(model_cfg)
+        model = cfg.objective.build_networks(model_cfg)
     try:
         param_groups(model, cfg.optimizer)
     except ValueError as exc:
@@ -130,7 +132,7 @@ class Pretraining:
         dist.barrier()  # every rank has read the run dir before rank 0 rewrites its files
 
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model).to(dist.device)
+        model = cfg.objective.build_networks(cfg.model).to(dist.device)
         optimizer = cfg.optimizer.build(model)
         if resume_from is None:  # a resumed child continues from its own checkpoint instead
             initialize_from_parent(cfg, model, optimizer, data.tokenizer_path, dist.device)
@@ -207,7 +209,9 @@ class Pretraining:
             "params_total": params.total,
             "params_embedding": params.embedding,
             "params_non_embedding": params.non_embedding,
-            "flops_per_token": flops_per_token(self.cfg.model, self.cfg.data.seq_len),
+            "flops_per_token": self.cfg.objective.flops_per_token(
+                self.cfg.model, self.cfg.data.seq_len
+            ),
             "tokens_per_step": self.engine.settings.tokens_per_step,
             "world_size": self.dist.world_size,
             "micro_batch_size": self.plan.micro_batch_size,

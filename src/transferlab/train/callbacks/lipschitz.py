@@ -52,6 +52,7 @@ from torch import nn
 from transferlab.config.registry import CALLBACKS
 from transferlab.config.schemas import CallbackConfig, RunConfig
 from transferlab.models.parts.low_rank import LowRankLinear
+from transferlab.objectives.networks import transferred_model
 from transferlab.train.engine import Callback, Engine, StepOutput
 
 CONSTRAINED_LINEARS = ("dense", "low_rank")  # linear parts whose matrices can be constrained
@@ -227,10 +228,11 @@ class LipschitzCallback(Callback):
         self._matrices: dict[str, Matrix] = {}
 
     def on_train_start(self, engine: Engine) -> None:
-        self._branches = branch_matrices(engine.model)
+        model = transferred_model(engine.model)  # not the objective's own networks (electra's)
+        self._branches = branch_matrices(model)
         self._matrices = {name: m for found in self._branches.values() for name, m in found.items()}
         if self.cfg.head:
-            self._matrices["head"] = DenseMatrix(engine.model.output_weight)
+            self._matrices["head"] = DenseMatrix(model.output_weight)
 
     @torch.no_grad()
     def on_optimizer_step(self, engine: Engine) -> None:
