@@ -7,11 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from rich.console import Console
 
 from transferlab.analysis import compare_paired, holm
 from transferlab.experiment.analyze import analyze
 from transferlab.experiment.results import ResultTables
 from transferlab.experiment.spec import CompareSpec, ExpectSpec, ExperimentSpec
+from transferlab.report.terminal import comparisons_table
 
 VARIANTS = ["none", "clm", "mlm", "ul2"]
 
@@ -109,3 +111,16 @@ def test_a_difference_decided_alone_can_be_inconclusive_in_its_family():
     )
     assert "(95% interval; n = 3 seeds x 300 examples)" in alone["verdict"]["text"]
     assert "(99.17% interval; n = 3 seeds x 300 examples)" in family["verdict"]["text"]
+
+
+def test_the_terminal_shows_holm_p_values_at_the_familys_level():
+    summary = analyze(_spec(correction="holm"), _tables(_values()))
+    console = Console(record=True, width=160)
+    console.print(comparisons_table(summary, "qa_probe", "correct", "95%"))
+    text = console.export_text()
+    assert "[99.17% (Bonferroni over 6)" in text and "p (Holm)" in text  # the title wraps
+    plain = Console(record=True, width=160)
+    plain.print(
+        comparisons_table(analyze(_spec(), _tables(_values())), "qa_probe", "correct", "95%")
+    )
+    assert "[95% interval]" in plain.export_text() and "Holm" not in plain.export_text()

@@ -102,6 +102,9 @@ def measure_estimates_table(measure: dict[str, Any], level: str) -> Table:
 def measure_comparisons_table(measure: dict[str, Any], level: str) -> Table:
     title = Text(f"{measure['measure']}: paired differences by seed")
     table = Table(title=title, title_justify="left")
+    rows = measure["comparisons"]
+    if rows and rows[0].get("level") not in (None, measure.get("level")):
+        level = fmt.level(rows[0]["level"])  # compare.correction: the Bonferroni level
     difference = f"difference [{level} interval]"
     values = [difference, "p", "p (Holm)", "MDE80", "verdict", "seeds", "note"]
     _columns(table, ["comparison"], values)
