@@ -203,6 +203,18 @@ def test_a_missing_value_drops_its_seed_and_all_pairs_get_holm_adjusted_p_values
     assert [c["p_holm"] for c in decided] == pytest.approx(holm([c["p_value"] for c in decided]))
 
 
+def test_the_holm_correction_puts_a_measures_intervals_at_the_bonferroni_level():
+    spec = _spec([{"name": "final_val_loss"}], compare={"correction": "holm"})
+    (measure,) = _analyze(spec)["measures"]
+    first = measure["comparisons"][0]  # plain+lo - plain+mid, one of 15 pairs
+    values = np.array([0.5, 0.7, 0.5])
+    half = stats.t.ppf(1 - 0.05 / 15 / 2, 2) * values.std(ddof=1) / math.sqrt(3)
+    assert (first["low"], first["high"], first["level"]) == pytest.approx(
+        (values.mean() - half, values.mean() + half, 1 - 0.05 / 15)
+    )
+    assert measure["level"] == 0.95  # the estimates keep the experiment's level
+
+
 def test_compare_may_name_a_collapsed_variant_and_a_task_expectation_keeps_its_verdict():
     measures = [{"name": "final_val_loss", "over": "lr", "pick": "best"}]
     spec = _spec(measures, compare={"baseline": "qknorm"})

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from transferlab.analysis import Rows, align, compare_paired, estimate_mean, pivot, spearman
 from transferlab.config import MetricSpec, TaskConfig
-from transferlab.experiment.measure_analysis import analyze_measures
+from transferlab.experiment.measure_analysis import add_holm, analyze_measures
 from transferlab.experiment.results import ResultTables
 from transferlab.experiment.spec import ExperimentSpec
 from transferlab.experiment.verdicts import NO_EXPECTATION, expectation_verdicts
@@ -219,19 +219,23 @@ def _comparisons(
     out = []
     for metric in metrics:
         name = metric.name
+        found = []
         for variant, reference in spec.compared_pairs():
             a, b = _rows(table, task, variant, name), _rows(table, task, reference, name)
-            if a is None or b is None:
-                continue
-            paired = align(a, b)
+            if a is not None and b is not None:
+                found.append((variant, reference, align(a, b)))
+        # The family is this task's comparisons on this metric: what a correction counts.
+        level = spec.compare.family_level(len(found))
+        family = []
+        for variant, reference, paired in found:
             result = compare_paired(
                 paired.a,
                 paired.b,
                 higher_is_better=metric.higher_is_better,
                 min_effect=spec.compare.min_effect if name == spec.primary_metric else 0.0,
-                level=spec.compare.level,
+                level=level,
             )
-            out.append(
+            family.append(
                 {
                     "task": task,
                     "metric": name,
@@ -241,6 +245,9 @@ def _comparisons(
                     "n_dropped": paired.n_dropped_a + paired.n_dropped_b,
                 }
             )
+        if spec.compare.correction == "holm":
+            add_holm(family)
+        out += family
     return out
 
 

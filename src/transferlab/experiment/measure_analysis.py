@@ -10,7 +10,7 @@ of the mean difference over the S paired seeds (NaN from fewer than two). A valu
 finite (a NaN loss) is missing: its seed drops out of that variant's estimate and of its
 comparisons (counted in ``n_dropped``). Holm-adjusted
 p-values (``p_holm``) are over the comparisons of one measure; as for tasks, verdicts follow
-from the intervals.
+from the intervals, which ``compare.correction: holm`` puts at the Bonferroni level.
 
 ``over: AXIS`` collapses an axis per remaining variant and seed: a sweep measure from the values
 at every level (``MeasureConfig.collapse``); any other measure takes the value at the level of
@@ -82,7 +82,9 @@ def _measure_summary(
         ],
         "picks": picks,
         "estimates": [_estimate(name, values[name], level, picks.get(name)) for name in groups],
-        "comparisons": _comparisons(pairs, values, measure.higher_is_better, level),
+        "comparisons": _comparisons(
+            pairs, values, measure.higher_is_better, spec.compare.family_level(len(pairs))
+        ),
     }
 
 
@@ -171,13 +173,19 @@ def _comparisons(
         {"variant": a, "reference": b, **_compare(values[a], values[b], higher_is_better, level)}
         for a, b in pairs
     ]
-    p_values = [row["p_value"] for row in out]
+    add_holm(out)
+    return out
+
+
+def add_holm(family: list[dict[str, Any]]) -> None:
+    """Set ``p_holm`` on each comparison of ``family``: Holm over those with a finite
+    ``p_value`` (NaN for the others, which decide nothing)."""
+    p_values = [row["p_value"] for row in family]
     decided = [i for i, p in enumerate(p_values) if math.isfinite(p)]
     adjusted = holm([p_values[i] for i in decided]) if decided else []
     holm_of = dict(zip(decided, adjusted, strict=True))
-    for i, row in enumerate(out):
+    for i, row in enumerate(family):
         row["p_holm"] = float(holm_of.get(i, math.nan))
-    return out
 
 
 def _compare(a: SeedValues, b: SeedValues, higher_is_better: bool, level: float) -> dict[str, Any]:

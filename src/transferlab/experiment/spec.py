@@ -110,6 +110,11 @@ class CompareSpec(BaseConfig):
     verdict, ``min_effect`` and the report's figures use (None: the headline metric, the first
     declared, of the expectation's task or else of the first task). Whether higher is better
     comes from the metric's declaration; ``higher_is_better``, when given, must agree with it.
+
+    ``correction: holm`` treats the comparisons of one task on one metric (or of one measure)
+    as a family of m: each gets a Holm-adjusted p-value (``p_holm``), and its interval, and so
+    its verdict, is at the Bonferroni level ``1 - (1 - level) / m``, so that every verdict of
+    the family holds together at ``level`` (Holm's step-down has no matching intervals).
     """
 
     baseline: str | None = None  # every variant is compared with this one
@@ -118,6 +123,16 @@ class CompareSpec(BaseConfig):
     higher_is_better: bool | None = None  # None: from the metric's declaration
     min_effect: float = Field(default=0.0, ge=0)  # differences inside +-min_effect do not count
     level: float = Field(default=0.95, gt=0, lt=1)  # confidence level of the intervals
+    # holm: per family (one task and metric, or one measure) Holm-adjusted p-values and
+    # Bonferroni-level intervals and verdicts; none: each comparison on its own
+    correction: Literal["none", "holm"] = "none"
+
+    def family_level(self, size: int) -> float:
+        """The level of each interval in a family of ``size`` comparisons: ``level``, or with
+        the Holm correction the Bonferroni level ``1 - (1 - level) / size``."""
+        if self.correction == "none" or size <= 1:
+            return self.level
+        return 1.0 - (1.0 - self.level) / size
 
 
 class ExpectSpec(BaseConfig):

@@ -66,7 +66,7 @@ def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row
     text = (
         f"{status}: {expect.variant} vs {other} on {task} ({metric}, {declared.direction}): "
         f"difference {diff:+.3f} [{low:+.3f}, {high:+.3f}] "
-        f"({comp['level']:.0%} interval; n = {comp['n_seeds']} seeds x "
+        f"({comp['level'] * 100:.4g}% interval; n = {comp['n_seeds']} seeds x "
         f"{comp['n_examples']} examples); expected {_expected(expect)}"
         f"{_mde_note(comp['mde80'], '.3f')}"
     )
@@ -147,7 +147,7 @@ def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
     better = "higher is better" if measure["higher_is_better"] else "lower is better"
     n = f"{comp['n_seeds']} seed{'' if comp['n_seeds'] == 1 else 's'}"
     if math.isfinite(low) and math.isfinite(high):
-        evidence = f"[{low:+.4g}, {high:+.4g}] ({comp['level']:.0%} interval; n = {n})"
+        evidence = f"[{low:+.4g}, {high:+.4g}] ({comp['level'] * 100:.4g}% interval; n = {n})"
     else:
         evidence = f"(no interval from n = {n})"
     text = (

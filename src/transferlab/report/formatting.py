@@ -73,8 +73,8 @@ def metric_range(bounds: list[Any]) -> str:
 
 
 def level(value: Any) -> str:
-    """``95%`` for a confidence level of 0.95."""
-    return f"{value:.0%}" if is_number(value) else "95%"
+    """``95%`` for a confidence level of 0.95, ``99.64%`` for a Bonferroni level."""
+    return f"{value * 100:.4g}%" if is_number(value) else "95%"
 
 
 def duration(seconds: Any) -> str:

@@ -644,12 +644,15 @@ def _differences(record: ExperimentRecord) -> Markup:
             )
             uri = plots.data_uri(plots.forest(main, label))
             parts.append(figure(uri, f"forest plot of {shown} differences on {task}", caption))
+        # compare.correction: the comparisons carry p_holm and their Bonferroni level.
+        corrected = any("p_holm" in c for c in comparisons)
         rows = [
             (
                 c["metric"],
                 f"{c['variant']} vs {c['reference']}",
                 fmt.interval(c["diff"], c["low"], c["high"], signed=True),
                 fmt.p_value(c.get("p_value")),
+                *([fmt.p_value(c.get("p_holm"))] if corrected else []),
                 fmt.number(c.get("mde80")),
                 _verdict_cell(c["verdict"]),
                 fmt.seeds_by_examples(c),
@@ -657,9 +660,11 @@ def _differences(record: ExperimentRecord) -> Markup:
             )
             for c in comparisons
         ]
-        interval = f"difference [{_level(record)} interval]"
-        headers = ["metric", "comparison", interval, "p", "MDE80", "verdict", "n", "note"]
-        parts.append(table(headers, rows, {2, 3, 4}))
+        level = "Bonferroni-level" if corrected else _level(record)
+        interval = f"difference [{level} interval]"
+        p_headers = ["p", "p (Holm)"] if corrected else ["p"]
+        headers = ["metric", "comparison", interval, *p_headers, "MDE80", "verdict", "n", "note"]
+        parts.append(table(headers, rows, set(range(2, 4 + len(p_headers)))))
     if len(parts) == 2:
         parts.append(tag("p", "No comparisons yet.", cls="note"))
     return join(parts)

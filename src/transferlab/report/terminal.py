@@ -102,6 +102,9 @@ def measure_estimates_table(measure: dict[str, Any], level: str) -> Table:
 def measure_comparisons_table(measure: dict[str, Any], level: str) -> Table:
     title = Text(f"{measure['measure']}: paired differences by seed")
     table = Table(title=title, title_justify="left")
+    rows = measure["comparisons"]
+    if rows and rows[0].get("level") not in (None, measure.get("level")):
+        level = fmt.level(rows[0]["level"])  # compare.correction: the Bonferroni level
     difference = f"difference [{level} interval]"
     values = [difference, "p", "p (Holm)", "MDE80", "verdict", "seeds", "note"]
     _columns(table, ["comparison"], values)
@@ -230,15 +233,24 @@ def notes_table(summary: dict[str, Any], task: str) -> Table | None:
 
 def comparisons_table(summary: dict[str, Any], task: str, metric: str, level: str) -> Table:
     label = metric_label(summary, task, metric)
+    rows = _rows(summary, "comparisons", task, metric)
+    # With compare.correction the family's intervals are at the Bonferroni level, not level.
+    corrected = any("p_holm" in row for row in rows)
+    if corrected:
+        level = f"{fmt.level(rows[0]['level'])} (Bonferroni over {len(rows)})"
     title = Text(f"{task}: paired differences in {label} [{level} interval]")
     table = Table(title=title, title_justify="left")
-    _columns(table, ["comparison"], ["difference [interval]", "p", "MDE80", "verdict", "n"])
-    for row in _rows(summary, "comparisons", task, metric):
+    p_columns = ["p", "p (Holm)"] if corrected else ["p"]
+    _columns(table, ["comparison"], ["difference [interval]", *p_columns, "MDE80", "verdict", "n"])
+    for row in rows:
         verdict = str(row["verdict"])
+        p_values = [fmt.p_value(row.get("p_value"))]
+        if corrected:
+            p_values.append(fmt.p_value(row.get("p_holm")))
         table.add_row(
             Text(f"{row['variant']} vs {row['reference']}"),
             fmt.interval(row["diff"], row["low"], row["high"], signed=True),
-            fmt.p_value(row.get("p_value")),
+            *p_values,
             fmt.number(row.get("mde80")),
             Text(verdict, style=_VERDICT_STYLE.get(verdict, "")),
             _n(row),
