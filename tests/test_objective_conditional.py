@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from tokenizers import Tokenizer
@@ -52,24 +54,26 @@ def test_sentences_get_bad_when_the_scorer_finds_a_phone_and_good_otherwise(data
     assert run.decode(window[0].tolist()) == (
         " born in Rome. Her phone is 555-0147.<eos><bos>Bo likes tea. Mail bo.li@x.com now!"
     )
-    # The sentence the window opens in gets no token; a token goes right before each sentence
-    # whose start is shown (after <bos>, or after a sentence end: punctuation followed by a
-    # space-led token; the dots of the e-mail end nothing). The window keeps its length: the
-    # three tokens push ".com now!" past its end.
+    # The window opens in text, so its leading piece (here the partial first sentence) gets a
+    # token at position 0; a token goes right before each sentence whose start is shown (after
+    # <bos>, or after a sentence end: punctuation followed by a space-led token; the dots of the
+    # e-mail end nothing). The window keeps its length: the four tokens push "x.com now!" past
+    # its end.
     assert run.decode(batch["inputs"][0].tolist()) == (
-        " born in Rome.<|bad|> Her phone is 555-0147.<eos><bos><|good|>Bo likes tea."
-        "<|good|> Mail bo.li@x"
+        "<|good|> born in Rome.<|bad|> Her phone is 555-0147.<eos><bos><|good|>Bo likes tea."
+        "<|good|> Mail bo.li@"
     )
     assert batch["inputs"].shape == batch["targets"].shape == (1, 26)
-    # Targets are the next tokens, none on a control token, none in the trailing sentence whose
-    # end the window does not show (its "!" is the window's last token, which cannot tell).
+    # Targets are the next tokens, none on a control token, none in the leading sentence whose
+    # start the window does not show, none in the trailing sentence whose end it does not show.
     assert _targets_text(run, batch["targets"][0]) == [
-        *[" in", " Rome", ".", "_", " Her", " phone", " is", " 555", "-", "0147", "."],
-        *["<eos>", "<bos>", "_", "Bo", " likes", " tea", ".", *["_"] * 8],
+        *["_"] * 5,
+        *[" Her", " phone", " is", " 555", "-", "0147", "."],
+        *["<eos>", "<bos>", "_", "Bo", " likes", " tea", ".", *["_"] * 7],
     ]
-    assert objective.n_targets(batch) == 16
-    # Three tokens more and the "!" is a sentence end (followed by <eos>): trained on.
-    longer = objective.make_batch(torch.tensor([_stream(run)[3:33]]), torch.Generator())
+    assert objective.n_targets(batch) == 13
+    # Four tokens more and the "!" is a sentence end (followed by <eos>): trained on.
+    longer = objective.make_batch(torch.tensor([_stream(run)[3:34]]), torch.Generator())
     assert _targets_text(run, longer["targets"][0])[-10:] == [
         *[" Mail", " bo", ".", "li", "@", "x", ".", "com", " now", "!"],
     ]
@@ -86,10 +90,11 @@ def test_documents_get_one_token_after_bos_for_the_whole_document(data_tokenizer
     )
     # A verdict reads the segment as far as the window shows it: the third document's phone is
     # past row 0's end (good there) but within row 1 (bad), though inserting the tokens pushes
-    # it out of row 1 again. The document the window opens in the middle of gets no token.
+    # it out of row 1 again. Row 1 opens inside the first document: its leading piece holds the
+    # phone, so <|bad|> goes at the window's start, before it.
     assert run.decode(batch["inputs"][1].tolist()) == (
-        " born in Rome. Her phone is 555-0147.<eos><bos><|good|>Bo likes tea. Mail bo.li@x.com "
-        "now!<eos><bos><|bad|>Cy ran. Cy called"
+        "<|bad|> born in Rome. Her phone is 555-0147.<eos><bos><|good|>Bo likes tea. Mail "
+        "bo.li@x.com now!<eos><bos><|bad|>Cy ran. Cy"
     )
     # Row 0 ends in a document whose first sentence is cut ("Cy ran"): from its <bos> on nothing
     # carries loss; before, everything but the control tokens does.
@@ -97,6 +102,58 @@ def test_documents_get_one_token_after_bos_for_the_whole_document(data_tokenizer
     assert targets[:3] == ["_", "Ann", " was"]
     assert targets[-6:] == ["!", "<eos>", "_", "_", "_", "_"]  # <bos>, <|good|>, "Cy", " ran"
     assert targets.count("_") == 6
+    # Row 1: the sentence the window opens in carries no loss, the phone's sentence is trained
+    # after <|bad|>, and the third document's first sentence after its own <|bad|>.
+    targets = _targets_text(run, batch["targets"][1])
+    assert targets[:11] == [*["_"] * 4, " Her", " phone", " is", " 555", "-", "0147", "."]
+    assert targets[-7:] == ["<bos>", "_", "Cy", " ran", ".", "_", "_"]
+    assert targets.count("_") == 8
+
+
+def test_a_sentence_cut_at_the_window_start_carries_no_loss(data_tokenizer):
+    """A phone cut in half at the window's start escapes the scorer: its sentence is not trained
+    on, whatever the verdict. A window cannot tell that its first token starts a sentence, so a
+    window opening right at one does not train it either."""
+    objective, run = _objective(data_tokenizer, segment="document", drop_fraction=0.0)
+    stream = _stream(run)
+    cut = objective.make_batch(torch.tensor([stream[11:23]]), torch.Generator())
+    assert run.decode(cut["inputs"][0].tolist()) == "<|good|>-0147.<eos><bos><|good|>Bo likes tea."
+    assert _targets_text(run, cut["targets"][0]) == [
+        *["_", "_", "_", "<eos>", "<bos>", "_", "Bo", " likes", " tea", ".", "_"]
+    ]
+    at_start = objective.make_batch(torch.tensor([stream[7:20]]), torch.Generator())
+    assert run.decode(at_start["inputs"][0].tolist()) == (
+        "<|bad|> Her phone is 555-0147.<eos><bos><|good|>Bo"
+    )
+    # Only <eos> is trained: the sentence before it is the leading one, and the one after it
+    # ("Bo likes") does not end in the window.
+    assert _targets_text(run, at_start["targets"][0]) == [*["_"] * 7, "<eos>", *["_"] * 4]
+
+
+@pytest.mark.parametrize("segment", ["document", "sentence"])
+def test_every_trained_text_token_follows_a_control_token_whose_verdict_covers_it(
+    data_tokenizer, segment
+):
+    """In windows opening at every offset of the stream, each trained text token has a control
+    token before it, and the text trained after a <|good|> holds no phone."""
+    objective, run = _objective(data_tokenizer, segment=segment, drop_fraction=0.0)
+    stream = _stream(run) * 2
+    window = torch.tensor([stream[i : i + 24] for i in range(len(stream) // 2)])
+    batch = objective.make_batch(window, torch.Generator())
+    control = {objective.good, objective.bad}
+    special = set(run.special.all)
+    for inputs, targets in zip(batch["inputs"].tolist(), batch["targets"].tolist(), strict=True):
+        trained: dict[int, list[int]] = {}  # control token position -> the text trained after it
+        last = None
+        for j, (token, target) in enumerate(zip(inputs, targets, strict=True)):
+            last = j if token in control else last
+            if target != IGNORE_INDEX and target not in special:
+                assert last is not None, run.decode(inputs)
+                trained.setdefault(last, []).append(target)
+        for position, text in trained.items():
+            if re.search(PHONE, run.decode(text)):
+                assert inputs[position] == objective.bad, run.decode(inputs)
+    assert objective.n_targets(batch) > 0
 
 
 def test_the_verdict_is_score_above_threshold(data_tokenizer):

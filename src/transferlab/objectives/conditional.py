@@ -7,10 +7,12 @@ A segment is a document (the text between ``<bos>`` and ``<eos>``) or a sentence
 sentence``, the paper's unit for toxicity and PII). The segment's text is decoded with the run's
 tokenizer and scored; ``<|bad|>`` goes before it when ``score > threshold``, else ``<|good|>``
 (a share ``drop_fraction`` of segments gets no token, as in the paper, so the model also knows
-text without one). Only segments whose start lies in the window are scored: the piece of a
-document or sentence the window opens in the middle of gets no token. The control tokens are
-inserted into the packed window, which is then cut back to its length (the tokens pushed past its
-end are not trained on in this step), so every objective sees windows of the same shape.
+text without one). A window that opens inside a segment (its first token is text, not a special
+token) starts with a segment of its own, the leading piece: the text before the first segment
+start the window shows, scored as far as the window shows it, its token inserted at position 0,
+so no text is trained on without the verdict that covers it. The control tokens are inserted into
+the packed window, which is then cut back to its length (the tokens pushed past its end are not
+trained on in this step), so every objective sees windows of the same shape.
 
 What carries loss (clm otherwise; attention causal):
 
@@ -24,6 +26,12 @@ What carries loss (clm otherwise; attention causal):
   good. A sentence ends at ``<eos>`` or at a token ending in ``.``, ``!`` or ``?`` that is
   followed by a token starting with whitespace (so the dots of ``ann.smith@example.com`` end
   nothing). A window with no sentence end at all carries no loss.
+- Symmetrically, the sentence a window opens in carries no loss: its start is not in the window
+  (a window cannot tell that its first token starts a sentence, so it never counts as one), and
+  the leading piece's verdict, taken on the visible part, could miss a phone number cut in half
+  at the window's start. The leading piece's complete sentences are trained after its token;
+  with ``segment: sentence`` the leading piece is that partial sentence alone (its token costs a
+  position and conditions nothing trained) and every complete sentence has its own token.
 
 Generation conditioned on good prompts with ``<bos><|good|>``: with ``segment: document`` that
 one token speaks for the whole sample; with ``segment: sentence`` the model saw a control token
@@ -58,7 +66,8 @@ SENTENCE_PUNCTUATION = (".", "!", "?")
 
 @dataclass(frozen=True)
 class Segment:
-    """Source positions ``[start, stop)`` of one row's segment whose start the window shows."""
+    """Source positions ``[start, stop)`` of one row's segment: one whose start the window
+    shows, or the leading piece (``start`` 0) of a window that opens inside a segment."""
 
     row: int
     start: int
@@ -115,8 +124,9 @@ class ConditionalLM(TokenPredictionObjective):
         return ends
 
     def _segments(self, b: int, row: Sequence[int], ends: Sequence[bool]) -> list[Segment]:
-        """The segments of ``row`` whose start the window shows: text right after a special token
-        (a document's start), and in sentence mode also text right after a sentence end."""
+        """The segments of ``row``: text right after a special token (a document's start), in
+        sentence mode also text right after a sentence end, and the leading piece from position
+        0 when the window opens in text."""
         sentences = self.cfg.segment == "sentence"
         segments, start = [], None
         for i, token in enumerate(row):
@@ -125,7 +135,7 @@ class ConditionalLM(TokenPredictionObjective):
                     segments.append(Segment(b, start, i))
                 start = None
                 continue
-            if i > 0 and (row[i - 1] in self.special_ids or (sentences and ends[i - 1])):
+            if i == 0 or row[i - 1] in self.special_ids or (sentences and ends[i - 1]):
                 start = i
             if sentences and ends[i] and start is not None:
                 segments.append(Segment(b, start, i + 1))
@@ -138,8 +148,9 @@ class ConditionalLM(TokenPredictionObjective):
         self, row: Sequence[int], control: dict[int, int], ends: Sequence[bool]
     ) -> tuple[list[int], list[bool]]:
         """The row with each control token before its segment, cut to the row's length, and
-        whether each position is a target: not a control token, not pad, not in the trailing
-        sentence whose end the window does not show."""
+        whether each position is a target: not a control token, not pad, not in the leading
+        sentence whose start the window does not show, nor in the trailing one whose end it
+        does not show."""
         tokens, sources = [], []  # sources: the source position of each token, None: control
         for i, token in enumerate(row):
             if i in control:
@@ -150,7 +161,15 @@ class ConditionalLM(TokenPredictionObjective):
         tokens, sources = tokens[: len(row)], sources[: len(row)]
         kept = [i for i in sources if i is not None]
         last_end = max((i for i in kept if ends[i]), default=-1)
-        trained = [i is not None and i <= last_end and row[i] != self.special.pad for i in sources]
+        # Text at position 0 is inside a sentence whose start the window does not show: nothing
+        # up to that sentence's end (included) is trained on.
+        first_start = 0
+        if row[0] not in self.special_ids:
+            first_start = next((i + 1 for i, end in enumerate(ends) if end), len(row))
+        trained = [
+            i is not None and first_start <= i <= last_end and row[i] != self.special.pad
+            for i in sources
+        ]
         return tokens, trained
 
 
