@@ -116,9 +116,9 @@ def test_every_task_declares_its_metrics_with_direction_and_range() -> None:
         "code_module": probe,
         "multiple_choice": choice,
         "lm_eval": [],  # per config: from its lm-eval tasks (test_lm_eval_task)
-        "qa_classify": probe,
+        "qa_classify": [*probe, ("p_part", True, unit)],
         "qa_finetune": [("correct", True, unit), ("p_correct", True, unit)],
-        "qa_probe": probe,
+        "qa_probe": [*probe, ("p_part", True, unit)],
         "qa_reverse_finetune": [("correct", True, unit), ("p_correct", True, unit)],
         "qa_reverse_score": choice,
         "qa_score": choice,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from transferlab.evaluate.probe import LinearProbe, fit_linear_probe
-from transferlab.evaluate.qa_probe import join_parts, joint_prediction, value_parts
+from transferlab.evaluate.qa_probe import join_parts, joint_prediction, value_parts, value_row
+from transferlab.worlds.bios import QAItem
 
 CLASSES = ["north", "east", "south", "west"]
 
@@ -84,6 +85,26 @@ def test_joint_prediction_of_independent_parts() -> None:
     assert (p_gold, margin) == pytest.approx((0.09, 0.09 - 0.35))
     _, p_gold, margin = joint_prediction(probes, probs, ("c", "x"))  # "c" never seen in training
     assert (p_gold, margin) == pytest.approx((0.0, -0.35))
+
+
+def _date_item(answer: str) -> QAItem:
+    return QAItem("q0", 0, "birth_date", "When was A born?", answer, "test", 0)
+
+
+def test_a_rows_p_part_is_the_mean_of_its_gold_parts_probabilities() -> None:
+    classes = [["March", "May"], ["4", "5"], ["1983", "1990"]]
+    probs = [torch.tensor([0.9, 0.1]), torch.tensor([0.6, 0.4]), torch.tensor([0.5, 0.5])]
+    row = value_row(_date_item("March 5, 1983"), classes, probs, "run", "qa_probe")
+    assert row["prediction"] == "March 4, 1983"
+    assert row["p_correct"] == pytest.approx(0.9 * 0.4 * 0.5)
+    assert row["p_part"] == pytest.approx((0.9 + 0.4 + 0.5) / 3)
+    # A part never seen in training counts 0 in the mean (and makes the joint 0).
+    row = value_row(_date_item("March 4, 1901"), classes, probs, "run", "qa_probe")
+    assert (row["p_correct"], row["p_part"]) == pytest.approx((0, 0.5))
+    # A one-part value: p_part is p_correct.
+    item = QAItem("q1", 0, "major", "What did A study?", "Law", "test", 0)
+    row = value_row(item, [["Art", "Law"]], [torch.tensor([0.3, 0.7])], "run", "qa_probe")
+    assert row["p_part"] == row["p_correct"] == pytest.approx(0.7)
 
 
 def test_date_parts_round_trip() -> None:

@@ -15,7 +15,7 @@ probability is 0).
 
 Rows: one per (person, attribute), as ``qa_probe``'s (``qa_probe.value_row``): ``prediction``
 the most probable value; ``correct``, ``p_correct`` (the probability of the gold value, the
-product of its parts') and ``margin``.
+product of its parts'), ``margin`` and ``p_part`` (the mean of the gold parts' probabilities).
 """
 
 from __future__ import annotations
@@ -36,9 +36,14 @@ from transferlab.evaluate.classifier_head import (
     head_probabilities,
 )
 from transferlab.evaluate.finetune import FinetuneTaskConfig
-from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.qa import encode_prompt, select_items
-from transferlab.evaluate.qa_probe import Position, prompt_texts, value_parts, value_row
+from transferlab.evaluate.qa_probe import (
+    VALUE_METRICS,
+    Position,
+    prompt_texts,
+    value_parts,
+    value_row,
+)
 from transferlab.evaluate.readers import ALL_READINGS
 from transferlab.objectives import IGNORE_INDEX
 from transferlab.worlds.bios import QAItem
@@ -51,7 +56,7 @@ class QaClassifyConfig(QaTaskConfig, FinetuneTaskConfig):
     # what the model reads: the person's name (one example per person), or the question
     position: Position = "name_last"
     eval_batch_size: int = Field(default=64, gt=0)  # sequences per forward when evaluating
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (ACCURACY, P_CORRECT, MARGIN)
+    metrics: ClassVar[tuple[MetricSpec, ...]] = VALUE_METRICS
 
     def build(self) -> QaClassifyTask:
         return QaClassifyTask(self)

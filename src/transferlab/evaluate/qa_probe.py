@@ -15,7 +15,9 @@ never seen in training cannot be predicted (its probability is 0).
 
 Rows: ``prediction`` the most probable value; declared metrics ``correct`` whether it is the
 gold, ``p_correct`` the probability of the gold, ``margin`` = ``p_correct`` minus the largest
-probability of another value. ``layer: all`` probes every layer, each
+probability of another value, ``p_part`` the mean of the gold parts' probabilities (a date's
+month, day and year; ``p_correct`` for a one-part value), which a part learned moves even when
+the joint probability of a date (three factors) stays near 0. ``layer: all`` probes every layer, each
 reported as task ``"<task>@L<i>"`` (0 = embeddings). The fit has no randomness, so ``seed`` is
 unused.
 """
@@ -43,6 +45,14 @@ from transferlab.evaluate.results import ExampleResult
 from transferlab.worlds.bios import BiosWorld, QAItem
 
 Position = Literal["name_last", "question_last"]  # what the model reads: a name, or a question
+P_PART = MetricSpec(
+    "p_part",
+    True,
+    (0.0, 1.0),
+    "mean over the value's parts (a date's month, day, year) of the "
+    "probability the model gives the gold part",
+)
+VALUE_METRICS = (ACCURACY, P_CORRECT, MARGIN, P_PART)  # the rows of ``value_row``
 
 
 @TASKS.register("qa_probe")
@@ -55,7 +65,7 @@ class QaProbeConfig(QaTaskConfig):
     l2: float = Field(default=1e-3, ge=0)  # the probe's L2 penalty (standardized features)
     max_iter: int = Field(default=200, gt=0)  # L-BFGS iterations of the probe's fit
     batch_size: int = Field(default=64, gt=0)  # sequences per forward to read features
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (ACCURACY, P_CORRECT, MARGIN)
+    metrics: ClassVar[tuple[MetricSpec, ...]] = VALUE_METRICS
 
     def build(self) -> QaProbeTask:
         return QaProbeTask(self)
@@ -166,10 +176,11 @@ def value_row(
 ) -> dict[str, Any]:
     """The row of ``item`` whose value's parts (``value_parts``) have the probabilities
     ``probs`` over ``classes`` (one per part): the most probable value, whether it is the
-    gold, the gold's probability and the margin (see ``joint_prediction``), with the person's
-    ``facets`` (``BiosWorld.facets``)."""
+    gold, the gold's probability and the margin (see ``joint_prediction``), the mean of the gold
+    parts' probabilities, with the person's ``facets`` (``BiosWorld.facets``)."""
     gold = value_parts(item.attribute, item.answer)
     parts, p_gold, margin = joint_prediction(classes, probs, gold)
+    p_parts = gold_part_probabilities(classes, probs, gold)
     prediction = join_parts(item.attribute, parts)
     return ExampleResult(
         run_id=run_id,
@@ -183,6 +194,7 @@ def value_row(
             "correct": float(prediction == item.answer),
             "p_correct": p_gold,
             "margin": margin,
+            "p_part": sum(p_parts) / len(p_parts),
         },
         facets=facets or {},
     ).to_dict()
@@ -200,9 +212,7 @@ def joint_prediction(
     """
     best = [int(p.argmax()) for p in probs]
     predicted = tuple(names[k] for names, k in zip(classes, best, strict=True))
-    gold_probs = [
-        _prob_of(names, p, value) for names, p, value in zip(classes, probs, gold, strict=True)
-    ]
+    gold_probs = gold_part_probabilities(classes, probs, gold)
     p_gold = math.prod(gold_probs)
     if predicted != gold:
         best_other = math.prod(float(p[k]) for p, k in zip(probs, best, strict=True))
@@ -212,6 +222,13 @@ def joint_prediction(
             for c, (p, k) in enumerate(zip(probs, best, strict=True))
         )
     return predicted, p_gold, p_gold - best_other
+
+
+def gold_part_probabilities(
+    classes: Sequence[Sequence[str]], probs: Sequence[torch.Tensor], gold: tuple[str, ...]
+) -> list[float]:
+    """The probability of each gold part, 0 for a part never seen in training."""
+    return [_prob_of(names, p, value) for names, p, value in zip(classes, probs, gold, strict=True)]
 
 
 def _prob_of(classes: Sequence[str], probs: torch.Tensor, value: str) -> float:
