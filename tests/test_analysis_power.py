@@ -58,9 +58,11 @@ def test_percentile_mde_reads_the_bootstrap_replicates():
     assert result.mde80 == pytest.approx((q[1] - q[0]) / 2 + (q[3] - q[2]) / 2, rel=1e-12)
 
 
-def test_mde_of_identical_variants_is_zero():
+def test_mde_of_identical_variants_is_undefined_not_zero():
+    """No variation seen: no effect size is known to be detectable (0 would claim every one)."""
     a = np.arange(12.0).reshape(3, 4)
-    assert compare_paired(a, a.copy()).mde80 == 0.0
+    result = compare_paired(a, a.copy())
+    assert (result.low, result.high) == (0.0, 0.0) and np.isnan(result.mde80)
 
 
 def _seeds_with_spread(n_seeds: int, sd: float) -> np.ndarray:

@@ -571,8 +571,7 @@ def test_a_deterministic_measure_gives_a_zero_width_interval_and_a_decided_verdi
         "reproduced: qknorm vs plain on run_field (lower is better): difference -400 "
         "[-400, -400] (95% interval; n = 3 seeds); the same difference on every seed, so the "
         "interval has zero width; lr picked by best mean final val loss on the same seeds: "
-        "qknorm at mid, plain at mid; expected better; MDE80 = 0: an effect smaller than this "
-        "would be missed 20% of the time or more"
+        "qknorm at mid, plain at mid; expected better"
     )
     # No difference at all: inconclusive, p = 1.
     same = [RunRecord({**r.summary, "state": 1000}, [], CONFIG) for r in RECORDS]

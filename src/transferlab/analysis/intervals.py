@@ -55,6 +55,7 @@ from transferlab.analysis.variance import VarianceParts, grand_mean_variance
 Method = Literal["t", "percentile"]
 METHODS: tuple[str, ...] = ("t", "percentile")
 _SMALLEST_P = 1e-100  # below this a p-value is reported as 0 (t quantiles squared stay finite)
+NAN = float("nan")
 POWER = 0.8  # the power of ``mde80``: an effect of that size is detected 4 times in 5
 
 
@@ -129,7 +130,9 @@ def mean_interval(
         raise ValueError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
     mean = float(matrix.mean())
     if matrix.min() == matrix.max():  # no variation at all: exactly zero width, not float noise
-        return MeanInterval(mean, mean, mean, p_value=1.0 if mean == 0.0 else 0.0, mde80=0.0)
+        # No variance was seen, so no effect size can be said to be detectable: the MDE is
+        # undefined (NaN), not 0, which would read as "any effect would be detected".
+        return MeanInterval(mean, mean, mean, p_value=1.0 if mean == 0.0 else 0.0, mde80=NAN)
     if method == "t":
         return _t_interval(matrix, level)
     return _percentile_interval(matrix, level, n_boot, np.random.default_rng(seed))
