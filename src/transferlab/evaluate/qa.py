@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from transferlab.data.tokenizer import UNK_TOKEN, TextTokenizer
 from transferlab.worlds.bios import BiosWorld, QAItem
@@ -67,6 +67,13 @@ def example_rng(seed: int, purpose: str, item_id: str) -> random.Random:
     """A stream of its own per (seed, purpose, example): an example's draws (distractors,
     shots) do not depend on which other examples are evaluated or in what order."""
     return random.Random(f"{purpose}:{seed}:{item_id}")
+
+
+def train_and_eval_items(world: BiosWorld, cfg: Any) -> list[Question]:
+    """The forward items a task that trains on the QA-train people reads: ``cfg``'s attributes,
+    of the QA-train people and of ``cfg.eval_splits``, split by ``cfg``'s populations."""
+    splits = sorted({"train", *cfg.eval_splits})
+    return select_items(world, splits, cfg.attribute_names, populations=cfg.population_split)
 
 
 def draw_choices(

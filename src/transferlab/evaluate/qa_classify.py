@@ -36,7 +36,7 @@ from transferlab.evaluate.classifier_head import (
     head_probabilities,
 )
 from transferlab.evaluate.finetune import FinetuneTaskConfig
-from transferlab.evaluate.qa import encode_prompt, select_items
+from transferlab.evaluate.qa import encode_prompt, train_and_eval_items
 from transferlab.evaluate.qa_probe import (
     VALUE_METRICS,
     Position,
@@ -108,8 +108,7 @@ class QaClassifyTask(Task[QaClassifyConfig]):
     def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
         world = require_bios(subject.world, cfg.task_name)
-        splits = sorted({"train", *cfg.eval_splits})
-        items = select_items(world, splits, cfg.attribute_names, populations=cfg.population_split)
+        items = train_and_eval_items(world, cfg)
         texts = prompt_texts(world, items, cfg.position)
         ids = {text: encode_prompt(subject.tokenizer, text) for text in set(texts)}
         train = [n for n, item in enumerate(items) if item.split == "train"]

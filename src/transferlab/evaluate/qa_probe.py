@@ -39,7 +39,7 @@ from transferlab.evaluate.base import QaTaskConfig, Subject, Task, require_bios
 from transferlab.evaluate.features import Layer, probe_layers
 from transferlab.evaluate.metrics import ACCURACY, MARGIN, P_CORRECT
 from transferlab.evaluate.probe import fit_linear_probe
-from transferlab.evaluate.qa import encode_prompt, select_items
+from transferlab.evaluate.qa import encode_prompt, train_and_eval_items
 from transferlab.evaluate.readers import ALL_READINGS, Reader
 from transferlab.evaluate.results import ExampleResult
 from transferlab.worlds.bios import BiosWorld, QAItem
@@ -98,8 +98,7 @@ class QaProbeTask(Task[QaProbeConfig]):
     def read(self, subject: Subject) -> list[dict[str, Any]]:
         cfg = self.cfg
         world = require_bios(subject.world, cfg.task_name)
-        splits = sorted({"train", *cfg.eval_splits})
-        items = select_items(world, splits, cfg.attribute_names, populations=cfg.population_split)
+        items = train_and_eval_items(world, cfg)
         layers = probe_layers(subject.model, cfg.layer)
         features = self._features(
             subject.model, subject.tokenizer, world, items, layers, subject.reader
