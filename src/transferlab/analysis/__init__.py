@@ -1,4 +1,5 @@
-"""Statistics computed by transferlab itself: intervals, paired comparisons, rank correlations.
+"""Statistics computed by transferlab itself: intervals, paired comparisons, rank correlations,
+the Hessian trace (flatness).
 
 Every statistic works on a [seed, example] matrix (``matrix.py`` builds it from long per-example
 rows) and every result carries the n it was computed from.
@@ -6,6 +7,7 @@ rows) and every result carries the n it was computed from.
 
 from transferlab.analysis.comparisons import Comparison, Verdict, compare_paired, verdict
 from transferlab.analysis.correlation import RankCorrelation, spearman
+from transferlab.analysis.flatness import TraceEstimate, hutchinson_trace, rademacher_probe
 from transferlab.analysis.intervals import METHODS, Estimate, Method, estimate_mean
 from transferlab.analysis.matrix import PairedMatrices, Rows, SeedExampleMatrix, align, pivot
 from transferlab.analysis.multiple import holm
@@ -21,12 +23,15 @@ __all__ = [
     "Rows",
     "SeedExampleMatrix",
     "SignFlipTest",
+    "TraceEstimate",
     "Verdict",
     "align",
     "compare_paired",
     "estimate_mean",
     "holm",
+    "hutchinson_trace",
     "pivot",
+    "rademacher_probe",
     "sign_flip_test",
     "spearman",
     "verdict",

@@ -11,15 +11,38 @@ ignore index are dropped before the head, which makes masked-LM losses cheap as 
 The same pass can also give the squared log-partition log^2 Z of each row's logits (z-loss,
 PaLM; Wortsman et al. 2023): log Z is the logsumexp the softmax already needs, and its gradient
 d(log Z)/d logits is the softmax, so d(log^2 Z)/d logits = 2 log Z softmax.
+
+The chunked pass computes its gradients in the forward and differentiates once only; work that
+differentiates the loss twice (Hessian-vector products: ``analysis.flatness``) runs inside
+``twice_differentiable()``, where the plain path of autograd's own ops is taken instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 2**21  # logits per chunk (8 MB in fp32): fits in cache next to the weight
+_PLAIN = ContextVar("plain_cross_entropy", default=False)  # True inside twice_differentiable()
+
+
+@contextmanager
+def twice_differentiable() -> Iterator[None]:
+    """Within it, the model's loss can be differentiated twice: the cross entropy takes the plain
+    path (full logits, autograd's ops) and attention the math kernel of SDPA (the fused CPU and
+    CUDA kernels have no derivative of their backward). Slower, the same values up to rounding."""
+    token = _PLAIN.set(True)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        _PLAIN.reset(token)
 
 
 class _LinearCrossEntropySum(torch.autograd.Function):
@@ -113,7 +136,7 @@ def _linear_losses(
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction={reduction!r} is unknown; expected 'mean' or 'sum'")
     keep = targets != IGNORE_INDEX
-    if torch.is_autocast_enabled(hidden.device.type):
+    if torch.is_autocast_enabled(hidden.device.type) or _PLAIN.get():
         logits = F.linear(hidden, weight).float()
         loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction=reduction)
         if not with_z:

@@ -3,7 +3,7 @@ checkpoint, progress) live here; extras are registered in ``CALLBACKS`` by name 
 run config's ``trainer.callbacks``. Importing this package registers the extras defined here;
 extras that need later packages (downstream tasks) register from there."""
 
-from transferlab.train.callbacks import domain_loss, lipschitz, routing, stability
+from transferlab.train.callbacks import domain_loss, hessian_trace, lipschitz, routing, stability
 from transferlab.train.callbacks.checkpointing import CheckpointCallback
 from transferlab.train.callbacks.metrics_log import MetricsLogCallback
 from transferlab.train.callbacks.progress import ProgressCallback
@@ -17,6 +17,7 @@ __all__ = [
     "TrainingStateCallback",
     "ValidationCallback",
     "domain_loss",
+    "hessian_trace",
     "lipschitz",
     "routing",
     "stability",
