@@ -1,9 +1,11 @@
-"""Statistics computed by transferlab itself: intervals, paired comparisons, rank correlations.
+"""Statistics computed by transferlab itself: intervals, paired comparisons, rank correlations,
+exact intervals for proportions (how often a verdict repeats).
 
 Every statistic works on a [seed, example] matrix (``matrix.py`` builds it from long per-example
 rows) and every result carries the n it was computed from.
 """
 
+from transferlab.analysis.binomial import Proportion, clopper_pearson
 from transferlab.analysis.comparisons import Comparison, Verdict, compare_paired, verdict
 from transferlab.analysis.correlation import RankCorrelation, spearman
 from transferlab.analysis.intervals import METHODS, Estimate, Method, estimate_mean
@@ -17,12 +19,14 @@ __all__ = [
     "Estimate",
     "Method",
     "PairedMatrices",
+    "Proportion",
     "RankCorrelation",
     "Rows",
     "SeedExampleMatrix",
     "SignFlipTest",
     "Verdict",
     "align",
+    "clopper_pearson",
     "compare_paired",
     "estimate_mean",
     "holm",
