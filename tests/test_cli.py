@@ -194,6 +194,7 @@ def test_every_recipe_preset_plans_valid_runs_and_states_its_claim(info, tmp_pat
         assert len(plan.runs) == len(spec.variant_names()) * len(spec.seeds) >= 4
         assert len({run.key for run in plan.runs}) == len(plan.runs)
         assert spec.expectations  # stated before it runs
+        assert spec.paper  # the scoreboard names it
         for expect in spec.expectations:  # each names its task or measure and a variant of it
             if expect.measure is None:
                 assert expect.variant in spec.variant_names()

@@ -164,7 +164,12 @@ def test_a_value_expectation_is_judged_on_the_estimate_minus_the_value():
         f"reproduced: clm on rev (correct, higher is better): mean {est.mean:.3f} "
         f"[{est.low:.3f}, {est.high:.3f}] vs value 0.125: difference {est.mean - 0.125:+.3f}"
     )
-    assert first["text"].endswith("n = 3 seeds x 400 examples); expected the same within +-0.1")
+    assert first["text"].endswith(
+        "n = 3 seeds x 400 examples); expected the same within +-0.1; "
+        f"MDE80 = {est.mde80:.3f}: an effect smaller than this would be missed 20% of the time "
+        "or more"
+    )
+    assert first["mde80"] == est.mde80 > 0
     assert math.isfinite(first["value"]) and first["value"] == 0.125
 
 

@@ -67,12 +67,16 @@ def test_a_value_expectation_reads_the_estimate_of_its_metric():
     estimates = [
         {"task": "qa_score", "metric": metric, "variant": "conditional", "mean": mean,
          "low": mean - 0.05, "high": mean + 0.05, "level": 0.95, "n_seeds": 2,
-         "n_examples": 50}
+         "n_examples": 50, "mde80": 0.07}
         for metric, mean in (("correct", 0.1), ("p_correct", 0.4))
     ]  # fmt: skip
     (verdict,) = expectation_verdicts(spec, [], [], estimates)
     assert (verdict["status"], verdict["metric"]) == ("reproduced", "p_correct")
     assert verdict["diff"] == pytest.approx(0.15)
+    # the MDE80 of the estimate it read, in the verdict and its text, with the n behind it
+    assert (verdict["mde80"], verdict["n_seeds"], verdict["n_examples"]) == (0.07, 2, 50)
+    assert verdict["text"].endswith("; MDE80 = 0.070: an effect smaller than this would be "
+                                    "missed 20% of the time or more")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -187,6 +187,15 @@ EXP_DIR_OPTION = typer.Option(
 )
 
 
+RESEED = typer.Option(
+    0,
+    "--reseed",
+    min=0,
+    help="Also run K fresh, disjoint seed sets (EXP_DIR/reseed-1 ...) and write "
+    "stability.json: how often each verdict repeats.",
+)
+
+
 def _load_experiment(path: Path, preset: str | None, overrides: list[str] | None):
     from transferlab.experiment import load_experiment
 
@@ -196,26 +205,35 @@ def _load_experiment(path: Path, preset: str | None, overrides: list[str] | None
         _fail(str(exc))
 
 
-def _run_experiment(spec, out: Path | None, jobs: int, executor: str, dry_run: bool) -> None:
+def _run_experiment(
+    spec, out: Path | None, jobs: int, executor: str, dry_run: bool, reseed: int = 0
+) -> None:
     from transferlab.experiment import plan_experiment, run_experiment, write_plan
     from transferlab.experiment.executor import check_execution
+    from transferlab.experiment.reseed import run_reseeded, run_set
     from transferlab.report import print_summary
+    from transferlab.report.terminal import print_stability
 
     exp_dir = out or Path("experiments") / spec.name
+    command = shlex.join(["transferlab", *sys.argv[1:]])
     try:
         check_execution(executor, jobs)
         if dry_run:
-            plan = plan_experiment(spec)
-            command = shlex.join(["transferlab", *sys.argv[1:]])
-            _print_plan(write_plan(plan, exp_dir, command, jobs))
+            _print_plan(write_plan(plan_experiment(spec), exp_dir, command, jobs))
             return
-        result = run_experiment(spec, exp_dir, jobs=jobs, executor=executor)
+        if reseed:
+            run = run_set(jobs, executor, command, console.print)
+            stability = run_reseeded(spec, exp_dir, reseed, run, console.print)
+        else:
+            result = run_experiment(spec, exp_dir, jobs=jobs, executor=executor)
+            console.print(f"report: {result.report}", highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to resume where it stopped", code=130)
     except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as exc:
         _fail(str(exc))
-    console.print(f"report: {result.report}", highlight=False, soft_wrap=True)
     print_summary(exp_dir, console)  # its last line is the verdict, printed once
+    if reseed:
+        print_stability(stability, console)
 
 
 def _print_plan(info: dict) -> None:
@@ -261,10 +279,11 @@ def run_cmd(
     jobs: int = typer.Option(1, help="Runs trained in parallel local processes."),
     executor: str = typer.Option("local", help="local, or ray (a Ray cluster; RAY_ADDRESS)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its time estimate."),
+    reseed: int = RESEED,
 ) -> None:
     """Run an experiment: pretrain every variant x seed, transfer to the tasks, compare, report."""
     spec = _load_experiment(experiment, preset, overrides)
-    _run_experiment(spec, out, jobs, executor, dry_run)
+    _run_experiment(spec, out, jobs, executor, dry_run, reseed)
 
 
 @app.command()
@@ -326,18 +345,79 @@ def recipes_show(name: str = typer.Argument(..., help="Recipe name.")) -> None:
 
 @recipes_app.command("run")
 def recipes_run(
-    name: str = typer.Argument(..., help="Recipe name."),
+    name: str | None = typer.Argument(None, help="Recipe name (or --all)."),
     overrides: list[str] = OVERRIDES,
     preset: str = typer.Option("quick", help="quick (minutes) or full (up to an hour)."),
-    out: Path | None = EXP_DIR_OPTION,
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Experiment directory (default: experiments/NAME-PRESET); with --all, the folder "
+        "that holds every recipe's NAME-PRESET and scoreboard/ (default: experiments).",
+    ),
     jobs: int = typer.Option(2, help="Runs trained in parallel local processes."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its time estimate."),
+    reseed: int = RESEED,
+    all_: bool = typer.Option(
+        False, "--all", help="Run every recipe, then write the scoreboard (OUT/scoreboard)."
+    ),
 ) -> None:
-    """Run a recipe: a packaged experiment that tests one published claim."""
+    """Run a recipe: a packaged experiment that tests one published claim; with --all, every
+    recipe in turn (one that fails does not stop the others) and the scoreboard."""
     from transferlab.recipes import recipe_path
 
+    if all_:
+        if name is not None or overrides or dry_run:
+            _fail(
+                "--all runs every recipe as its preset says; drop the NAME, overrides and --dry-run"
+            )
+        _run_all(preset, out or Path("experiments"), jobs, reseed)
+        return
+    if name is None:
+        _fail("give a recipe NAME (see `transferlab recipes list`) or --all")
     spec = _load_experiment(_recipe(recipe_path, name), preset, overrides)
-    _run_experiment(spec, out or Path("experiments") / f"{name}-{preset}", jobs, "local", dry_run)
+    exp_dir = out or Path("experiments") / f"{name}-{preset}"
+    _run_experiment(spec, exp_dir, jobs, "local", dry_run, reseed)
+
+
+def _run_all(preset: str, root: Path, jobs: int, reseed: int) -> None:
+    from transferlab.experiment.suite import run_suite
+    from transferlab.recipes import list_recipes
+    from transferlab.report.scoreboard import write_scoreboard
+    from transferlab.report.terminal import print_scoreboard
+
+    paths = [recipe.path for recipe in list_recipes()]
+    try:
+        dirs = run_suite(paths, preset, root, reseed=reseed, jobs=jobs, log=console.print)
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume where it stopped", code=130)
+    out_dir = root / "scoreboard"
+    page = write_scoreboard(dirs, out_dir)
+    print_scoreboard(out_dir, console)
+    console.print(f"scoreboard: {page}", highlight=False, soft_wrap=True)
+
+
+@recipes_app.command("scoreboard")
+def recipes_scoreboard(
+    dirs: list[Path] = typer.Argument(
+        None, help="Experiment directories (default: every one under experiments/)."
+    ),
+    out: Path = typer.Option(Path("experiments") / "scoreboard", "--out", help="Where to write."),
+) -> None:
+    """(Re)build the scoreboard from experiment directories that already ran; runs nothing."""
+    from transferlab.experiment.suite import FAILURE_NAME
+    from transferlab.report.scoreboard import write_scoreboard
+    from transferlab.report.terminal import print_scoreboard
+
+    if not dirs:
+        found = sorted(Path("experiments").glob("*/"))
+        done = ("summary.json", FAILURE_NAME)
+        dirs = [d for d in found if any((d / name).is_file() for name in done)]
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing or not dirs:
+        _fail(f"no experiment directories to read: {missing or 'none found under experiments/'}")
+    page = write_scoreboard(dirs, out)
+    print_scoreboard(out, console)
+    console.print(f"scoreboard: {page}", highlight=False, soft_wrap=True)
 
 
 @app.command()

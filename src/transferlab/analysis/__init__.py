@@ -1,10 +1,11 @@
 """Statistics computed by transferlab itself: intervals, paired comparisons, rank correlations,
-the Hessian trace (flatness).
+the Hessian trace (flatness), exact intervals for proportions (how often a verdict repeats).
 
 Every statistic works on a [seed, example] matrix (``matrix.py`` builds it from long per-example
 rows) and every result carries the n it was computed from.
 """
 
+from transferlab.analysis.binomial import Proportion, clopper_pearson
 from transferlab.analysis.comparisons import Comparison, Verdict, compare_paired, verdict
 from transferlab.analysis.correlation import RankCorrelation, spearman
 from transferlab.analysis.flatness import TraceEstimate, hutchinson_trace, rademacher_probe
@@ -19,6 +20,7 @@ __all__ = [
     "Estimate",
     "Method",
     "PairedMatrices",
+    "Proportion",
     "RankCorrelation",
     "Rows",
     "SeedExampleMatrix",
@@ -26,6 +28,7 @@ __all__ = [
     "TraceEstimate",
     "Verdict",
     "align",
+    "clopper_pearson",
     "compare_paired",
     "estimate_mean",
     "holm",

@@ -64,7 +64,10 @@ class Estimate:
     """A mean with its interval and the n behind it.
 
     ``seed_variance_captured`` is False with a single seed: the interval then reflects only
-    example-to-example variation, not how another training seed would have done.
+    example-to-example variation, not how another training seed would have done. ``mde80`` is
+    the smallest distance of the true mean from a fixed value (a chance rate) that the interval
+    would tell apart from it in 80% of repeated experiments (see the module docstring; NaN
+    when no variation was seen).
     """
 
     mean: float
@@ -75,6 +78,7 @@ class Estimate:
     level: float
     method: str
     seed_variance_captured: bool
+    mde80: float
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ def estimate_mean(
         level=level,
         method=method,
         seed_variance_captured=matrix.shape[0] > 1,
+        mde80=result.mde80,
     )
 
 

@@ -17,6 +17,7 @@ from transferlab.artifacts import write_json_atomic
 from transferlab.experiment.analyze import analyze
 from transferlab.experiment.estimate import estimate_seconds, run_seconds, worker_threads
 from transferlab.experiment.executor import check_execution, execute
+from transferlab.experiment.invocations import cache_state, record_invocation, spec_key
 from transferlab.experiment.planner import Plan, plan_experiment
 from transferlab.experiment.results import collect_results
 from transferlab.experiment.spec import ExperimentSpec
@@ -85,9 +86,10 @@ def run_experiment(
         write_report,  # report imports plotting; keep it off the plan path
     )
 
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     check_execution(executor, jobs)  # before the plan writes anything
     plan = plan_experiment(spec)
+    cached = cache_state(plan)  # before anything runs: what this invocation did not pay for
     write_plan(plan, exp_dir, command or shlex.join(["transferlab", *sys.argv[1:]]), jobs)
     execute(plan, jobs=jobs, executor=executor, log=log)
     tables = collect_results(plan, exp_dir)
@@ -95,4 +97,7 @@ def run_experiment(
     write_json_atomic(exp_dir / "summary.json", summary)
     write_plan(plan, exp_dir, json.loads((exp_dir / "plan.json").read_text())["command"], jobs)
     report = write_report(exp_dir)
-    return ExperimentResult(exp_dir, report, summary, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    entry = {"started": started_at, "seconds": seconds, "jobs": jobs, "executor": executor}
+    record_invocation(exp_dir, {**entry, **cached, "seeds": spec.seeds, "spec_key": spec_key(spec)})
+    return ExperimentResult(exp_dir, report, summary, seconds)

@@ -211,6 +211,7 @@ class ExperimentSpec(BaseConfig):
 
     name: str  # the experiment's folder (experiments/NAME)
     description: str = ""  # what the experiment asks, shown in its summary and report
+    paper: str = ""  # the paper(s) whose claim it tests (a recipe's), shown on the scoreboard
     base: dict[str, Any] = Field(default_factory=dict)  # a run config (see run), shared by all
     # axis -> level -> dotted overrides of base; several axes make a grid of variants
     axes: dict[str, dict[str, Overrides]] = Field(default_factory=dict)

@@ -3,7 +3,9 @@ inconclusive, read from the comparison it names (of a task on the primary metric
 measure). The expectation's ``variant`` may sit on either side of that comparison; the
 difference is then turned round so it always reads variant minus the other side. Each verdict
 states the comparison's minimum detectable effect at 80% power (``mde80``, a size either way),
-so an inconclusive one says how large an effect it could have missed.
+so an inconclusive one says how large an effect it could have missed; a ``value`` expectation
+states its estimate's (the smallest departure from the value it would detect). Each verdict
+also carries the interval's ``level`` and its n (``n_seeds``, and ``n_examples`` for a task).
 
 ``not_worse`` (non-inferiority) and ``same`` (equivalence) are judged on the interval against the
 expectation's ``margin``: not worse is reproduced when the whole interval lies above ``-margin``
@@ -82,6 +84,9 @@ def task_verdict(spec: ExperimentSpec, expect: ExpectSpec, comparisons: list[Row
         "high": high,
         "mde80": comp["mde80"],
         "expected": expect.direction,
+        "level": comp["level"],
+        "n_seeds": comp["n_seeds"],
+        "n_examples": comp["n_examples"],
     }
 
 
@@ -114,7 +119,7 @@ def value_verdict(spec: ExperimentSpec, expect: ExpectSpec, estimates: list[Row]
         f"{est['mean']:.3f} [{est['low']:.3f}, {est['high']:.3f}] vs value {value:.3f}: "
         f"difference {diff:+.3f} [{low:+.3f}, {high:+.3f}] ({est['level']:.0%} interval; "
         f"n = {est['n_seeds']} seeds x {est['n_examples']} examples); "
-        f"expected {_expected(expect)}"
+        f"expected {_expected(expect)}{_mde_note(est['mde80'], '.3f')}"
     )
     return {
         "status": status,
@@ -126,8 +131,12 @@ def value_verdict(spec: ExperimentSpec, expect: ExpectSpec, estimates: list[Row]
         "diff": diff,
         "low": low,
         "high": high,
+        "mde80": est["mde80"],
         "expected": expect.direction,
         "margin": expect.margin,
+        "level": est["level"],
+        "n_seeds": est["n_seeds"],
+        "n_examples": est["n_examples"],
     }
 
 
@@ -166,6 +175,7 @@ def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
         "high": high,
         "mde80": comp["mde80"],
         "expected": expect.direction,
+        "level": comp["level"],
         "n_seeds": comp["n_seeds"],
     }
 

@@ -84,6 +84,15 @@ def duration(seconds: Any) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+def wall_time(entry: dict[str, Any] | None) -> str:
+    """An invocation's wall time and what the cache held (``experiment.invocations``): ``4 min
+    08 s (0 of 21 runs reused)``; ``n/a`` without one."""
+    if entry is None:
+        return "n/a"
+    reused = f"{entry['runs_reused']} of {entry['runs']} runs reused"
+    return f"{duration(entry.get('seconds'))} ({reused})"
+
+
 def count(value: Any) -> str:
     """Integers with thousands separators (``1,234,567``); other values as they are."""
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else number(value)

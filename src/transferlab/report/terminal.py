@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from transferlab.experiment.invocations import last_invocation
 from transferlab.report import formatting as fmt
 from transferlab.report.inputs import (
     load_summary,
@@ -69,8 +70,51 @@ def print_summary(exp_dir: Path, console: Console) -> None:
         comparisons = measure_comparisons_table(measure, level)
         if comparisons.row_count:
             console.print(comparisons)
+    invocation = last_invocation(exp_dir)
+    if invocation is not None:
+        console.print(Text(f"wall time: {fmt.wall_time(invocation)}"))
     for line in verdict_lines(summary):
         console.print(line)
+
+
+def print_stability(stability: dict[str, Any], console: Console) -> None:
+    """Per expectation (``stability.json``): the original verdict, each fresh seed set's, and
+    how often the verdict repeated, with its exact interval."""
+    from transferlab.report.scoreboard import stability_text
+
+    table = Table(title=Text(f"verdict stability over {stability['k']} fresh seed sets"))
+    for column in ("expectation", "seeds", "verdict", "difference [interval]"):
+        table.add_column(column)
+    for exp in stability["expectations"]:
+        sets = [{"seeds": stability["seeds"], **exp["original"]}, *exp["reseeds"]]
+        for i, found in enumerate(sets):
+            effect = fmt.interval(
+                found.get("diff"), found.get("low"), found.get("high"), signed=True
+            )
+            table.add_row(Text(exp["subject"] if i == 0 else ""), Text(str(found["seeds"])),
+                          Text(found["status"]), Text(effect))  # fmt: skip
+        repeats = exp["repeats"]
+        row = {"repeats": repeats["successes"], "reseeds": repeats["n"],
+               "stability": repeats["fraction"], "stability_low": repeats["low"],
+               "stability_high": repeats["high"]}  # fmt: skip
+        table.add_row(Text(""), Text("repeats"), Text(stability_text(row)), Text(""))
+    console.print(table)
+
+
+def print_scoreboard(out_dir: Path, console: Console) -> None:
+    """The scoreboard's rows (``scoreboard.json``), the columns that fit a terminal."""
+    import json
+
+    from transferlab.report.scoreboard import cells
+
+    table = Table(title=Text("scoreboard"))
+    shown = ("recipe", "expectation", "verdict", "effect", "mde80", "wall_time", "stability")
+    for column in shown:
+        table.add_column(column)
+    for row in json.loads((Path(out_dir) / "scoreboard.json").read_text()):
+        text = cells(row)
+        table.add_row(*(Text(text[column]) for column in shown))
+    console.print(table)
 
 
 def verdict_lines(summary: dict[str, Any]) -> list[Text]:
