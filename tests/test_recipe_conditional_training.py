@@ -5,9 +5,8 @@ are not checked)."""
 
 from __future__ import annotations
 
-import json
-
-from transferlab.experiment import load_experiment, plan_experiment, run_experiment
+from tiny_experiment import SHRUNKEN_RECIPE_RUN, run_quietly
+from transferlab.experiment import load_experiment, plan_experiment
 from transferlab.recipes import recipe_path
 
 PATH = recipe_path("conditional-training")
@@ -15,14 +14,7 @@ VARIANTS = ["plain", "filtered", "conditional"]
 # A one-layer model, 4 steps, 2 seeds, 4 short samples per run, a 12-person world.
 SHRUNKEN = [
     "base.world.num_people=12",
-    "base.data.seq_len=32",
-    "base.model={d_model: 32, n_layers: 1, n_heads: 2}",
-    "base.schedule.warmup_steps=1",
-    "base.trainer.max_steps=4",
-    "base.trainer.batch_size=4",
-    "base.trainer.eval_interval=2",
-    "base.trainer.checkpoint_interval=4",
-    "base.trainer.progress=false",
+    *SHRUNKEN_RECIPE_RUN,
     "tasks.0.n_samples=4",
     "tasks.0.max_new_tokens=8",
     "seeds=[0, 1]",
@@ -57,8 +49,7 @@ def test_the_shrunken_recipe_measures_every_variant_and_judges_every_expectation
 ):
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
     spec = load_experiment(PATH, "quick", SHRUNKEN)
-    run_experiment(spec, tmp_path / "exp", log=lambda _: None)
-    summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
+    summary = run_quietly(spec, tmp_path / "exp")
 
     (measure,) = summary["measures"]
     assert measure["measure"] == "final_val_loss"

@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from transferlab.experiment import load_experiment, plan_experiment, run_experiment
+from tiny_experiment import SHRUNKEN_RECIPE_RUN, run_quietly
+from transferlab.experiment import load_experiment, plan_experiment
 from transferlab.recipes import recipe_path
 
 PATH = recipe_path("flatness-vs-transfer")
@@ -17,14 +18,7 @@ ROUTES = ["saturated", "past_saturation"]
 MEASURES = ["final_val_loss", "hessian_trace"]
 SHRUNKEN = [
     "base.world.num_people=30",
-    "base.data.seq_len=32",
-    "base.model={d_model: 32, n_layers: 1, n_heads: 2}",
-    "base.schedule.warmup_steps=1",
-    "base.trainer.max_steps=4",
-    "base.trainer.batch_size=4",
-    "base.trainer.eval_interval=2",
-    "base.trainer.checkpoint_interval=4",
-    "base.trainer.progress=false",
+    *SHRUNKEN_RECIPE_RUN,
     "base.trainer.callbacks=[{name: hessian_trace, probes: 2, windows: 2}]",
     "axes.route.past_saturation={trainer.max_steps: 8, trainer.checkpoint_interval: 8, "
     "trainer.callbacks: [{name: hessian_trace, probes: 2, windows: 2, at: [4]}]}",
@@ -65,8 +59,7 @@ def test_the_shrunken_recipe_measures_both_routes_and_judges_every_expectation(
 ):
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
     spec = load_experiment(PATH, "quick", SHRUNKEN)
-    run_experiment(spec, tmp_path / "exp", log=lambda _: None)
-    summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
+    summary = run_quietly(spec, tmp_path / "exp")
 
     measures = {m["measure"]: m for m in summary["measures"]}
     assert list(measures) == MEASURES

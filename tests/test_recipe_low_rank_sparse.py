@@ -5,11 +5,10 @@ Tiny runs decide nothing, so the verdicts' values are not checked."""
 
 from __future__ import annotations
 
-import json
-
 import pyarrow.parquet as pq
 
-from transferlab.experiment import load_experiment, run_experiment
+from tiny_experiment import run_quietly
+from transferlab.experiment import load_experiment
 from transferlab.recipes import recipe_path
 
 SHRUNK = [
@@ -42,8 +41,7 @@ def test_the_shrunk_recipe_measures_loss_and_memory_and_judges_every_expectation
 ):
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
     spec = load_experiment(recipe_path("low-rank-sparse"), "quick", SHRUNK)
-    run_experiment(spec, tmp_path / "exp", log=lambda _: None)
-    summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
+    summary = run_quietly(spec, tmp_path / "exp")
 
     loss, memory = summary["measures"]
     assert (loss["measure"], memory["measure"]) == ("final_val_loss", "training_state_bytes")

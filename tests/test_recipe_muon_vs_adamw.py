@@ -9,9 +9,10 @@ import json
 
 import pytest
 
+from tiny_experiment import run_quietly
 from transferlab.config import validate
 from transferlab.config.schemas import ModelConfig
-from transferlab.experiment import load_experiment, plan_experiment, run_experiment
+from transferlab.experiment import load_experiment, plan_experiment
 from transferlab.models.transformer import build_model
 from transferlab.optim.groups import param_groups
 from transferlab.recipes import recipe_path
@@ -91,8 +92,7 @@ def test_the_shrunken_recipe_measures_every_optimizer_and_judges_both_expectatio
 ):
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
     spec = load_experiment(PATH, "quick", SHRUNKEN)
-    run_experiment(spec, tmp_path / "exp", log=lambda _: None)
-    summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
+    summary = run_quietly(spec, tmp_path / "exp")
 
     measures = {m["measure"]: m for m in summary["measures"]}
     assert list(measures) == MEASURES

@@ -7,14 +7,14 @@ expectation (tiny runs decide nothing, so the verdicts' values are not checked).
 from __future__ import annotations
 
 import itertools
-import json
 
 import pytest
 
+from tiny_experiment import run_quietly
 from transferlab.data.tokenizer import train_tokenizer
 from transferlab.evaluate.qa import select_items
 from transferlab.evaluate.qa_probe import value_parts
-from transferlab.experiment import load_experiment, plan_experiment, run_experiment
+from transferlab.experiment import load_experiment, plan_experiment
 from transferlab.recipes import recipe_path
 
 PATH = recipe_path("objectives")
@@ -108,8 +108,7 @@ def test_the_shrunken_recipe_compares_all_pairs_on_both_tasks_and_judges_every_e
 ):
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
     spec = load_experiment(PATH, "quick", SHRUNKEN)
-    run_experiment(spec, tmp_path / "exp", log=lambda _: None)
-    summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
+    summary = run_quietly(spec, tmp_path / "exp")
 
     pairs = list(itertools.combinations(VARIANTS, 2))
     family_level = 1 - 0.05 / len(pairs)

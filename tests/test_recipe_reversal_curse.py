@@ -5,12 +5,11 @@ decide nothing, so the verdicts' values are not checked)."""
 
 from __future__ import annotations
 
-import json
-
 import pyarrow.parquet as pq
 import pytest
 
-from transferlab.experiment import load_experiment, plan_experiment, run_experiment
+from tiny_experiment import run_quietly
+from transferlab.experiment import load_experiment, plan_experiment
 from transferlab.recipes import recipe_path
 
 PATH = recipe_path("reversal-curse")
@@ -90,8 +89,7 @@ def test_the_shrunken_recipe_compares_each_direction_and_judges_every_expectatio
 ):
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
     spec = load_experiment(PATH, "quick", SHRUNKEN)
-    run_experiment(spec, tmp_path / "exp", log=lambda _: None)
-    summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
+    summary = run_quietly(spec, tmp_path / "exp")
 
     compared = {(c["task"], c["variant"], c["reference"]) for c in summary["comparisons"]}
     for task in TASKS_:

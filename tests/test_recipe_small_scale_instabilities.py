@@ -5,9 +5,8 @@ are not checked."""
 
 from __future__ import annotations
 
-import json
-
-from transferlab.experiment import load_experiment, run_experiment
+from tiny_experiment import run_quietly
+from transferlab.experiment import load_experiment
 from transferlab.recipes import recipe_path
 
 SHRUNK = [
@@ -28,8 +27,7 @@ def test_the_shrunk_quick_preset_gives_a_verdict_per_expectation(tmp_path, monke
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "store"))
     spec = load_experiment(recipe_path("small-scale-instabilities"), "quick", SHRUNK)
     assert spec.tasks == []
-    run_experiment(spec, tmp_path / "exp", log=lambda _: None)
-    summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
+    summary = run_quietly(spec, tmp_path / "exp")
 
     measures = {m["measure"]: m for m in summary["measures"]}
     assert list(measures) == ["lr_sensitivity", "best_val_loss", "max_attn_logit"]
