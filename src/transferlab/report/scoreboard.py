@@ -116,7 +116,12 @@ def _stability(expectations: list[Row], i: int, verdict: Row) -> Row:
     found = expectations[i] if i < len(expectations) else None
     if found is None or found.get("claim", "") != verdict.get("claim", ""):
         return {}
-    repeats = found["repeats"]
+    return stability_fields(found["repeats"])
+
+
+def stability_fields(repeats: Row) -> Row:
+    """A ``stability.json`` expectation's ``repeats`` (a Clopper-Pearson proportion) as the
+    row fields ``stability_text`` reads."""
     return {
         "repeats": repeats["successes"],
         "reseeds": repeats["n"],

@@ -80,7 +80,7 @@ def print_summary(exp_dir: Path, console: Console) -> None:
 def print_stability(stability: dict[str, Any], console: Console) -> None:
     """Per expectation (``stability.json``): the original verdict, each fresh seed set's, and
     how often the verdict repeated, with its exact interval."""
-    from transferlab.report.scoreboard import stability_text
+    from transferlab.report.scoreboard import stability_fields, stability_text
 
     table = Table(title=Text(f"verdict stability over {stability['k']} fresh seed sets"))
     for column in ("expectation", "seeds", "verdict", "difference [interval]"):
@@ -93,11 +93,8 @@ def print_stability(stability: dict[str, Any], console: Console) -> None:
             )
             table.add_row(Text(exp["subject"] if i == 0 else ""), Text(str(found["seeds"])),
                           Text(found["status"]), Text(effect))  # fmt: skip
-        repeats = exp["repeats"]
-        row = {"repeats": repeats["successes"], "reseeds": repeats["n"],
-               "stability": repeats["fraction"], "stability_low": repeats["low"],
-               "stability_high": repeats["high"]}  # fmt: skip
-        table.add_row(Text(""), Text("repeats"), Text(stability_text(row)), Text(""))
+        repeats = stability_text(stability_fields(exp["repeats"]))
+        table.add_row(Text(""), Text("repeats"), Text(repeats), Text(""))
     console.print(table)
 
 
