@@ -382,15 +382,19 @@ def recipes_run(
 def _run_all(preset: str, root: Path, jobs: int, reseed: int) -> None:
     from transferlab.experiment.suite import run_suite
     from transferlab.recipes import list_recipes
-    from transferlab.report.scoreboard import write_scoreboard
-    from transferlab.report.terminal import print_scoreboard
 
     paths = [recipe.path for recipe in list_recipes()]
     try:
         dirs = run_suite(paths, preset, root, reseed=reseed, jobs=jobs, log=console.print)
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to resume where it stopped", code=130)
-    out_dir = root / "scoreboard"
+    _write_scoreboard(dirs, root / "scoreboard")
+
+
+def _write_scoreboard(dirs: list[Path], out_dir: Path) -> None:
+    from transferlab.report.scoreboard import write_scoreboard
+    from transferlab.report.terminal import print_scoreboard
+
     page = write_scoreboard(dirs, out_dir)
     print_scoreboard(out_dir, console)
     console.print(f"scoreboard: {page}", highlight=False, soft_wrap=True)
@@ -405,8 +409,6 @@ def recipes_scoreboard(
 ) -> None:
     """(Re)build the scoreboard from experiment directories that already ran; runs nothing."""
     from transferlab.experiment.suite import FAILURE_NAME
-    from transferlab.report.scoreboard import write_scoreboard
-    from transferlab.report.terminal import print_scoreboard
 
     if not dirs:
         found = sorted(Path("experiments").glob("*/"))
@@ -415,9 +417,7 @@ def recipes_scoreboard(
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing or not dirs:
         _fail(f"no experiment directories to read: {missing or 'none found under experiments/'}")
-    page = write_scoreboard(dirs, out)
-    print_scoreboard(out, console)
-    console.print(f"scoreboard: {page}", highlight=False, soft_wrap=True)
+    _write_scoreboard(dirs, out)
 
 
 @app.command()
