@@ -459,6 +459,10 @@ class TrainerConfig(BaseConfig):
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, else fp32
     device: str = "auto"  # auto: CUDA when available, else CPU; or cpu, cuda, cuda:N
     compile: bool = False  # torch.compile the model
+    # How several torchrun processes hold the model: ddp (a full replica on each, gradients
+    # all-reduced) or fsdp (FSDP2: weights, gradients and optimizer state sharded over the ranks,
+    # sharded checkpoints); one process trains the plain model either way (train/distributed.py)
+    parallelism: Literal["ddp", "fsdp"] = "ddp"
     out_dir: str = "runs"  # run directories are written at out_dir/NAME
     progress: bool = True  # show a progress bar
     # A loss or gradient norm that is not finite: raise fails the run (TrainingDiverged); stop

@@ -9,6 +9,13 @@ A checkpoint directory holds
 - ``COMPLETE``: written last by ``artifacts.atomic_dir`` before the directory is renamed into
   place. A directory without it (or a leftover temporary one) is never loaded.
 
+A run whose weights are sharded (FSDP2 on several processes) writes ``sharded/`` instead of
+``model.safetensors`` and the optimizer state (``train.sharded_checkpoint``: every rank its
+shards, into rank 0's temporary directory, before rank 0 marks it complete); its last checkpoint
+holds ``model.safetensors`` too, gathered from the shards, and ``consolidate_checkpoint`` writes
+it into any other. Every reader here takes either kind: a checkpoint of any layout loads into a
+model of any layout.
+
 A checkpoint whose files fail to load raises ``CorruptArtifact`` naming its folder, in one line
 (never torch's own advice to unpickle with ``weights_only=False``).
 
@@ -20,6 +27,7 @@ without the networks only its objective trained (electra's generator, ``objectiv
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import uuid
@@ -29,12 +37,23 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from transferlab.artifacts import CorruptArtifact, atomic_dir, is_complete
 from transferlab.config import ConfigError, RunConfig, validate
 from transferlab.objectives.networks import transferred_model
+from transferlab.train.distributed import DistContext
+from transferlab.train.sharded_checkpoint import (
+    full_weights,
+    has_shards,
+    load_full_optimizer_state,
+    load_full_weights,
+    read_shards,
+    shard_shapes,
+    write_shards,
+)
 
 CONFIG_FILE = "config.yaml"
 TOKENIZER_FILE = "tokenizer.json"
@@ -84,12 +103,71 @@ def save_checkpoint(
     """Write the checkpoint of ``step`` atomically, then delete all but the newest ``keep``."""
     final = checkpoint_dir(run_dir, step)
     with atomic_dir(final) as tmp:
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        torch.save(train_state, tmp / STATE_FILE)
-        (tmp / META_FILE).write_text(json.dumps({"step": step, **meta}, indent=2, sort_keys=True))
+        _save_weights(model.state_dict(), tmp / WEIGHTS_FILE)
+        _save_state_and_meta(tmp, step, train_state, meta)
     prune_checkpoints(run_dir, keep)
     return final
+
+
+def save_sharded_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_state: dict[str, Any],
+    meta: dict[str, Any],
+    keep: int,
+    dist: DistContext,
+    with_weights: bool = False,
+) -> Path:
+    """Every rank calls it: each writes its shards of the sharded ``model`` and ``optimizer``
+    into rank 0's temporary directory; rank 0 adds ``train_state`` (without the optimizer, which
+    the shards hold) and the meta, marks it complete and renames it into place once every shard
+    is written, then prunes. ``with_weights`` (the last step) also gathers the whole weights
+    into ``model.safetensors``, for readers of single files (HF export, other tools)."""
+    final = checkpoint_dir(run_dir, step)
+    state = {k: v for k, v in train_state.items() if k != "optimizer"}
+    if not dist.is_main:
+        _write_sharded(_shared_path(dist, None), model, optimizer, with_weights, dist)
+        return final
+    with atomic_dir(final) as tmp:
+        _write_sharded(_shared_path(dist, tmp), model, optimizer, with_weights, dist)
+        _save_state_and_meta(tmp, step, state, {**meta, "sharded": True})
+    prune_checkpoints(run_dir, keep)
+    return final
+
+
+def _shared_path(dist: DistContext, path: Path | None) -> Path:
+    """Rank 0's ``path`` on every rank (the run directory is shared by all ranks)."""
+    holder = [str(path) if path is not None else None]
+    torch.distributed.broadcast_object_list(holder, src=0)
+    return Path(holder[0])
+
+
+def _write_sharded(
+    folder: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    with_weights: bool,
+    dist: DistContext,
+) -> None:
+    write_shards(folder, model, optimizer)
+    if with_weights:
+        weights = full_weights(model)  # collective: every rank takes part, rank 0 gets them
+        if dist.is_main:
+            _save_weights(weights, folder / WEIGHTS_FILE)
+
+
+def _save_weights(weights: dict[str, torch.Tensor], file: Path) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
+    save_file(tensors, str(file), metadata={"format": "pt"})
+
+
+def _save_state_and_meta(
+    folder: Path, step: int, train_state: dict[str, Any], meta: dict[str, Any]
+) -> None:
+    torch.save(train_state, folder / STATE_FILE)
+    (folder / META_FILE).write_text(json.dumps({"step": step, **meta}, indent=2, sort_keys=True))
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
@@ -100,12 +178,57 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
 
 
 def load_weights(path: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
-    """Load ``model.safetensors`` of checkpoint ``path`` into ``model`` (strict)."""
+    """Load the weights of checkpoint ``path`` into ``model`` (strict): its
+    ``model.safetensors``, or its shards when it has no such file (a sharded checkpoint before
+    the last step)."""
+    path = Path(path)
+    if has_shards(path) and not (path / WEIGHTS_FILE).is_file():
+        read_shards(path, model)
+        return
     try:
-        state = load_file(str(Path(path) / WEIGHTS_FILE), device=str(device))
+        state = load_file(str(path / WEIGHTS_FILE), device=str(device))
     except Exception as exc:  # truncated, garbage, missing: safetensors' errors vary
         raise _corrupt(path, WEIGHTS_FILE, exc) from None
-    model.load_state_dict(state, strict=True)
+    load_full_weights(model, state)
+
+
+def load_training_state(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device | str
+) -> dict[str, Any]:
+    """Load the weights and optimizer state of checkpoint ``path`` (either kind, into a model of
+    any layout) and return the rest of its train state (loader, RNG, counters, callbacks)."""
+    state = load_train_state(path)
+    if has_shards(path):
+        read_shards(path, model, optimizer)
+    else:
+        load_weights(path, model, device=device)
+        load_full_optimizer_state(model, optimizer, state["optimizer"])
+    return state
+
+
+def saved_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight of checkpoint ``path`` by name, read without loading them."""
+    path = Path(path)
+    if has_shards(path) and not (path / WEIGHTS_FILE).is_file():
+        return shard_shapes(path)
+    with safe_open(str(path / WEIGHTS_FILE), framework="pt") as f:
+        return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (not iterable)
+
+
+def consolidate_checkpoint(path: Path) -> Path:
+    """Write ``model.safetensors`` of sharded checkpoint ``path`` from its shards, in this
+    process alone (atomically: a reader finds the whole file or none); returns the file. The
+    checkpoint stays complete and resumable as it was."""
+    path = Path(path)
+    if not has_shards(path):
+        raise ValueError(f"checkpoint {path} is not sharded; its {WEIGHTS_FILE} is the single file")
+    cfg = read_run_config(path.parent.parent)
+    model = cfg.objective.build_networks(cfg.model)
+    read_shards(path, model)
+    tmp = path / f".{WEIGHTS_FILE}.tmp"
+    _save_weights(model.state_dict(), tmp)
+    os.replace(tmp, path / WEIGHTS_FILE)
+    return path / WEIGHTS_FILE
 
 
 def load_train_state(path: Path) -> dict[str, Any]:

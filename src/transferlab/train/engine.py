@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -39,12 +39,7 @@ from transferlab.artifacts import CorruptArtifact
 from transferlab.models.parts.base import StepStatistics
 from transferlab.objectives import Batch, LossOutput, Objective
 from transferlab.train.batching import BatchPlan, local_micro_batches
-from transferlab.train.checkpoint import (
-    latest_checkpoint,
-    load_train_state,
-    load_weights,
-    set_aside,
-)
+from transferlab.train.checkpoint import latest_checkpoint, load_training_state, set_aside
 from transferlab.train.device import autocast, autocast_dtype
 from transferlab.train.distributed import DistContext
 from transferlab.train.rng import capture_rng_state, restore_rng_state, seeded_generator
@@ -214,9 +209,7 @@ class Engine:
 
     def restore(self, checkpoint: Path) -> None:
         """Continue from ``checkpoint`` (written by this kind of stage)."""
-        load_weights(checkpoint, self.model, device=self.dist.device)
-        state = load_train_state(checkpoint)
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = load_training_state(checkpoint, self.model, self.optimizer, self.dist.device)
         self.batches.load_state_dict(state["loader"])
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
@@ -298,8 +291,8 @@ class Engine:
         sums: dict[str, torch.Tensor] = {}
         with self.step_statistics(micro_batches):
             for i, micro in enumerate(micro_batches):
-                sync = i == len(micro_batches) - 1  # DDP all-reduces gradients on the last only
-                with nullcontext() if sync or not self.dist.enabled else self.ddp_model.no_sync():
+                sync = i == len(micro_batches) - 1  # gradients are reduced on the last only
+                with self.dist.gradient_sync(self.ddp_model, sync):
                     out = self.micro_loss(self.ddp_model, micro)
                     (out.total * scale).backward()
                 _accumulate(sums, out)

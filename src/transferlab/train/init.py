@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch import nn
 
 from transferlab.config import ConfigError, RunConfig
@@ -27,12 +26,13 @@ from transferlab.data.prepare import data_key
 from transferlab.objectives.tokens import run_tokenizer_json
 from transferlab.train.checkpoint import (
     TOKENIZER_FILE,
-    WEIGHTS_FILE,
     load_train_state,
     load_weights,
     read_run_config,
+    saved_shapes,
 )
 from transferlab.train.run_dir import RUN_INFO_FILE, parent_checkpoint, run_dir_of
+from transferlab.train.sharded_checkpoint import has_shards, load_full_optimizer_state
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def initialize_from_parent(
     _check_shapes(checkpoint, model, read_run_config(parent).model.to_dict(), cfg.model.to_dict())
     load_weights(checkpoint, model, device=device)
     if cfg.init.optimizer:
-        _load_moments(optimizer, load_train_state(checkpoint)["optimizer"], parent)
+        _load_moments(model, optimizer, _parent_optimizer_state(checkpoint), parent)
     log.info("initialized from %s (optimizer state: %s)", checkpoint, cfg.init.optimizer)
     return checkpoint
 
@@ -143,8 +143,7 @@ def _check_shapes(
 ) -> None:
     """The parent's tensors must fit the child's model one for one; the error names the first
     model field that differs (a width, a depth, the vocabulary ...)."""
-    with safe_open(str(checkpoint / WEIGHTS_FILE), framework="pt") as f:
-        saved = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118 (not iterable)
+    saved = saved_shapes(checkpoint)
     wanted = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     if saved == wanted:
         return
@@ -161,7 +160,18 @@ def _check_shapes(
     )
 
 
-def _load_moments(optimizer: torch.optim.Optimizer, saved: dict[str, Any], parent: Path) -> None:
+def _parent_optimizer_state(checkpoint: Path) -> dict[str, Any]:
+    if has_shards(checkpoint):
+        raise ConfigError(
+            f"init.optimizer: {checkpoint} is sharded (an fsdp run), and taking the moments of "
+            "a sharded checkpoint is not supported yet; set init.optimizer: false"
+        )
+    return load_train_state(checkpoint)["optimizer"]
+
+
+def _load_moments(
+    model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any], parent: Path
+) -> None:
     """Take the per-parameter state of ``saved`` and keep this optimizer's hyperparameters."""
     current = optimizer.state_dict()
     sizes = [len(group["params"]) for group in current["param_groups"]]
@@ -170,4 +180,5 @@ def _load_moments(optimizer: torch.optim.Optimizer, saved: dict[str, Any], paren
             f"init.optimizer: the parameter groups of {parent} do not match this run's "
             f"({sizes} parameters per group here); set init.optimizer: false"
         )
-    optimizer.load_state_dict({"state": saved["state"], "param_groups": current["param_groups"]})
+    moments = {"state": saved["state"], "param_groups": current["param_groups"]}
+    load_full_optimizer_state(model, optimizer, moments)

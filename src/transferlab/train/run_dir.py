@@ -25,10 +25,13 @@ from transferlab.train.checkpoint import (
 
 RUN_INFO_FILE = "run_info.json"
 
-# Trainer fields a resumed run may change. None changes what is computed: device, compile and
-# micro_batch_size change only the arithmetic (float rounding, or bf16 autocast when a run with
-# precision=auto moves to a GPU), the others only what is logged, kept and shown. max_steps is
-# one of them because extending a finished run is a reason to resume it.
+# Trainer fields a resumed run may change. None changes what is computed: device, compile,
+# micro_batch_size and parallelism change only the arithmetic (float rounding, or bf16 autocast
+# when a run with precision=auto moves to a GPU), the others only what is logged, kept and shown.
+# max_steps is one of them because extending a finished run is a reason to resume it.
+# parallelism (ddp | fsdp) is here, out of the run's key, because FSDP2 computes the same step as
+# DDP on the same global batch (the same gradient, summed in another order: measured in
+# tests/test_train_fsdp.py) and a checkpoint of either layout resumes in the other.
 RESUMABLE_TRAINER_FIELDS = frozenset(
     {
         "max_steps",
@@ -40,6 +43,7 @@ RESUMABLE_TRAINER_FIELDS = frozenset(
         "keep_checkpoints",
         "device",
         "compile",
+        "parallelism",
         "out_dir",
         "progress",
     }

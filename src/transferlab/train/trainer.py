@@ -35,6 +35,7 @@ from transferlab.train.callbacks import (
 )
 from transferlab.train.callbacks.validation import validation_set
 from transferlab.train.checkpoint import list_checkpoints
+from transferlab.train.device import autocast_dtype
 from transferlab.train.distributed import DistContext, init_distributed
 from transferlab.train.engine import Callback, Engine, LoopSettings, TrainingDiverged
 from transferlab.train.init import data_config, initialize_from_parent
@@ -78,7 +79,7 @@ def train(
     ``interrupted=True``); the learning-rate schedule still spans ``trainer.max_steps``.
     Under torchrun every process calls this; only rank 0 writes files.
     """
-    dist = init_distributed(cfg.trainer.device)
+    dist = init_distributed(cfg.trainer.device, cfg.trainer.parallelism)
     try:
         return Pretraining(cfg, dist, resume, allow_changes).run(stop_after)
     finally:
@@ -133,6 +134,8 @@ class Pretraining:
 
         torch.manual_seed(cfg.seed)
         model = cfg.objective.build_networks(cfg.model).to(dist.device)
+        # Sharded (fsdp on several ranks) before the optimizer takes the parameters
+        model = dist.shard(model, autocast_dtype(cfg.trainer.precision, dist.device))
         optimizer = cfg.optimizer.build(model)
         if resume_from is None:  # a resumed child continues from its own checkpoint instead
             initialize_from_parent(cfg, model, optimizer, data.tokenizer_path, dist.device)

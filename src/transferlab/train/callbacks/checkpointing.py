@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from transferlab.train.checkpoint import save_checkpoint
+from transferlab.train.checkpoint import save_checkpoint, save_sharded_checkpoint
 from transferlab.train.engine import Callback, Engine, StepOutput
 
 
 class CheckpointCallback(Callback):
-    """Rank 0 writes ``checkpoints/step_XXXXXXXX`` atomically and keeps the newest ``keep``;
-    the barriers keep the other ranks from running ahead or exiting first. ``meta`` adds the
+    """Rank 0 writes ``checkpoints/step_XXXXXXXX`` atomically and keeps the newest ``keep``
+    (with sharded weights every rank writes its shards into it first); the barriers keep the
+    other ranks from running ahead or exiting first. ``meta`` adds the
     stage's own fields (its config key) to every checkpoint's meta.json.
 
     It runs after the metrics log, so the saved meter has already started the next interval.
@@ -38,15 +39,33 @@ class CheckpointCallback(Callback):
         if engine.run_dir is None:
             return
         engine.dist.barrier()
-        if engine.dist.is_main:
+        if engine.dist.shards:  # every rank writes its shards (the last step the whole weights)
             state = engine.state_dict()
-            meta = {
-                **self.meta,
-                "tokens": engine.tokens_seen,
-                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "elapsed_s": state["elapsed_s"],
-                "train_loss": None if out is None else out.loss,
-                "world_size": engine.dist.world_size,
-            }
+            save_sharded_checkpoint(
+                engine.run_dir,
+                engine.step,
+                engine.model,
+                engine.optimizer,
+                state,
+                self._meta(engine, state, out),
+                self.keep,
+                engine.dist,
+                with_weights=engine.step == engine.max_steps,
+            )
+        elif engine.dist.is_main:
+            state = engine.state_dict()
+            meta = self._meta(engine, state, out)
             save_checkpoint(engine.run_dir, engine.step, engine.model, state, meta, self.keep)
         engine.dist.barrier()
+
+    def _meta(
+        self, engine: Engine, state: dict[str, Any], out: StepOutput | None
+    ) -> dict[str, Any]:
+        return {
+            **self.meta,
+            "tokens": engine.tokens_seen,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "elapsed_s": state["elapsed_s"],
+            "train_loss": None if out is None else out.loss,
+            "world_size": engine.dist.world_size,
+        }
