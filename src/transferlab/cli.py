@@ -27,6 +27,8 @@ data_app = typer.Typer(
     help="Real text: curate sources, inspect what curation removed, corpus stats."
 )
 app.add_typer(data_app, name="data")
+checkpoint_app = typer.Typer(help="Checkpoints of a run: make a sharded one a single file.")
+app.add_typer(checkpoint_app, name="checkpoint")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -161,6 +163,23 @@ def export_hf(
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(f"exported: {path}")
+
+
+@checkpoint_app.command("consolidate")
+def checkpoint_consolidate(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `transferlab train`."),
+    step: int | None = typer.Option(None, help="Checkpoint step (default: the latest)."),
+) -> None:
+    """Write model.safetensors of a sharded checkpoint (an fsdp run's) from its shards, in one
+    process; the checkpoint stays resumable. An fsdp run's last checkpoint has one already."""
+    from transferlab.artifacts import CorruptArtifact
+    from transferlab.train.checkpoint import consolidate_checkpoint, find_checkpoint
+
+    try:
+        path = consolidate_checkpoint(find_checkpoint(run_dir, step))
+    except (ConfigError, ValueError, CorruptArtifact) as exc:
+        _fail(str(exc))
+    console.print(f"consolidated: {path}", highlight=False, soft_wrap=True)
 
 
 @world_app.command("build")

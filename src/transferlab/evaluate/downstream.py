@@ -77,6 +77,7 @@ def read_downstream(run_dir: Path) -> list[dict[str, Any]]:
 
 class DownstreamCallback(Callback):
     name = "downstream"
+    main_process_only = True
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         self.cfg = cfg

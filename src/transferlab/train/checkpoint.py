@@ -282,12 +282,20 @@ def load_run(
     """The model of a run's latest (or given) complete checkpoint, with its config and tokenizer."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
+    checkpoint = find_checkpoint(run_dir, step)
+    trained = cfg.objective.build_networks(cfg.model)
+    load_weights(checkpoint, trained)
+    model = transferred_model(trained)
+    return LoadedRun(
+        model.to(device).eval(), cfg, run_dir / TOKENIZER_FILE, checkpoint_step(checkpoint)
+    )
+
+
+def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
+    """The complete checkpoint of ``step`` (default: the latest) of ``run_dir``."""
     available = [checkpoint_step(p) for p in list_checkpoints(run_dir)]
     wanted = available[-1] if step is None and available else step
     if wanted is None or wanted not in available:
         what = "checkpoint" if step is None else f"checkpoint of step {step}"
         raise ValueError(f"{run_dir} has no {what}; complete checkpoints: steps {available}")
-    trained = cfg.objective.build_networks(cfg.model)
-    load_weights(checkpoint_dir(run_dir, wanted), trained)
-    model = transferred_model(trained)
-    return LoadedRun(model.to(device).eval(), cfg, run_dir / TOKENIZER_FILE, wanted)
+    return checkpoint_dir(run_dir, wanted)

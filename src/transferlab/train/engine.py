@@ -111,6 +111,9 @@ class Callback:
     """
 
     name: str = "callback"
+    # Runs the model on rank 0 alone while the others wait: impossible with sharded weights
+    # (trainer.parallelism: fsdp), whose every forward gathers each block from all ranks
+    main_process_only: bool = False
 
     def on_train_start(self, engine: Engine) -> None:
         """After the engine is built and restored, before the first step of this call."""

@@ -12,6 +12,7 @@ Nothing is unpickled on load: DCP's metadata and the tensors' bytes only.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,11 @@ def read_shards(
         # the optimizer creates for this (torch initializes it with a step of lr 0).
         state["optimizer"] = get_optimizer_state_dict(model, optimizer)
     try:
-        dcp.load(state, checkpoint_id=Path(checkpoint) / SHARDED_DIR, no_dist=not is_sharded(model))
+        with warnings.catch_warnings():  # DCP warns that no_dist reads in one process: intended
+            warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+            dcp.load(
+                state, checkpoint_id=Path(checkpoint) / SHARDED_DIR, no_dist=not is_sharded(model)
+            )
     except Exception as exc:  # missing, truncated or foreign files: DCP's errors vary
         raise CorruptArtifact(
             f"checkpoint {checkpoint} is corrupt: its {SHARDED_DIR}/ does not load "

@@ -44,7 +44,14 @@ from transferlab.train.run_dir import RunDir, config_key, run_dir_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainResult", "TrainingDiverged", "check_param_groups", "resolve_model_vocab", "train"]
+__all__ = [
+    "TrainResult",
+    "TrainingDiverged",
+    "check_param_groups",
+    "check_sharded_callbacks",
+    "resolve_model_vocab",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,18 @@ def check_param_groups(cfg: RunConfig) -> None:
         param_groups(model, cfg.optimizer)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def check_sharded_callbacks(callbacks: list[Callback], dist: DistContext) -> None:
+    """Refuse, before any step, a callback that runs the model on rank 0 alone when the
+    weights are sharded (it would wait forever for the other ranks' shards)."""
+    names = [c.name for c in callbacks if c.main_process_only]
+    if dist.shards and names:
+        raise ConfigError(
+            f"trainer.callbacks {names} run the model on rank 0 alone, which sharded weights "
+            "(trainer.parallelism: fsdp on several processes) cannot; use parallelism ddp for "
+            "this run, or drop them and evaluate the finished run instead"
+        )
 
 
 def resolve_model_vocab(cfg: RunConfig, vocab_size: int) -> RunConfig:
@@ -186,6 +205,7 @@ class Pretraining:
         the training state's size is recorded (so a resumable run has recorded it)."""
         t = self.cfg.trainer
         extras = [callback_cfg.build() for callback_cfg in t.callbacks]
+        check_sharded_callbacks(extras, self.dist)
         return [
             self.validation,
             *extras,

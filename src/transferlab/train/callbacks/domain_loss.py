@@ -44,6 +44,7 @@ class DomainLossConfig(CallbackConfig):
 
 class DomainLossCallback(Callback):
     name = "domain_loss"
+    main_process_only = True
 
     def __init__(self, cfg: DomainLossConfig) -> None:
         self.cfg = cfg

@@ -90,6 +90,7 @@ class HessianTraceConfig(CallbackConfig):
 
 class HessianTraceCallback(Callback):
     name = "hessian_trace"
+    main_process_only = True
 
     def __init__(self, cfg: HessianTraceConfig) -> None:
         self.cfg = cfg

@@ -86,6 +86,7 @@ def read_routing(run_dir: Path) -> dict[str, Any] | None:
 
 class RoutingCallback(Callback):
     name = "routing"
+    main_process_only = True
 
     def __init__(self, cfg: RoutingConfig) -> None:
         self.cfg = cfg
