@@ -3,43 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import yaml
-
-from transferlab.config import RunConfig
+from torchrun_setup import train_on_two_ranks
 from transferlab.train import read_metrics, train
 from transferlab.train.checkpoint import checkpoint_step, list_checkpoints
-
-LAUNCH = """
-import sys
-import torch
-from transferlab.config import RunConfig, load_config
-from transferlab.train import train
-
-torch.set_num_threads(1)
-train(load_config(RunConfig, sys.argv[1]))
-"""
-
-
-def _train_on_two_ranks(cfg: RunConfig, tmp_path: Path) -> Path:
-    """Train ``cfg`` with two CPU processes under torchrun (gloo); its run directory."""
-    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
-    (tmp_path / "launch.py").write_text(LAUNCH)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [*cmd, str(tmp_path / "launch.py"), str(tmp_path / "ddp.yaml")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return Path(cfg.trainer.out_dir) / cfg.name
 
 
 def test_two_gloo_processes_match_the_single_process_loss_curve(tiny_config, tmp_path):
@@ -51,7 +18,7 @@ def test_two_gloo_processes_match_the_single_process_loss_curve(tiny_config, tmp
     difference left is the order of float32 reductions (per-rank sums, then gloo's all-reduce),
     ~1e-7 relative here, while a per-micro-batch normalization moves the gradient norm by ~2%."""
     single = train(tiny_config("name=single", "objective=mlm"))
-    run = _train_on_two_ranks(
+    run = train_on_two_ranks(
         tiny_config("name=ddp", "objective=mlm", "trainer.micro_batch_size=2"), tmp_path
     )
     info = json.loads((run / "run_info.json").read_text())
@@ -73,7 +40,7 @@ def test_two_ranks_apply_the_same_lipschitz_projection(tiny_config, tmp_path):
     other weights, and its share of the loss would move the logged curve."""
     constrained = "trainer.callbacks=[{name: lipschitz, max_norm: 0.3, every: 2}]"
     single = train(tiny_config("name=single", constrained))
-    run = _train_on_two_ranks(tiny_config("name=ddp", constrained), tmp_path)
+    run = train_on_two_ranks(tiny_config("name=ddp", constrained), tmp_path)
     single_rows = read_metrics(single.run_dir / "metrics.jsonl")
     ddp_rows = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in ddp_rows] == [r["step"] for r in single_rows]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint import CheckpointException, FileSystemReader
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -71,7 +71,9 @@ def read_shards(
             dcp.load(
                 state, checkpoint_id=Path(checkpoint) / SHARDED_DIR, no_dist=not is_sharded(model)
             )
-    except Exception as exc:  # missing, truncated or foreign files: DCP's errors vary
+    # Missing, truncated or foreign files: DCP's errors vary, and it gathers every rank's into
+    # a CheckpointException, which is a BaseException
+    except (Exception, CheckpointException) as exc:
         raise CorruptArtifact(
             f"checkpoint {checkpoint} is corrupt: its {SHARDED_DIR}/ does not load "
             f"({type(exc).__name__})"
