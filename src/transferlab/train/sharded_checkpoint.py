@@ -78,6 +78,8 @@ def read_shards(
             f"checkpoint {checkpoint} is corrupt: its {SHARDED_DIR}/ does not load "
             f"({type(exc).__name__})"
         ) from None
+    # DCP fills the tensors in place; setting the dicts applies what is not a tensor (the
+    # optimizer's parameter groups) and copies into a plain model's parameters.
     set_model_state_dict(model, state["model"])
     if optimizer is not None:
         set_optimizer_state_dict(model, optimizer, state["optimizer"])
