@@ -42,9 +42,10 @@ CURVES = ("train_loss", "val_loss", "grad_norm")
 # reduce-scatter or all-reduce), ~1e-7 relative here; a rank that trained on the wrong rows or
 # normalized by its own targets moves them by 1e-3 or more.
 CURVE_RTOL = 1e-5
-# Absolute, on every weight after 4 and 8 AdamW steps (weights ~0.02-1): the ~1e-7 gradient
-# differences pass through Adam's m / sqrt(v), measured at most 1.2e-6 here; a missing, stale or
-# unsynchronized shard is off by the size of an update (lr 3e-3).
+# Absolute, on every weight after 4 and 8 AdamW steps (weights up to ~1): the ~1e-7 gradient
+# differences pass through Adam's m / sqrt(v); measured at most 5e-6 against one process, 0
+# against DDP on two ranks (the same two-term sums); a missing, stale or unsynchronized shard is
+# off by the size of an update (lr 3e-3).
 WEIGHT_ATOL = 1e-5
 
 
