@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.distributed.fsdp import fully_shard
 from typer.testing import CliRunner
 
 from conftest import TINY_RUN
 from torchrun_setup import train_on_two_ranks
 from transferlab.artifacts import is_complete
 from transferlab.cli import app
-from transferlab.config import ConfigError, RunConfig, apply_overrides, validate
+from transferlab.config import ConfigError, ModelConfig, RunConfig, apply_overrides, validate
+from transferlab.models import build_model
+from transferlab.train import checkpoint as checkpoint_module
 from transferlab.train import read_metrics, train
 from transferlab.train.checkpoint import (
     WEIGHTS_FILE,
@@ -203,3 +206,47 @@ def test_callbacks_that_run_the_model_on_rank_0_alone_are_refused_with_sharded_w
     check_sharded_callbacks(
         callbacks, DistContext(0, 1, 0, torch.device("cpu"), parallelism="fsdp")
     )
+
+
+@pytest.fixture
+def one_rank_fsdp(tmp_path: Path):
+    """A process group of this process alone, and a tiny model FSDP2 sharded over it (one rank
+    holds every shard), with its optimizer after one step."""
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(vocab_size=32, d_model=16, n_layers=2, n_heads=2))
+        for block in model.blocks:
+            fully_shard(block)
+        fully_shard(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        model(torch.randint(0, 32, (2, 8))).sum().backward()
+        optimizer.step()
+        yield model, optimizer, DistContext(0, 1, 0, torch.device("cpu"), parallelism="fsdp")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_a_sharded_write_that_fails_leaves_no_checkpoint(one_rank_fsdp, tmp_path, monkeypatch):
+    """A write that dies after some shards are on disk leaves no folder that lists (nor its
+    temporary one); a whole write lists and reads back into a plain model."""
+    model, optimizer, dist = one_rank_fsdp
+    run = tmp_path / "run"
+
+    def die_halfway(folder: Path, *_: object) -> None:
+        (folder / "sharded").mkdir()
+        (folder / "sharded" / "__0_0.distcp").write_bytes(b"part of the shards")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "write_shards", die_halfway)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint_module.save_sharded_checkpoint(run, 4, model, optimizer, {}, {}, 2, dist)
+    assert list_checkpoints(run) == [] and list((run / "checkpoints").iterdir()) == []
+    monkeypatch.undo()
+    path = checkpoint_module.save_sharded_checkpoint(run, 4, model, optimizer, {}, {}, 2, dist)
+    assert list_checkpoints(run) == [path] and read_meta(path)["sharded"] is True
+    plain = build_model(ModelConfig(vocab_size=32, d_model=16, n_layers=2, n_heads=2))
+    checkpoint_module.load_weights(path, plain)
+    expected = {k: v.full_tensor() for k, v in model.state_dict().items()}
+    assert all(torch.equal(plain.state_dict()[k], v) for k, v in expected.items())
