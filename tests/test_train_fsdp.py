@@ -32,7 +32,7 @@ from transferlab.train.checkpoint import (
 )
 from transferlab.train.distributed import DistContext
 from transferlab.train.run_dir import config_key
-from transferlab.train.trainer import check_sharded_callbacks
+from transferlab.train.trainer import Pretraining, check_sharded_callbacks
 
 # Two blocks, so the model is three FSDP units (each block, and the root with the embedding)
 SHAPE = ["model.n_layers=2"]
@@ -50,6 +50,11 @@ CURVE_RTOL = 1e-5
 # against DDP on two ranks (the same two-term sums); a missing, stale or unsynchronized shard is
 # off by the size of an update (lr 3e-3).
 WEIGHT_ATOL = 1e-5
+
+# Of the largest moment of each tensor, on Adam's moments after 4 steps of the fsdp and the
+# single-process run: they hold the gradients' float differences (measured at most 2.1e-5);
+# moments left at zero or taken from another parameter are off by the whole scale.
+MOMENT_ATOL = 1e-4
 
 
 def _config(root: Path, *overrides: str) -> RunConfig:
@@ -250,3 +255,31 @@ def test_a_sharded_write_that_fails_leaves_no_checkpoint(one_rank_fsdp, tmp_path
     checkpoint_module.load_weights(path, plain)
     expected = {k: v.full_tensor() for k, v in model.state_dict().items()}
     assert all(torch.equal(plain.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_a_child_takes_weights_and_moments_from_a_sharded_checkpoint(runs, tmp_path):
+    """init.from_run on the fsdp run's step 4 (shards only), with init.optimizer: the weights
+    and Adam's moments by parameter name, as the single-process parent's step 4 holds them by
+    index; the child's own lr stays."""
+    child = _config(
+        tmp_path / "runs",
+        "name=child",
+        *SHAPE,
+        f"init.from_run={runs['fsdp']}",
+        "init.step=4",
+        "init.optimizer=true",
+        "optimizer.lr=0.01",
+    )
+    engine = Pretraining(child, DistContext(0, 1, 0, torch.device("cpu")), False).engine
+    _assert_weights_close(engine.model.state_dict(), _weights(checkpoint_dir(runs["single"], 4)))
+    state = engine.optimizer.state_dict()
+    saved = load_train_state(checkpoint_dir(runs["single"], 4))["optimizer"]
+    assert state["state"].keys() == saved["state"].keys()
+    for index, moments in saved["state"].items():
+        assert int(state["state"][index]["step"]) == 4
+        for name in ("exp_avg", "exp_avg_sq"):
+            loaded = state["state"][index][name]
+            assert torch.allclose(
+                loaded, moments[name], rtol=0, atol=MOMENT_ATOL * moments[name].abs().max()
+            )
+    assert {g["initial_lr"] for g in state["param_groups"]} == {0.01}

@@ -32,7 +32,11 @@ from transferlab.train.checkpoint import (
     saved_shapes,
 )
 from transferlab.train.run_dir import RUN_INFO_FILE, parent_checkpoint, run_dir_of
-from transferlab.train.sharded_checkpoint import has_shards, load_full_optimizer_state
+from transferlab.train.sharded_checkpoint import (
+    has_shards,
+    load_full_optimizer_state,
+    read_shards,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +137,7 @@ def initialize_from_parent(
     _check_shapes(checkpoint, model, read_run_config(parent).model.to_dict(), cfg.model.to_dict())
     load_weights(checkpoint, model, device=device)
     if cfg.init.optimizer:
-        _load_moments(model, optimizer, _parent_optimizer_state(checkpoint), parent)
+        _load_moments(model, optimizer, checkpoint, parent)
     log.info("initialized from %s (optimizer state: %s)", checkpoint, cfg.init.optimizer)
     return checkpoint
 
@@ -160,19 +164,15 @@ def _check_shapes(
     )
 
 
-def _parent_optimizer_state(checkpoint: Path) -> dict[str, Any]:
-    if has_shards(checkpoint):
-        raise ConfigError(
-            f"init.optimizer: {checkpoint} is sharded (an fsdp run), and taking the moments of "
-            "a sharded checkpoint is not supported yet; set init.optimizer: false"
-        )
-    return load_train_state(checkpoint)["optimizer"]
-
-
 def _load_moments(
-    model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any], parent: Path
+    model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Path, parent: Path
 ) -> None:
-    """Take the per-parameter state of ``saved`` and keep this optimizer's hyperparameters."""
+    """Take the per-parameter state of the parent's optimizer and keep this optimizer's
+    hyperparameters."""
+    if has_shards(checkpoint):
+        _load_sharded_moments(model, optimizer, checkpoint)
+        return
+    saved = load_train_state(checkpoint)["optimizer"]
     current = optimizer.state_dict()
     sizes = [len(group["params"]) for group in current["param_groups"]]
     if sizes != [len(group["params"]) for group in saved["param_groups"]]:
@@ -182,3 +182,15 @@ def _load_moments(
         )
     moments = {"state": saved["state"], "param_groups": current["param_groups"]}
     load_full_optimizer_state(model, optimizer, moments)
+
+
+def _load_sharded_moments(
+    model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Path
+) -> None:
+    """The moments of a sharded checkpoint (an fsdp parent's), matched by parameter name (so
+    however the groups split the parameters); the shards bring the parent's hyperparameters
+    too, which this run's then replace."""
+    own = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    read_shards(checkpoint, model, optimizer)  # the weights once more, the same ones
+    for group, hyperparameters in zip(optimizer.param_groups, own, strict=True):
+        group.update(hyperparameters)
