@@ -3,6 +3,7 @@ write sharded checkpoints that resume exactly, and follow the single-process and
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -214,23 +215,45 @@ def test_callbacks_that_run_the_model_on_rank_0_alone_are_refused_with_sharded_w
 
 
 @pytest.fixture
-def one_rank_fsdp(tmp_path: Path):
-    """A process group of this process alone, and a tiny model FSDP2 sharded over it (one rank
-    holds every shard), with its optimizer after one step."""
+def one_rank_group(tmp_path: Path):
+    """A process group of this process alone: FSDP2 shards over it (one rank holds every
+    shard), so its hooks and DCP's collectives run in the test's own process."""
     store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
     torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
-    try:
-        torch.manual_seed(0)
-        model = build_model(ModelConfig(vocab_size=32, d_model=16, n_layers=2, n_heads=2))
-        for block in model.blocks:
-            fully_shard(block)
-        fully_shard(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        model(torch.randint(0, 32, (2, 8))).sum().backward()
-        optimizer.step()
-        yield model, optimizer, DistContext(0, 1, 0, torch.device("cpu"), parallelism="fsdp")
-    finally:
-        torch.distributed.destroy_process_group()
+    yield DistContext(0, 1, 0, torch.device("cpu"), parallelism="fsdp")
+    torch.distributed.destroy_process_group()
+
+
+def _sharded(model: torch.nn.Module) -> torch.nn.Module:
+    for block in model.blocks:
+        fully_shard(block)
+    return fully_shard(model)
+
+
+@pytest.fixture
+def one_rank_fsdp(one_rank_group):
+    """A tiny model sharded over ``one_rank_group``, with its optimizer after one step."""
+    torch.manual_seed(0)
+    model = _sharded(build_model(ModelConfig(vocab_size=32, d_model=16, n_layers=2, n_heads=2)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(torch.randint(0, 32, (2, 8))).sum().backward()
+    optimizer.step()
+    return model, optimizer, one_rank_group
+
+
+def test_sharded_blocks_hand_every_layers_aux_losses_to_the_model(one_rank_group):
+    """FSDP2 rebuilds the containers among a sharded block's inputs that hold gradient tensors
+    (the Context with the layers before it's losses): each layer's load-balancing and router
+    losses must still reach the model's mean, as without sharding (a copy would lose them)."""
+    cfg = {"vocab_size": 32, "d_model": 16, "n_layers": 3, "n_heads": 2}
+    torch.manual_seed(0)
+    plain = build_model(validate(ModelConfig, {**cfg, "mlp": {"name": "moe", "n_experts": 4}}))
+    sharded = _sharded(copy.deepcopy(plain))
+    ids = torch.randint(0, 32, (2, 8))
+    expected = plain(ids, output="features").aux_losses
+    got = sharded(ids, output="features").aux_losses
+    assert sorted(expected) == sorted(got) == ["lbl", "router_z"]
+    assert all(torch.equal(got[name], expected[name]) for name in expected)
 
 
 def test_a_sharded_write_that_fails_leaves_no_checkpoint(one_rank_fsdp, tmp_path, monkeypatch):

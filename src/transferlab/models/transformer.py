@@ -159,7 +159,7 @@ class Transformer(nn.Module):
             cache.check_updated(len(self.blocks))
         normed = self.final_norm(x)
         if output == "features":
-            aux = {name: sum(values) / len(values) for name, values in ctx.aux_losses.items()}
+            aux = ctx.aux_losses.means()
             return ModelOutput(normed, self.output_weight, hidden if return_hidden else None, aux)
         logits = F.linear(normed, self.output_weight)
         return (logits, hidden) if return_hidden else logits

@@ -28,6 +28,25 @@ if TYPE_CHECKING:
 State = dict[str, torch.Tensor]
 
 
+class AuxLosses:
+    """The auxiliary losses a forward's parts report, by name, in the order they came.
+
+    Deliberately not a dict (nor a dataclass): FSDP2 rebuilds the dicts, lists and dataclasses
+    among a sharded block's inputs to hook the gradient tensors in them, so a block after the
+    first would add its losses to a copy the model never reads; an object of this class is
+    passed on as it is."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, list[torch.Tensor]] = {}
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        self._values.setdefault(name, []).append(value)
+
+    def means(self) -> dict[str, torch.Tensor]:
+        """Each name's mean over the values reported under it (over the layers)."""
+        return {name: sum(values) / len(values) for name, values in self._values.items()}
+
+
 @dataclass
 class Context:
     """What a block's parts read besides their input, and where they leave auxiliary losses."""
@@ -38,7 +57,7 @@ class Context:
     sin: torch.Tensor
     mask: torch.Tensor | None  # boolean [B, 1, L, L_keys], True where a query may attend; or None
     is_causal: bool
-    aux_losses: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    aux_losses: AuxLosses = field(default_factory=AuxLosses)
     # Only when generating: attention stores its keys and values here and attends over all of
     # them (``KVCache.update``); None in training.
     cache: KVCache | None = None
@@ -46,7 +65,7 @@ class Context:
     def add_aux_loss(self, name: str, value: torch.Tensor) -> None:
         """Report a scalar loss (a mean over this forward's positions), e.g. a load-balancing
         loss; the model averages the values reported under one name over its layers."""
-        self.aux_losses.setdefault(name, []).append(value)
+        self.aux_losses.add(name, value)
 
 
 class SublayerModule(nn.Module):
