@@ -92,10 +92,15 @@ class DistContext:
         DTensors); without ``shards`` the model is returned as it is."""
         if not self.shards:
             return model
+        # The inputs are left as they come (no cast_forward_inputs): a block's Context holds the
+        # rotary tables, which stay fp32 as under DDP's autocast, and the hidden states arrive
+        # in the dtype of the unit before.
         policy = (
             MixedPrecisionPolicy()
             if param_dtype is None
-            else MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+            else MixedPrecisionPolicy(
+                param_dtype=param_dtype, reduce_dtype=torch.float32, cast_forward_inputs=False
+            )
         )
         for block in [m for m in model.modules() if isinstance(m, Block)]:
             fully_shard(block, mp_policy=policy)
