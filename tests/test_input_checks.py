@@ -167,6 +167,18 @@ def test_the_memory_estimate_counts_parameters_gradients_optimizer_and_activatio
     assert longer.activations == 2 * one.activations
 
 
+def test_sharding_over_ranks_divides_the_training_state_but_not_the_gathered_unit(tiny_config):
+    """FSDP2 over 4 ranks: a quarter of the weights, gradients and moments, plus the whole
+    embedding (the root unit) and one block's weights and gradients while they compute."""
+    cfg = tiny_config("model.vocab_size=500", "model.n_layers=4")
+    counts = count_parameters(cfg.model)
+    whole, sharded = memory.estimate_memory(cfg, 1), memory.estimate_memory(cfg, 1, shards=4)
+    held = -(-counts.total // 4) + counts.embedding + counts.non_embedding // 4
+    assert (sharded.parameters, sharded.gradients) == (4 * held, 4 * held)
+    assert sharded.optimizer == 8 * -(-counts.total // 4) < whole.optimizer / 3.9
+    assert sharded.activations == whole.activations and sharded.total < whole.total
+
+
 def test_the_host_has_memory_to_report() -> None:
     free = memory.available_memory(torch.device("cpu"))
     assert free is not None and free > 0

@@ -74,7 +74,8 @@ def train(
         False,
         "--allow-changes",
         help="With --resume: accept overrides of trainer fields that leave the result alone "
-        "(max_steps, intervals, micro_batch_size, device ...); config.yaml is rewritten.",
+        "(max_steps, intervals, micro_batch_size, device, parallelism ...); config.yaml is "
+        "rewritten.",
     ),
     from_run: Path | None = typer.Option(
         None, "--from", help="Start from this run directory's checkpoint (sets init.from_run)."

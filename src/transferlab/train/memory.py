@@ -12,10 +12,15 @@ The estimate (fp32 everywhere; bf16 autocast only lowers the activations):
   log-softmax and both gradients). Attention scores are not counted: SDPA's fused kernels do
   not keep them.
 Measured on CPU (peak RSS of two AdamW steps, four shapes from 1 to 4 GiB) this lands within 7%.
+
+With FSDP2 over N ranks (``shards``) a rank keeps 1/N of the weights, gradients and optimizer
+state, and while a unit computes it holds that unit's whole weights and gradients: counted as the
+root's (embedding, head) plus one block's. That part of the estimate is arithmetic, not measured.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,19 +49,24 @@ class MemoryEstimate:
         return self.parameters + self.gradients + self.optimizer + self.activations
 
 
-def estimate_memory(cfg: RunConfig, micro_batch_size: int) -> MemoryEstimate:
-    """Bytes one training process needs for ``cfg`` (``model.vocab_size`` resolved)."""
+def estimate_memory(cfg: RunConfig, micro_batch_size: int, shards: int = 1) -> MemoryEstimate:
+    """Bytes one training process needs for ``cfg`` (``model.vocab_size`` resolved), its
+    weights, gradients and optimizer state sharded over ``shards`` ranks (FSDP2; 1: whole)."""
     model = cfg.model
-    params = count_parameters(model).total
+    counts = count_parameters(model)
     states = OPTIMIZER_STATES.get(cfg.optimizer.name, 2)
+    share = math.ceil(counts.total / shards)
+    # Whole while they compute: the root unit's weights (embedding, head) and one block's
+    gathered = 0 if shards == 1 else counts.embedding + counts.non_embedding // model.n_layers
+    held = share + gathered
     shapes = model.attention.linear_shapes(model) + model.mlp.linear_shapes(model)
     per_layer = 2 * sum(n_in + n_out for n_in, n_out in shapes) + RESIDUAL_COPIES * model.d_model
     per_token = model.n_layers * per_layer + LOGIT_COPIES * model.vocab_size
     tokens = micro_batch_size * cfg.data.seq_len
     return MemoryEstimate(
-        parameters=BYTES * params,
-        gradients=BYTES * params,
-        optimizer=BYTES * states * params,
+        parameters=BYTES * held,
+        gradients=BYTES * held,
+        optimizer=BYTES * states * share,
         activations=BYTES * per_token * tokens,
     )
 
@@ -87,10 +97,12 @@ def _host_available() -> int | None:
         return None
 
 
-def check_memory(cfg: RunConfig, micro_batch_size: int, device: torch.device) -> None:
+def check_memory(
+    cfg: RunConfig, micro_batch_size: int, device: torch.device, shards: int = 1
+) -> None:
     """A one-line ConfigError when the estimate exceeds what ``device`` has free."""
     free = available_memory(device)
-    need = estimate_memory(cfg, micro_batch_size)
+    need = estimate_memory(cfg, micro_batch_size, shards)
     if free is None or need.total <= free:
         return
     raise ConfigError(

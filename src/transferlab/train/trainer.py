@@ -146,7 +146,8 @@ class Pretraining:
         # Once: for a child it reads the parent's run_info.json (and maybe its checkpoints).
         self.key = config_key(cfg)
         self.plan = plan_batches(cfg.trainer, dist.world_size)
-        check_memory(cfg, self.plan.micro_batch_size, dist.device)  # before any allocation
+        shards = dist.world_size if dist.shards else 1
+        check_memory(cfg, self.plan.micro_batch_size, dist.device, shards)  # before allocating
         self.run_dir = RunDir(run_dir_of(cfg))
         resume_from = self._checkpoint_to_resume(resume, allow_changes)
         dist.barrier()  # every rank has read the run dir before rank 0 rewrites its files
