@@ -51,6 +51,23 @@ measures:
 expect:
   - {measure: lr_sensitivity, variant: qknorm, reference: plain, direction: better}
 ```
+
+``sizes`` is an ordered ladder of named sizes, smallest first, the last the target ("largest"),
+each a set of dotted overrides (usually the model preset and the token budget together). Every
+variant is trained at every size and seed; comparisons are made within a size, the results
+carry a ``size`` column, and ``summary.json`` gains ``decisions``: how often each smaller size
+orders the variants as the largest does (``analysis.decisions``). A task expectation is judged
+at the largest size; a ``decision`` expectation on the ladder itself. A spec without ``sizes``
+plans exactly the runs (and run keys) it always did.
+```yaml
+sizes:
+  s1: {model.preset: nano, trainer.max_steps: 100}
+  s2: {model.preset: micro, trainer.max_steps: 200}
+  s3: {model.preset: tiny, trainer.max_steps: 400}
+expect:
+  - {decision: better_than_accuracy, task: qa_score, metric: p_correct}
+  - {decision: above_chance, task: qa_score, metric: p_correct, size: s2}
+```
 """
 
 from __future__ import annotations
@@ -143,7 +160,13 @@ class ExpectSpec(BaseConfig):
     ``not_worse`` (non-inferiority) and ``same``
     (equivalence) are judged against ``margin``, in the metric's or measure's units."""
 
-    variant: str  # the variant the claim is about
+    variant: str | None = None  # the variant the claim is about (None: a decision's claim)
+    # or a claim on the size ladder's decisions (``sizes``): better: ``metric`` decides more
+    # pairs as the largest size does than metric ``than``; above_chance: at ``size``, more than
+    # half the pairs (DECISION_CHANCE) are ordered as at the largest size
+    decision: Literal["better", "above_chance"] | None = None
+    than: str | None = None  # the other metric of decision: better (e.g. correct)
+    size: str | None = None  # the size of decision: above_chance (None: the smallest)
     # better / worse than the other side; not_worse: by no more than margin; same: within margin
     direction: Literal["better", "worse", "not_worse", "same"] = "better"
     task: str | None = None  # the task it is judged on (None: the first, unless a measure)
@@ -156,13 +179,41 @@ class ExpectSpec(BaseConfig):
     claim: str = ""  # the claim in words, shown with the verdict
 
     @model_validator(mode="after")
+    def _a_variant_or_a_decision(self) -> ExpectSpec:
+        if (self.variant is None) == (self.decision is None):
+            raise ValueError(
+                "an expectation names a variant (a claim about one variant) or a decision (a "
+                "claim about the size ladder: better or above_chance), exactly one of them"
+            )
+        if self.decision is None:
+            if self.than is not None or self.size is not None:
+                raise ValueError(
+                    "than and size belong to a decision expectation; drop them or add decision"
+                )
+            return self
+        extra = [f for f in ("reference", "value", "margin", "measure") if getattr(self, f)]
+        if extra:
+            raise ValueError(
+                f"decision {self.decision!r} is judged on decision accuracy, not on {extra}; "
+                "drop them"
+            )
+        if self.decision == "better" and (self.than is None or self.than == self.metric):
+            raise ValueError(
+                "decision: better compares two metrics; give metric (e.g. p_correct) and than "
+                "(another metric of the task, e.g. correct)"
+            )
+        if self.decision == "above_chance" and self.than is not None:
+            raise ValueError("than belongs to decision: better; drop it")
+        return self
+
+    @model_validator(mode="after")
     def _one_subject(self) -> ExpectSpec:
         if self.task is not None and self.measure is not None:
             raise ValueError(
                 f"names task {self.task!r} and measure {self.measure!r}; an expectation is "
                 "judged on one of them, so keep one (or write two expectations)"
             )
-        if self.reference == self.variant:
+        if self.reference is not None and self.reference == self.variant:
             raise ValueError(
                 f"reference {self.reference!r} is its variant; name the other side of the "
                 "comparison"
@@ -226,6 +277,8 @@ class ExperimentSpec(BaseConfig):
     measures: list[MEASURES.type(MeasureConfig, default="final_val_loss")] = Field(
         default_factory=list
     )
+    # size -> dotted overrides: an ordered ladder, smallest first, the last the target size
+    sizes: dict[str, Overrides] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -300,6 +353,33 @@ class ExperimentSpec(BaseConfig):
         return self
 
     @model_validator(mode="after")
+    def _sizes_are_consistent(self) -> ExperimentSpec:
+        if not self.sizes:
+            return self
+        if len(self.sizes) < 2:
+            raise ValueError(
+                f"sizes has {len(self.sizes)} size ({list(self.sizes)}); a ladder needs at least "
+                "2 (smallest first, the target last), or leave sizes out"
+            )
+        for name in self.sizes:
+            if not _STAGE_NAME.match(name):
+                raise ValueError(f"size name {name!r} must be a word (letters, digits, _ or -)")
+        if self.measures:
+            raise ValueError(
+                "measures are not computed per size yet; drop measures or sizes (run the "
+                "ladder's sizes as separate experiments)"
+            )
+        for size, overrides in self.sizes.items():
+            for variant, changes in self.variants().items():
+                both = sorted(set(overrides) & set(changes))
+                if both:
+                    raise ValueError(
+                        f"size {size!r} and variant {variant!r} both set {both}; a field is "
+                        "set by the size ladder or by an axis, not both"
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _names_are_consistent(self) -> ExperimentSpec:
         for axis, levels in self.axes.items():
             if not levels:
@@ -318,8 +398,34 @@ class ExperimentSpec(BaseConfig):
         if len(set(task_names)) != len(task_names):
             raise ValueError(f"tasks {task_names} repeat a name; give each a distinct label")
         for expect in self.expectations:
-            self._check_expectation(expect, names, task_names)
+            if expect.decision is not None:
+                self._check_decision(expect, task_names)
+            else:
+                self._check_expectation(expect, names, task_names)
         return self
+
+    def _check_decision(self, expect: ExpectSpec, tasks: list[str]) -> None:
+        where = f"expect decision {expect.decision!r}"
+        if not self.sizes:
+            raise ValueError(f"{where} is judged on the size ladder; add sizes (at least 2)")
+        if expect.task is not None and expect.task not in tasks:
+            raise ValueError(f"{where}: task {expect.task!r} is not one of {tasks}")
+        task = self.expectation_task(expect)
+        if task is None:
+            raise ValueError(f"{where} needs a task to decide on; add one to tasks")
+        declared = [m.name for m in self.task(task).metrics]
+        for metric in (self.expectation_metric(expect), expect.than):
+            if metric is not None and metric not in declared:
+                raise ValueError(
+                    f"{where}: task {task!r} does not declare metric {metric!r}; choose from "
+                    f"{declared}"
+                )
+        smaller = self.size_names()[:-1]
+        if expect.size is not None and expect.size not in smaller:
+            raise ValueError(
+                f"{where}: size {expect.size!r} is not a size smaller than the largest "
+                f"({self.largest_size}); choose from {smaller}"
+            )
 
     def _check_expectation(self, expect: ExpectSpec, names: set[str], tasks: list[str]) -> None:
         if expect.measure is not None:
@@ -383,8 +489,23 @@ class ExperimentSpec(BaseConfig):
         return self.expect if isinstance(self.expect, list) else [self.expect]
 
     def task_expectations(self) -> list[ExpectSpec]:
-        """The expectations judged on a task (those that name no measure)."""
-        return [expect for expect in self.expectations if expect.measure is None]
+        """The expectations judged on a task's comparisons (those that name no measure and no
+        decision)."""
+        return [e for e in self.expectations if e.measure is None and e.decision is None]
+
+    def size_names(self) -> list[str]:
+        """The sizes of the ladder, smallest first (empty without ``sizes``)."""
+        return list(self.sizes)
+
+    @property
+    def largest_size(self) -> str | None:
+        """The target size, the last of the ladder (None without ``sizes``)."""
+        return self.size_names()[-1] if self.sizes else None
+
+    def size_ladder(self) -> dict[str | None, Overrides]:
+        """Size -> its overrides, smallest first; ``{None: {}}`` without sizes (one implicit
+        size, which the planner and results leave unnamed)."""
+        return dict(self.sizes) if self.sizes else {None: {}}
 
     def expectation_task(self, expect: ExpectSpec) -> str | None:
         """The task a task expectation is judged on (the first task unless it names one)."""

@@ -1,0 +1,124 @@
+"""Sizes as an axis: every variant at every size of the ladder, run keys that keep budgets
+apart, and the refusals of an ill-formed ladder."""
+
+from __future__ import annotations
+
+import pytest
+
+from tiny_experiment import run_quietly, tiny_base
+from transferlab.experiment import ExperimentSpec, load_results, plan_experiment
+from transferlab.train import read_metrics
+
+BASE = {
+    "world": {"name": "bios", "num_people": 20},
+    "model": {"d_model": 32, "n_layers": 1, "n_heads": 2},
+    "trainer": {"max_steps": 4, "batch_size": 4},
+}
+AXES = {"lr": {"low": {"optimizer.lr": 1e-3}, "high": {"optimizer.lr": 1e-2}}}
+LADDER = {"s1": {"model.d_model": 32}, "s2": {"model.d_model": 64, "trainer.max_steps": 8}}
+
+
+def _spec(**fields) -> ExperimentSpec:
+    data = {"name": "exp", "base": BASE, "tasks": [{"name": "qa_probe"}], **fields}
+    return ExperimentSpec.model_validate(data)
+
+
+def test_every_variant_is_planned_at_every_size_and_seed_sizes_outermost(tmp_path):
+    plan = plan_experiment(_spec(axes=AXES, seeds=[0, 1], sizes=LADDER), store=tmp_path)
+    assert [(r.size, r.variant, r.seed) for r in plan.runs] == [
+        (size, variant, seed)
+        for size in ("s1", "s2")
+        for variant in ("low", "high")
+        for seed in (0, 1)
+    ]
+    assert len({r.key for r in plan.runs}) == 8
+    s2 = [r for r in plan.runs if r.size == "s2"]
+    assert {(r.config.model.d_model, r.config.trainer.max_steps) for r in s2} == {(64, 8)}
+    assert {r.config.optimizer.lr for r in s2} == {1e-3, 1e-2}
+    assert [e.run.size for e in plan.evals] == [r.size for r in plan.runs]
+
+
+def test_a_spec_without_sizes_plans_one_unnamed_size_with_the_keys_it_had(tmp_path):
+    spec = _spec(axes=AXES)
+    plan = plan_experiment(spec, store=tmp_path)
+    assert {r.size for r in plan.runs} == {None}
+    # The smallest size of a ladder that changes nothing is the plain spec's run.
+    sized = _spec(axes=AXES, sizes={"s1": {}, "s2": {"model.d_model": 64}})
+    sized_plan = plan_experiment(sized, store=tmp_path)
+    assert [r.key for r in sized_plan.runs[:2]] == [r.key for r in plan.runs]
+
+
+def test_runs_that_differ_only_in_max_steps_get_distinct_keys_others_keep_theirs(tmp_path):
+    budgets = {"steps": {"short": {"trainer.max_steps": 4}, "long": {"trainer.max_steps": 8}}}
+    short, long = plan_experiment(_spec(axes=budgets), store=tmp_path).runs
+    assert short.key != long.key
+    assert (short.config.trainer.max_steps, long.config.trainer.max_steps) == (4, 8)
+    # Alone, each keeps the key a longer budget continues (max_steps out of the key).
+    alone = [
+        plan_experiment(_spec(base={**BASE, "trainer": {**BASE["trainer"], "max_steps": n}}))
+        for n in (4, 8)
+    ]
+    assert alone[0].runs[0].key == alone[1].runs[0].key
+    assert alone[0].runs[0].key not in {short.key, long.key}
+    # A ladder over the budget alone collides the same way and is keyed apart the same way.
+    ladder = {"s1": {"trainer.max_steps": 4}, "s2": {"trainer.max_steps": 8}}
+    assert [r.key for r in plan_experiment(_spec(sizes=ladder), store=tmp_path).runs] == [
+        short.key,
+        long.key,
+    ]
+
+
+def test_two_budgets_of_one_config_are_trained_each_to_its_own_steps(tmp_path):
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "budgets",
+            "base": tiny_base(2),
+            "sizes": {"s1": {"trainer.max_steps": 2}, "s2": {"trainer.max_steps": 4}},
+            "tasks": [{"name": "qa_score", "n_choices": 4}],
+        }
+    )
+    run_quietly(spec, tmp_path / "exp")
+    runs = load_results(tmp_path / "exp").runs.to_pylist()
+    assert [(r["size"], r["steps"]) for r in runs] == [("s1", 2), ("s2", 4)]
+    for run in plan_experiment(spec).runs:
+        assert (
+            read_metrics(run.run_dir / "metrics.jsonl")[-1]["step"] == run.config.trainer.max_steps
+        )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"sizes": {"only": {}}}, "a ladder needs at least 2"),
+        ({"sizes": {"s 1": {}, "s2": {}}}, "size name 's 1' must be a word"),
+        (
+            {
+                "axes": {"m": {"a": {"model.d_model": 32}}},
+                "sizes": {"s1": {"model.d_model": 8}, "s2": {}},
+            },
+            "size 's1' and variant 'a' both set \\['model.d_model'\\]",
+        ),
+        (
+            {"sizes": LADDER, "measures": [{"name": "final_val_loss"}]},
+            "measures are not computed per size",
+        ),
+        ({"expect": {"decision": "above_chance"}}, "add sizes"),
+        (
+            {"sizes": LADDER, "expect": {"decision": "above_chance", "size": "s2"}},
+            "size 's2' is not a size smaller than the largest",
+        ),
+        (
+            {"sizes": LADDER, "expect": {"decision": "better", "metric": "correct"}},
+            "give metric .* and than",
+        ),
+        (
+            {"sizes": LADDER, "expect": {"decision": "better", "metric": "nope", "than": "x"}},
+            "does not declare metric 'nope'",
+        ),
+        ({"expect": {"decision": "better", "variant": "base"}}, "exactly one of them"),
+        ({"expect": {"variant": "base", "size": "s1"}}, "than and size belong to a decision"),
+    ],
+)
+def test_ill_formed_ladders_and_decisions_are_refused_naming_the_fix(fields, message):
+    with pytest.raises(ValueError, match=message):
+        _spec(**fields)
