@@ -4,9 +4,11 @@ apart, and the refusals of an ill-formed ladder."""
 from __future__ import annotations
 
 import pytest
+from rich.console import Console
 
 from tiny_experiment import run_quietly, tiny_base
 from transferlab.experiment import ExperimentSpec, load_results, plan_experiment
+from transferlab.report.terminal import print_summary
 from transferlab.train import read_metrics
 
 BASE = {
@@ -122,3 +124,89 @@ def test_two_budgets_of_one_config_are_trained_each_to_its_own_steps(tmp_path):
 def test_ill_formed_ladders_and_decisions_are_refused_naming_the_fix(fields, message):
     with pytest.raises(ValueError, match=message):
         _spec(**fields)
+
+
+def _ladder_spec(expect=None) -> ExperimentSpec:
+    """Three learning rates at two sizes (4 and 8 steps), 2 seeds, few-shot QA scoring."""
+    lrs = {
+        "lr": {name: {"optimizer.lr": lr} for name, lr in [("a", 1e-4), ("b", 3e-3), ("c", 3e-2)]}
+    }
+    return ExperimentSpec.model_validate(
+        {
+            "name": "ladder",
+            "base": tiny_base(4),
+            "axes": lrs,
+            "seeds": [0, 1],
+            "sizes": {"s1": {"trainer.max_steps": 4}, "s2": {"trainer.max_steps": 8}},
+            "tasks": [{"name": "qa_score", "n_choices": 4}],
+            "compare": {"baseline": "a"},
+            "expect": expect,
+        }
+    )
+
+
+def test_a_ladder_is_compared_within_sizes_and_decided_against_the_largest(tmp_path):
+    expect = [
+        {"variant": "c", "direction": "better"},
+        {"decision": "better", "metric": "p_correct", "than": "correct"},
+        {"decision": "above_chance", "metric": "margin"},
+    ]
+    summary = run_quietly(_ladder_spec(expect), tmp_path / "exp")
+    comparisons = [c for c in summary["comparisons"] if c["metric"] == "correct"]
+    assert [(c["size"], c["variant"], c["reference"]) for c in comparisons] == [
+        ("s1", "b", "a"),
+        ("s1", "c", "a"),
+        ("s2", "b", "a"),
+        ("s2", "c", "a"),
+    ]
+    assert {c["n_seeds"] for c in comparisons} == {2}  # within a size: its 2 seeds, not 4
+    decisions = summary["decisions"]
+    assert (decisions["sizes"], decisions["largest"], decisions["chance"]) == (
+        ["s1", "s2"],
+        "s2",
+        0.5,
+    )
+    accuracy = decisions["accuracy"]
+    declared = ["correct", "acc_norm", "p_correct", "margin", "norm_p_correct"]
+    assert [(r["size"], r["metric"]) for r in accuracy] == [("s1", m) for m in declared]
+    for row in accuracy:
+        assert (row["n_variants"], row["n_pairs"], row["n_seeds"], row["target_metric"]) == (
+            3,
+            3,
+            2,
+            "correct",
+        )
+        assert 0 <= row["low"] <= row["accuracy"] <= row["high"] <= 1
+        assert row["accuracy"] * 6 == round(row["accuracy"] * 6)  # halves of thirds: 3 pairs
+    assert {(r["metric"], r["size"]) for r in decisions["differences"]} == {
+        (m, s) for m in declared[1:] for s in ("s1", None)
+    }
+    assert {(r["size"], r["metric"]) for r in decisions["snr"]} == {
+        (s, m) for s in ("s1", "s2") for m in declared
+    }
+    task, better, chance = summary["verdicts"]
+    assert "s1" not in task["text"] and task["n_seeds"] == 2  # judged at the largest size
+    found = next(
+        r for r in decisions["differences"] if (r["metric"], r["size"]) == ("p_correct", None)
+    )
+    assert (better["value"], better["low"], better["high"]) == (
+        found["diff"],
+        found["low"],
+        found["high"],
+    )
+    expected = (
+        "reproduced"
+        if found["low"] > 0
+        else "not reproduced"
+        if found["high"] < 0
+        else "inconclusive"
+    )
+    assert better["status"] == expected
+    assert chance["size"] == "s1" and "n = 3 variants (3 pairs) x 2 seeds" in chance["text"]
+    report = (tmp_path / "exp" / "report.html").read_text()
+    assert "Decisions across sizes" in report and "b vs a @ s1" in report
+    console = Console(record=True, width=200)
+    print_summary(tmp_path / "exp", console)
+    printed = console.export_text()
+    assert "decision accuracy against the order at s2 by correct" in printed
+    assert "b vs a @ s1" in printed and "c @ s2" in printed

@@ -30,11 +30,12 @@ All are plain Parquet files, readable with duckdb (``SELECT * FROM 'results/*.pa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transferlab.artifacts import write_parquet_atomic
@@ -57,6 +58,17 @@ class ResultTables:
     curves: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], CURVE_SCHEMA))
     measures: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], MEASURE_SCHEMA))
     notes: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], NOTE_SCHEMA))
+
+    def at_size(self, size: str) -> ResultTables:
+        """The rows of the runs of ``size`` (a spec with ``sizes``: its tables have a size
+        column; an empty table has none and stays as it is)."""
+
+        def rows_of(table: pa.Table) -> pa.Table:
+            if "size" not in table.column_names:
+                return table
+            return table.filter(pc.equal(table.column("size"), size))
+
+        return ResultTables(*(rows_of(getattr(self, f.name)) for f in fields(self)))
 
 
 def results_dir(exp_dir: Path) -> Path:
@@ -191,7 +203,7 @@ CURVE_SCHEMA = pa.schema(
 )
 
 
-def curve_table(runs: list[PlannedRun], sized: bool = False) -> pa.Table:
+def curve_table(runs: list[PlannedRun], sized: bool) -> pa.Table:
     """The downstream rows of every run that records them: ``CURVE_SCHEMA`` (with ``size`` when
     ``sized``) plus a float column per metric the runs' downstream tasks declare (null for a
     task that does not)."""

@@ -12,7 +12,8 @@ expectation's ``margin``: not worse is reproduced when the whole interval lies a
 on the better side (not reproduced when it lies wholly below), same when it lies within
 ``[-margin, +margin]`` (not reproduced when it lies wholly outside). An expectation with a fixed
 ``value`` (a chance rate) is judged on the variant's estimated mean minus that value, with the
-estimate's interval (``summary["estimates"]``), by the same rules."""
+estimate's interval (``summary["estimates"]``), by the same rules. A ``decision`` expectation is
+judged on the size ladder's decision accuracy (``decision_verdict``)."""
 
 from __future__ import annotations
 
@@ -31,14 +32,18 @@ def expectation_verdicts(
     comparisons: list[Row],
     measures: list[Row],
     estimates: list[Row] | None = None,
+    decisions: Row | None = None,
 ) -> list[Row]:
     """A verdict per expectation, in the spec's order, each with its ``claim``; ``comparisons``
     are the tasks' (summary["comparisons"]), ``measures`` the measures' summaries,
     ``estimates`` the tasks' per-variant means (summary["estimates"], what a ``value``
-    expectation is judged on)."""
+    expectation is judged on), ``decisions`` the size ladder's (summary["decisions"], what a
+    ``decision`` expectation is judged on)."""
     out = []
     for expect in spec.expectations:
-        if expect.measure is None and expect.value is not None:
+        if expect.decision is not None:
+            verdict = decision_verdict(spec, expect, decisions or {})
+        elif expect.measure is None and expect.value is not None:
             verdict = value_verdict(spec, expect, estimates or [])
         elif expect.measure is None:
             verdict = task_verdict(spec, expect, comparisons)
@@ -138,6 +143,82 @@ def value_verdict(spec: ExperimentSpec, expect: ExpectSpec, estimates: list[Row]
         "n_seeds": est["n_seeds"],
         "n_examples": est["n_examples"],
     }
+
+
+def decision_verdict(spec: ExperimentSpec, expect: ExpectSpec, decisions: Row) -> Row:
+    """The verdict on a ``decision`` expectation, from its interval: ``better``, on decision
+    accuracy by ``metric`` minus by ``than`` (at ``size``, or the mean over the smaller sizes),
+    reproduced when the interval lies above 0 and not reproduced when below; ``above_chance``,
+    on the decision accuracy of ``size`` (default: the smallest) against chance (1/2),
+    reproduced when the interval lies above it and not reproduced when below."""
+    task, metric = spec.expectation_task(expect), spec.expectation_metric(expect)
+    if expect.decision == "better":
+        wanted = {"task": task, "metric": metric, "than": expect.than, "size": expect.size}
+        rows, reference = decisions.get("differences", []), 0.0
+    else:
+        size = expect.size or spec.size_names()[0]
+        wanted = {"task": task, "metric": metric, "size": size}
+        rows, reference = decisions.get("accuracy", []), decisions.get("chance", 0.5)
+    found = next((r for r in rows if all(r.get(k) == v for k, v in wanted.items())), None)
+    where = f"{task} ({metric}{f' vs {expect.than}' if expect.than else ''})"
+    if found is None:
+        return {"status": "inconclusive", "text": f"inconclusive: no decision accuracy of {where}"}
+    value = found["diff"] if expect.decision == "better" else found["accuracy"]
+    low, high = found["low"], found["high"]
+    status = (
+        "reproduced"
+        if low > reference
+        else "not reproduced"
+        if high < reference
+        else "inconclusive"
+    )
+    target = f"the order at {spec.largest_size} by {_target_of(decisions, task)}"
+    signed = expect.decision == "better"  # a difference; an accuracy is a fraction
+
+    def fmt(x: float) -> str:
+        return f"{x:+.3f}" if signed else f"{x:.3f}"
+
+    if expect.decision == "better":
+        at = f"size {expect.size}" if expect.size else "the mean over the smaller sizes"
+        claim = f"decision accuracy by {metric} minus by {expect.than} at {at}"
+        expected = "above 0"
+    else:
+        claim = f"decision accuracy of size {wanted['size']} by {metric}"
+        expected = f"above chance {reference:g}"
+    text = (
+        f"{status}: {claim} on {task}, against {target}: {fmt(value)} [{fmt(low)}, {fmt(high)}] "
+        f"({found['level']:.0%} seed-bootstrap interval, {found['resamples']} resamples; "
+        f"{_decision_n(decisions, task)}); "
+        f"expected {expected}"
+    )
+    return {
+        "status": status,
+        "text": text,
+        "decision": expect.decision,
+        "task": task,
+        "metric": metric,
+        "than": expect.than,
+        "size": wanted["size"],
+        "value": value,
+        "low": low,
+        "high": high,
+        "level": found["level"],
+    }
+
+
+def _target_of(decisions: Row, task: str | None) -> str:
+    """The target metric of ``task``'s decisions, as its rows name it."""
+    rows = [r for r in decisions.get("accuracy", []) if r["task"] == task]
+    return rows[0]["target_metric"] if rows else "its target metric"
+
+
+def _decision_n(decisions: Row, task: str | None) -> str:
+    """``n = 4 variants (6 pairs) x 3 seeds per size``, from ``task``'s first accuracy row."""
+    row = next(r for r in decisions["accuracy"] if r["task"] == task)
+    return (
+        f"n = {row['n_variants']} variants ({row['n_pairs']} pairs) x {row['n_seeds']} seeds "
+        f"per smaller size, {row['n_target_seeds']} at the largest"
+    )
 
 
 def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:
