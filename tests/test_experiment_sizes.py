@@ -8,6 +8,7 @@ from rich.console import Console
 
 from tiny_experiment import run_quietly, tiny_base
 from transferlab.experiment import ExperimentSpec, load_results, plan_experiment
+from transferlab.experiment.verdicts import expectation_verdicts
 from transferlab.report.terminal import print_summary
 from transferlab.train import read_metrics
 
@@ -210,3 +211,49 @@ def test_a_ladder_is_compared_within_sizes_and_decided_against_the_largest(tmp_p
     printed = console.export_text()
     assert "decision accuracy against the order at s2 by correct" in printed
     assert "b vs a @ s1" in printed and "c @ s2" in printed
+
+
+def _decisions(diff: tuple[float, float, float], accuracy: tuple[float, float, float]) -> dict:
+    n = {"n_variants": 3, "n_pairs": 3, "n_seeds": 2, "n_target_seeds": 2}
+    common = {"task": "qa_score", "target_metric": "correct", "level": 0.95, "resamples": 10}
+    return {
+        "chance": 0.5,
+        "accuracy": [
+            {
+                **common,
+                **n,
+                "metric": "margin",
+                "size": "s1",
+                **dict(zip(("accuracy", "low", "high"), accuracy, strict=True)),
+            }
+        ],
+        "differences": [
+            {
+                **common,
+                "metric": "p_correct",
+                "than": "correct",
+                "size": None,
+                **dict(zip(("diff", "low", "high"), diff, strict=True)),
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("diff", "accuracy", "statuses"),
+    [
+        ((0.3, 0.1, 0.5), (0.9, 0.6, 1.0), ["reproduced", "reproduced"]),
+        ((-0.3, -0.5, -0.1), (0.2, 0.0, 0.4), ["not reproduced", "not reproduced"]),
+        ((0.1, -0.1, 0.3), (0.7, 0.5, 1.0), ["inconclusive", "inconclusive"]),
+    ],
+)
+def test_decision_verdicts_read_the_interval_against_0_and_chance(diff, accuracy, statuses):
+    spec = _ladder_spec(
+        [
+            {"decision": "better", "metric": "p_correct", "than": "correct"},
+            {"decision": "above_chance", "metric": "margin"},
+        ]
+    )
+    verdicts = expectation_verdicts(spec, [], [], [], _decisions(diff, accuracy))
+    assert [v["status"] for v in verdicts] == statuses
+    assert [v["value"] for v in verdicts] == [diff[0], accuracy[0]]
