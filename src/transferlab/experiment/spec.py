@@ -161,12 +161,14 @@ class ExpectSpec(BaseConfig):
     (equivalence) are judged against ``margin``, in the metric's or measure's units."""
 
     variant: str | None = None  # the variant the claim is about (None: a decision's claim)
-    # or a claim on the size ladder's decisions (``sizes``): better: ``metric`` decides more
+    # or a claim on the size ladder's decisions (``sizes``): better: ``metric`` orders more
     # pairs as the largest size does than metric ``than``; above_chance: at ``size``, more than
-    # half the pairs (DECISION_CHANCE) are ordered as at the largest size
+    # half the pairs (chance) are ordered as at the largest size
     decision: Literal["better", "above_chance"] | None = None
     than: str | None = None  # the other metric of decision: better (e.g. correct)
-    size: str | None = None  # the size of decision: above_chance (None: the smallest)
+    # the smaller size a decision is judged at (None: better, the mean over the smaller sizes;
+    # above_chance, the smallest)
+    size: str | None = None
     # better / worse than the other side; not_worse: by no more than margin; same: within margin
     direction: Literal["better", "worse", "not_worse", "same"] = "better"
     task: str | None = None  # the task it is judged on (None: the first, unless a measure)
