@@ -257,3 +257,8 @@ def test_decision_verdicts_read_the_interval_against_0_and_chance(diff, accuracy
     verdicts = expectation_verdicts(spec, [], [], [], _decisions(diff, accuracy))
     assert [v["status"] for v in verdicts] == statuses
     assert [v["value"] for v in verdicts] == [diff[0], accuracy[0]]
+    # The effect, as the scoreboard shows it: the distance from 0 and from chance.
+    assert verdicts[1]["diff"] == pytest.approx(accuracy[0] - 0.5)
+    assert (verdicts[1]["low"], verdicts[1]["high"]) == pytest.approx(
+        (accuracy[1] - 0.5, accuracy[2] - 0.5)
+    )

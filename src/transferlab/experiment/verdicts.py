@@ -199,10 +199,14 @@ def decision_verdict(spec: ExperimentSpec, expect: ExpectSpec, decisions: Row) -
         "metric": metric,
         "than": expect.than,
         "size": wanted["size"],
-        "value": value,
-        "low": low,
-        "high": high,
+        "value": value,  # the difference (better) or the decision accuracy (above_chance)
+        # The effect as other verdicts state it (the scoreboard's column): the value minus what
+        # it is judged against (0 or chance), with its interval.
+        "diff": value - reference,
+        "low": low - reference,
+        "high": high - reference,
         "level": found["level"],
+        "n_seeds": _first_accuracy(decisions, task)["n_seeds"],
     }
 
 
@@ -212,9 +216,13 @@ def _target_of(decisions: Row, task: str | None) -> str:
     return rows[0]["target_metric"] if rows else "its target metric"
 
 
+def _first_accuracy(decisions: Row, task: str | None) -> Row:
+    return next(r for r in decisions["accuracy"] if r["task"] == task)
+
+
 def _decision_n(decisions: Row, task: str | None) -> str:
     """``n = 4 variants (6 pairs) x 3 seeds per size``, from ``task``'s first accuracy row."""
-    row = next(r for r in decisions["accuracy"] if r["task"] == task)
+    row = _first_accuracy(decisions, task)
     return (
         f"n = {row['n_variants']} variants ({row['n_pairs']} pairs) x {row['n_seeds']} seeds "
         f"per smaller size, {row['n_target_seeds']} at the largest"
