@@ -8,6 +8,7 @@ from rich.console import Console
 
 from tiny_experiment import run_quietly, tiny_base
 from transferlab.experiment import ExperimentSpec, load_results, plan_experiment
+from transferlab.experiment.reseed import expectation_subject
 from transferlab.experiment.verdicts import expectation_verdicts
 from transferlab.report.terminal import print_summary
 from transferlab.train import read_metrics
@@ -190,7 +191,7 @@ def test_a_ladder_is_compared_within_sizes_and_decided_against_the_largest(tmp_p
     found = next(
         r for r in decisions["differences"] if (r["metric"], r["size"]) == ("p_correct", None)
     )
-    assert (better["value"], better["low"], better["high"]) == (
+    assert (better["estimate"], better["low"], better["high"]) == (
         found["diff"],
         found["low"],
         found["high"],
@@ -256,7 +257,11 @@ def test_decision_verdicts_read_the_interval_against_0_and_chance(diff, accuracy
     )
     verdicts = expectation_verdicts(spec, [], [], [], _decisions(diff, accuracy))
     assert [v["status"] for v in verdicts] == statuses
-    assert [v["value"] for v in verdicts] == [diff[0], accuracy[0]]
+    assert [v["estimate"] for v in verdicts] == [diff[0], accuracy[0]]
+    assert [expectation_subject(v) for v in verdicts] == [
+        "decision by p_correct vs correct (mean over smaller sizes) on qa_score",
+        "decision by margin at s1 vs chance on qa_score",
+    ]
     # The effect, as the scoreboard shows it: the distance from 0 and from chance.
     assert verdicts[1]["diff"] == pytest.approx(accuracy[0] - 0.5)
     assert (verdicts[1]["low"], verdicts[1]["high"]) == pytest.approx(

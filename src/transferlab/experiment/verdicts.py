@@ -199,7 +199,7 @@ def decision_verdict(spec: ExperimentSpec, expect: ExpectSpec, decisions: Row) -
         "metric": metric,
         "than": expect.than,
         "size": wanted["size"],
-        "value": value,  # the difference (better) or the decision accuracy (above_chance)
+        "estimate": value,  # the difference (better) or the decision accuracy (above_chance)
         # The effect as other verdicts state it (the scoreboard's column): the value minus what
         # it is judged against (0 or chance), with its interval.
         "diff": value - reference,
