@@ -114,6 +114,13 @@ def test_signal_to_noise_on_a_small_example():
     assert sn.noise == pytest.approx(math.sqrt(0.5) / 2)
     assert sn.snr == pytest.approx(2 / math.sqrt(0.5))
     assert (sn.n_variants, sn.n_seeds) == (3, 2)
+    assert math.isnan(sn.checkpoint_noise) and math.isnan(sn.checkpoint_snr)
+    # Two runs' last three checkpoints: variances 1 and 4 pool to sd sqrt(2.5).
+    curves = np.array([[1.0, 2.0, 3.0], [0.0, 2.0, 4.0]])
+    with_curves = signal_to_noise(scores, curves)
+    assert with_curves.checkpoint_noise == pytest.approx(math.sqrt(2.5) / 2)
+    assert with_curves.checkpoint_snr == pytest.approx(2 / math.sqrt(2.5))
+    assert with_curves.snr == sn.snr
     # Centered on 0 (a margin can be): relative signal and noise are undefined, SNR is not.
     centered = signal_to_noise(scores - 2.0)
     assert math.isnan(centered.signal) and centered.snr == pytest.approx(sn.snr)
@@ -124,6 +131,7 @@ def test_signal_to_noise_on_a_small_example():
     [
         (lambda: signal_to_noise(np.ones((3, 1))), "at least 2 seeds"),
         (lambda: signal_to_noise(np.ones((1, 3))), "at least 2 variants"),
+        (lambda: signal_to_noise(np.ones((2, 2)), np.ones((4, 1))), "at least 2 checkpoints"),
         (lambda: pair_agreement(np.ones(2), np.ones(3)), "one mean per variant"),
         (
             lambda: DecisionBootstrap([{"m": np.ones((3, 2))}], np.ones((2, 2))),

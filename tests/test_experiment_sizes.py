@@ -3,11 +3,15 @@ apart, and the refusals of an ill-formed ladder."""
 
 from __future__ import annotations
 
+import math
+
+import pyarrow as pa
 import pytest
 from rich.console import Console
 
 from tiny_experiment import run_quietly, tiny_base
 from transferlab.experiment import ExperimentSpec, load_results, plan_experiment
+from transferlab.experiment.decision_analysis import final_checkpoints
 from transferlab.experiment.reseed import expectation_subject
 from transferlab.experiment.verdicts import expectation_verdicts
 from transferlab.report.terminal import print_summary
@@ -128,7 +132,7 @@ def test_ill_formed_ladders_and_decisions_are_refused_naming_the_fix(fields, mes
         _spec(**fields)
 
 
-def _ladder_spec(expect=None) -> ExperimentSpec:
+def _ladder_spec(expect=None, **fields) -> ExperimentSpec:
     """Three learning rates at two sizes (4 and 8 steps), 2 seeds, few-shot QA scoring."""
     lrs = {
         "lr": {name: {"optimizer.lr": lr} for name, lr in [("a", 1e-4), ("b", 3e-3), ("c", 3e-2)]}
@@ -143,6 +147,7 @@ def _ladder_spec(expect=None) -> ExperimentSpec:
             "tasks": [{"name": "qa_score", "n_choices": 4}],
             "compare": {"baseline": "a"},
             "expect": expect,
+            **fields,
         }
     )
 
@@ -153,7 +158,7 @@ def test_a_ladder_is_compared_within_sizes_and_decided_against_the_largest(tmp_p
         {"decision": "better", "metric": "p_correct", "than": "correct"},
         {"decision": "above_chance", "metric": "margin"},
     ]
-    summary = run_quietly(_ladder_spec(expect), tmp_path / "exp")
+    summary = run_quietly(_ladder_spec(expect, curves={"every": 2}), tmp_path / "exp")
     comparisons = [c for c in summary["comparisons"] if c["metric"] == "correct"]
     assert [(c["size"], c["variant"], c["reference"]) for c in comparisons] == [
         ("s1", "b", "a"),
@@ -186,6 +191,10 @@ def test_a_ladder_is_compared_within_sizes_and_decided_against_the_largest(tmp_p
     assert {(r["size"], r["metric"]) for r in decisions["snr"]} == {
         (s, m) for s in ("s1", "s2") for m in declared
     }
+    # Transfer curves at steps 2 and 4 (s1) and 2-8 (s2): noise over the final checkpoints too.
+    assert all(
+        math.isfinite(r["checkpoint_noise"]) for r in decisions["snr"] if r["metric"] == "p_correct"
+    )
     task, better, chance = summary["verdicts"]
     assert "s1" not in task["text"] and task["n_seeds"] == 2  # judged at the largest size
     found = next(
@@ -267,3 +276,18 @@ def test_decision_verdicts_read_the_interval_against_0_and_chance(diff, accuracy
     assert (verdicts[1]["low"], verdicts[1]["high"]) == pytest.approx(
         (accuracy[1] - 0.5, accuracy[2] - 0.5)
     )
+
+
+def test_checkpoint_noise_reads_each_runs_last_evaluated_steps():
+    spec = _ladder_spec()
+    (task,) = spec.tasks
+    rows = [
+        {"size": "s2", "variant": v, "seed": seed, "step": step, "task": "qa_score", "correct": x}
+        for v, seed, points in [("a", 0, [0.0, 0.1, 0.2, 0.4]), ("b", 0, [0.5, 0.5, 0.7, 0.9])]
+        for step, x in zip((2, 4, 6, 8), points, strict=True)
+    ]
+    found = final_checkpoints(pa.Table.from_pylist(rows), task)
+    assert list(found) == [("s2", "correct")]  # the only metric the rows hold
+    # The last three steps of each run, in step order, whatever the row order.
+    assert found[("s2", "correct")].tolist() == [[0.1, 0.2, 0.4], [0.5, 0.7, 0.9]]
+    assert final_checkpoints(pa.Table.from_pylist(rows[:2] + rows[4:5]), task) == {}

@@ -27,7 +27,10 @@ seeds, the pooled within-variant standard deviation over seeds (square root of t
 variants' sample variances) / |mean of the m|; SNR = signal / noise = the range of the means
 over the pooled seed standard deviation (the normalization cancels, so it stays defined where
 the mean is 0). Heineman et al. take noise over a run's final checkpoints; here it is over
-seeds, which includes data-order and initialization noise as well.
+seeds, which includes data-order and initialization noise as well. Where the runs recorded
+transfer curves, ``checkpoint_noise`` is their definition too: the pooled standard deviation
+of each run's score over its last ``FINAL_CHECKPOINTS`` evaluated steps, / |mean of the m|, and
+``checkpoint_snr`` = the range of the means over that standard deviation.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import numpy as np
 
 CHANCE = 0.5  # the decision accuracy of a random order (and of a tie, by the rule above)
 DEFAULT_RESAMPLES = 1000
+FINAL_CHECKPOINTS = 3  # the last evaluated steps of a run whose spread is checkpoint noise
 
 
 def oriented(scores: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -170,11 +174,15 @@ class SignalNoise:
     snr: float  # signal / noise: range of the means / pooled seed standard deviation
     n_variants: int
     n_seeds: int
+    # over the runs' final checkpoints (NaN without transfer curves)
+    checkpoint_noise: float = math.nan
+    checkpoint_snr: float = math.nan
 
 
-def signal_to_noise(scores: np.ndarray) -> SignalNoise:
+def signal_to_noise(scores: np.ndarray, checkpoints: np.ndarray | None = None) -> SignalNoise:
     """Signal, noise and SNR of a [variant, seed] matrix of run scores (at least 2 seeds, so
-    the spread over seeds is defined)."""
+    the spread over seeds is defined); ``checkpoints``, a [run, checkpoint] matrix of each run's
+    scores at its final checkpoints (at least 2), adds the checkpoint noise and its SNR."""
     scores = _matrix(scores, "scores")
     if scores.shape[1] < 2:
         raise ValueError(
@@ -186,12 +194,26 @@ def signal_to_noise(scores: np.ndarray) -> SignalNoise:
     pooled_sd = float(np.sqrt(np.mean(scores.var(axis=1, ddof=1))))
     scale = abs(float(means.mean()))
     relative = (lambda x: x / scale) if scale > 0 else (lambda _: math.nan)
+    by_checkpoint = {}
+    if checkpoints is not None:
+        checkpoints = np.asarray(checkpoints, dtype=float)
+        if checkpoints.ndim != 2 or checkpoints.shape[1] < 2:
+            raise ValueError(
+                f"checkpoints: needs a [run, checkpoint] matrix of at least 2 checkpoints; got "
+                f"shape {checkpoints.shape}"
+            )
+        checkpoint_sd = float(np.sqrt(np.mean(checkpoints.var(axis=1, ddof=1))))
+        by_checkpoint = {
+            "checkpoint_noise": relative(checkpoint_sd),
+            "checkpoint_snr": _ratio(spread, checkpoint_sd),
+        }
     return SignalNoise(
         signal=relative(spread),
         noise=relative(pooled_sd),
         snr=_ratio(spread, pooled_sd),
         n_variants=scores.shape[0],
         n_seeds=scores.shape[1],
+        **by_checkpoint,
     )
 
 

@@ -70,7 +70,7 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
     summary["notes"] = task_notes(tables.notes)
     summary["measures"] = analyze_measures(spec, tables.measures, tables.runs)
     if spec.sizes:
-        summary["decisions"] = analyze_decisions(spec, tables.examples)
+        summary["decisions"] = analyze_decisions(spec, tables.examples, tables.curves)
     summary["verdicts"] = expectation_verdicts(
         spec,
         _at_target(spec, summary["comparisons"]),

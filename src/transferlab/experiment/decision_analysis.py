@@ -11,7 +11,10 @@ Each run is scored on each metric of each task by its mean over the task's examp
 - ``differences``: per metric and per smaller size (and ``size: null``, the mean over the
   smaller sizes), its decision accuracy minus that of another metric of the task (the target
   metric, and any ``than`` a decision expectation names), paired on the same replicates.
-- ``snr``: per size and metric, Heineman et al.'s signal, noise (over seeds) and SNR.
+- ``snr``: per size and metric, Heineman et al.'s signal, noise (over seeds) and SNR; where the
+  runs recorded transfer curves of the task (``curves:``, a curve task of the same label), also
+  the noise over each run's final checkpoints (its last ``FINAL_CHECKPOINTS`` evaluated steps)
+  and the SNR against it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pyarrow.compute as pc
 from transferlab.analysis.decisions import (
     CHANCE,
     DEFAULT_RESAMPLES,
+    FINAL_CHECKPOINTS,
     DecisionBootstrap,
     oriented,
     signal_to_noise,
@@ -37,8 +41,9 @@ Row = dict[str, Any]
 BOOTSTRAP_SEED = 0  # the decisions' replicates are drawn from this seed: summaries reproduce
 
 
-def analyze_decisions(spec: ExperimentSpec, examples: pa.Table) -> dict[str, Any]:
-    """The ``decisions`` section of ``summary.json`` (see the module docstring)."""
+def analyze_decisions(spec: ExperimentSpec, examples: pa.Table, curves: pa.Table) -> dict[str, Any]:
+    """The ``decisions`` section of ``summary.json`` (see the module docstring); ``curves``:
+    the results' transfer curves (empty without ``curves:``)."""
     out: dict[str, Any] = {
         "sizes": spec.size_names(),
         "largest": spec.largest_size,
@@ -51,7 +56,7 @@ def analyze_decisions(spec: ExperimentSpec, examples: pa.Table) -> dict[str, Any
     }
     for task in spec.tasks:
         scores = _task_scores(spec, examples, task)
-        out["snr"] += _signal_noise(task, scores)
+        out["snr"] += _signal_noise(task, scores, final_checkpoints(curves, task))
         accuracy, differences = _task_decisions(spec, task, scores)
         out["accuracy"] += accuracy
         out["differences"] += differences
@@ -160,14 +165,43 @@ def _matrix(
     return np.array([[means[(size, v, s)] for s in common] for v in variants])
 
 
-def _signal_noise(task: TaskConfig, scores: dict[tuple[str, str], np.ndarray]) -> list[Row]:
+def final_checkpoints(curves: pa.Table, task: TaskConfig) -> dict[tuple[str, str], np.ndarray]:
+    """(size, metric) -> the [run, checkpoint] matrix of each run's mean over examples at its
+    last ``FINAL_CHECKPOINTS`` evaluated steps (as many as every run has, at least 2), from the
+    transfer curves of a curve task labelled as ``task``; empty without such curves."""
+    if "size" not in curves.column_names or curves.num_rows == 0:
+        return {}
+    rows = curves.filter(pc.equal(curves.column("task"), task.task_name))
+    out = {}
+    for metric in (m.name for m in task.metrics if m.name in rows.column_names):
+        grouped = rows.group_by(["size", "variant", "seed", "step"]).aggregate([(metric, "mean")])
+        runs: dict[tuple[str, str], dict[tuple[str, int], list[tuple[int, float]]]] = {}
+        for row in grouped.to_pylist():
+            run = runs.setdefault((row["size"], metric), {})
+            run.setdefault((row["variant"], row["seed"]), []).append(
+                (row["step"], row[f"{metric}_mean"])
+            )
+        for key, by_run in runs.items():
+            n = min(FINAL_CHECKPOINTS, *(len(points) for points in by_run.values()))
+            if n >= 2:
+                out[key] = np.array([[v for _, v in sorted(p)[-n:]] for p in by_run.values()])
+    return out
+
+
+def _signal_noise(
+    task: TaskConfig,
+    scores: dict[tuple[str, str], np.ndarray],
+    checkpoints: dict[tuple[str, str], np.ndarray],
+) -> list[Row]:
     """Signal, noise and SNR per (size, metric) with at least 2 seeds, in the metric's own
-    orientation (a lower-is-better metric is turned back before its mean is taken)."""
+    orientation (a lower-is-better metric is turned back before its mean is taken), with the
+    checkpoint noise where ``checkpoints`` has the (size, metric)."""
     out = []
     for (size, metric), matrix in scores.items():
         if matrix.shape[1] < 2:
             continue
         higher = task.metric(metric).higher_is_better
-        sn = signal_to_noise(oriented(matrix, higher))  # back to the metric's own values
+        # back to the metric's own values
+        sn = signal_to_noise(oriented(matrix, higher), checkpoints.get((size, metric)))
         out.append({"task": task.task_name, "metric": metric, "size": size, **asdict(sn)})
     return out

@@ -158,7 +158,10 @@ class ExpectSpec(BaseConfig):
     than a fixed ``value`` of the metric (a chance rate), on ``measure`` (a measure's label) or
     else on ``task`` (first task by default) and its ``metric`` (default: the primary one).
     ``not_worse`` (non-inferiority) and ``same``
-    (equivalence) are judged against ``margin``, in the metric's or measure's units."""
+    (equivalence) are judged against ``margin``, in the metric's or measure's units. Or, in a
+    spec with ``sizes``, a ``decision`` on the ladder instead of a ``variant``: ``better``
+    (``metric`` orders more pairs as the largest size does than ``than``) or ``above_chance``
+    (at ``size``, more than half the pairs are ordered as at the largest size)."""
 
     variant: str | None = None  # the variant the claim is about (None: a decision's claim)
     # or a claim on the size ladder's decisions (``sizes``): better: ``metric`` orders more
