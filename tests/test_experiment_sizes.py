@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 
 from tiny_experiment import run_quietly, tiny_base
-from transferlab.experiment import ExperimentSpec, load_results, plan_experiment
+from transferlab.config import ConfigError
+from transferlab.experiment import ExperimentSpec, load_experiment, load_results, plan_experiment
 from transferlab.experiment.decision_analysis import final_checkpoints
 from transferlab.experiment.reseed import expectation_subject
 from transferlab.experiment.verdicts import expectation_verdicts
@@ -291,3 +292,13 @@ def test_checkpoint_noise_reads_each_runs_last_evaluated_steps():
     # The last three steps of each run, in step order, whatever the row order.
     assert found[("s2", "correct")].tolist() == [[0.1, 0.2, 0.4], [0.5, 0.7, 0.9]]
     assert final_checkpoints(pa.Table.from_pylist(rows[:2] + rows[4:5]), task) == {}
+
+
+def test_a_size_written_twice_is_refused_at_load_naming_the_line(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "name: exp\ntasks: [{name: qa_probe}]\nsizes:\n  s1: {model.d_model: 32}\n"
+        "  s1: {model.d_model: 64}\n"
+    )
+    with pytest.raises(ConfigError, match="line 5, column 3: key 's1' appears twice"):
+        load_experiment(path)
