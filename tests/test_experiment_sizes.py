@@ -51,6 +51,8 @@ def test_a_spec_without_sizes_plans_one_unnamed_size_with_the_keys_it_had(tmp_pa
     spec = _spec(axes=AXES)
     plan = plan_experiment(spec, store=tmp_path)
     assert {r.size for r in plan.runs} == {None}
+    assert "sizes" not in spec.to_dict()  # its dict, and so its spec key, as before sizes
+    assert "sizes" in _spec(axes=AXES, sizes=LADDER).to_dict()
     # The smallest size of a ladder that changes nothing is the plain spec's run.
     sized = _spec(axes=AXES, sizes={"s1": {}, "s2": {"model.d_model": 64}})
     sized_plan = plan_experiment(sized, store=tmp_path)

@@ -76,7 +76,13 @@ import itertools
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from transferlab.config import (
     MEASURES,
@@ -183,6 +189,11 @@ class ExpectSpec(BaseConfig):
     margin: float | None = Field(default=None, gt=0)  # the band of not_worse and same
     claim: str = ""  # the claim in words, shown with the verdict
 
+    @model_serializer(mode="wrap")
+    def _without_decision(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when unset, so specs written before decisions keep their dict (and key).
+        return _without_unset(handler(self), DECISION_FIELDS)
+
     @model_validator(mode="after")
     def _a_variant_or_a_decision(self) -> ExpectSpec:
         if (self.variant is None) == (self.decision is None):
@@ -284,6 +295,11 @@ class ExperimentSpec(BaseConfig):
     )
     # size -> dotted overrides: an ordered ladder, smallest first, the last the target size
     sizes: dict[str, Overrides] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_sizes(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when empty, so a spec without sizes keeps its dict (and its spec key).
+        return _without_unset(handler(self), {"sizes": {}})
 
     @field_validator("name")
     @classmethod
@@ -645,6 +661,14 @@ class ExperimentSpec(BaseConfig):
             if pair not in pairs and pair[::-1] not in pairs:
                 pairs.append(pair)
         return pairs
+
+
+DECISION_FIELDS = {"decision": None, "than": None, "size": None}  # their unset values
+
+
+def _without_unset(data: dict[str, Any], unset: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the fields of ``unset`` that hold their unset value."""
+    return {k: v for k, v in data.items() if k not in unset or v != unset[k]}
 
 
 def variant_levels(axes: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
