@@ -179,7 +179,7 @@ def _curves(spec: ExperimentSpec, table: pa.Table) -> list[dict[str, Any]]:
 def _declarations(spec: ExperimentSpec, task: TaskConfig) -> dict[str, Any]:
     """What ``task`` declares, and the metric it is shown by: the primary one if it declares
     it, else its headline (first declared) metric."""
-    shown = task.metric(spec.primary_metric) or next(iter(task.metrics), None)
+    shown = spec.shown_metric(task)
     return {
         "shown": shown.name if shown else None,
         "declared": [metric.to_dict() for metric in task.metrics],

@@ -68,7 +68,8 @@ def _task_decisions(
 ) -> tuple[list[Row], list[Row]]:
     """The ``accuracy`` and ``differences`` rows of one task (none when the largest size has
     no target scores or no smaller size has every metric)."""
-    target, metrics = target_metric(spec, task), _names(task, scores)
+    # The target: the order at the largest size by the metric the task is shown by.
+    target, metrics = spec.shown_metric(task), _names(task, scores)
     if target is None or (spec.largest_size, target.name) not in scores:
         return [], []
     smaller = [s for s in spec.size_names()[:-1] if all((s, m) in scores for m in metrics)]
@@ -102,12 +103,6 @@ def _task_decisions(
         for size, picked in picks
     ]
     return accuracy, differences
-
-
-def target_metric(spec: ExperimentSpec, task: TaskConfig) -> MetricSpec | None:
-    """The metric whose order at the largest size the decisions of ``task`` are judged against:
-    the primary metric when the task declares it, else its headline (first declared) metric."""
-    return task.metric(spec.primary_metric) or next(iter(task.metrics), None)
 
 
 def _names(task: TaskConfig, scores: dict[tuple[str, str], np.ndarray]) -> list[str]:

@@ -88,6 +88,7 @@ from transferlab.config import (
     MEASURES,
     TASKS,
     BaseConfig,
+    MetricSpec,
     RunConfig,
     Seed,
     TaskConfig,
@@ -553,6 +554,11 @@ class ExperimentSpec(BaseConfig):
         name = self.expect_task or (self.tasks[0].task_name if self.tasks else None)
         metrics = self.task(name).metrics if name else ()
         return metrics[0].name if metrics else None
+
+    def shown_metric(self, task: TaskConfig) -> MetricSpec | None:
+        """The metric ``task`` is shown (and its decisions judged) by: the primary metric when
+        it declares it, else its headline (first declared) metric."""
+        return task.metric(self.primary_metric) or next(iter(task.metrics), None)
 
     def curve_tasks(self) -> list[TaskConfig]:
         """The tasks of the transfer curves (none without ``curves``); an experiment task taken
