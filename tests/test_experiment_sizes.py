@@ -219,6 +219,8 @@ def test_a_ladder_is_compared_within_sizes_and_decided_against_the_largest(tmp_p
     assert chance["size"] == "s1" and "n = 3 variants (3 pairs) x 2 seeds" in chance["text"]
     report = (tmp_path / "exp" / "report.html").read_text()
     assert "Decisions across sizes" in report and "b vs a @ s1" in report
+    # Training curves: one band per variant and size, never the sizes' runs pooled.
+    assert "Seeds per variant: a @ s1: 2; b @ s1: 2; c @ s1: 2; a @ s2: 2" in report
     console = Console(record=True, width=200)
     print_summary(tmp_path / "exp", console)
     printed = console.export_text()

@@ -278,7 +278,7 @@ def _training(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
     curves: dict[str, list[list[dict[str, Any]]]] = {}
     for run in record.planned:
         if record.curves.get(run.run_id):
-            curves.setdefault(run.variant, []).append(record.curves[run.run_id])
+            curves.setdefault(run.label, []).append(record.curves[run.run_id])
     if not curves:
         return join(
             [tag("h2", "Training curves"), tag("p", "No training metrics yet.", cls="note")]
