@@ -221,6 +221,7 @@ def test_a_ladder_is_compared_within_sizes_and_decided_against_the_largest(tmp_p
     assert "Decisions across sizes" in report and "b vs a @ s1" in report
     # Training curves: one band per variant and size, never the sizes' runs pooled.
     assert "Seeds per variant: a @ s1: 2; b @ s1: 2; c @ s1: 2; a @ s2: 2" in report
+    assert "<th>group</th><th>a @ s1</th><th>b @ s1</th>" in report  # per-group columns too
     console = Console(record=True, width=200)
     print_summary(tmp_path / "exp", console)
     printed = console.export_text()

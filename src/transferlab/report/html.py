@@ -753,7 +753,7 @@ def _correlations(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
             parts.append(figure(uri, f"validation loss vs {shown} on {task}", caption))
         rows = [
             (
-                c["metric"],
+                fmt.at_size(c["metric"], c),
                 fmt.interval(c["rho"], c["low"], c["high"], signed=True),
                 f"{c.get('n_runs')} runs",
                 c.get("reason") or "",
@@ -781,12 +781,14 @@ def _rho_text(row: dict[str, Any] | None) -> str:
 
 def _groups(record: ExperimentRecord) -> Markup:
     parts = [tag("h2", "Per-group results")]
-    variants = record.variants()
     for task in record.tasks():
         rows = _summary_rows(record, "groups", task)
         if not rows:
             continue
-        cells = {(str(r["group"]), str(r["variant"])): r for r in rows}
+        # Columns: the variants, or in a spec with sizes each variant at each size.
+        labelled = [(fmt.at_size(str(r["variant"]), r), r) for r in rows]
+        variants = list(dict.fromkeys(label for label, _ in labelled))
+        cells = {(str(r["group"]), label): r for label, r in labelled}
         groups = list(dict.fromkeys(str(r["group"]) for r in rows))
         body = [
             [group, *(_group_cell(cells.get((group, v))) for v in variants)] for group in groups

@@ -290,12 +290,13 @@ def groups_table(summary: dict[str, Any], task: str, level: str) -> Table | None
     groups = list(dict.fromkeys(str(row["group"]) for row in rows))
     if not 2 <= len(groups) <= MAX_GROUPS_SHOWN:
         return None
-    variants = list(dict.fromkeys(str(row["variant"]) for row in rows))
+    # Columns: the variants, or in a spec with sizes each variant at each size.
+    variants = list(dict.fromkeys(fmt.at_size(str(row["variant"]), row) for row in rows))
     label = metric_label(summary, task, str(rows[0]["metric"]))
     title = Text(f"{task}: {label} per group, mean [{level} interval]")
     table = Table(title=title, title_justify="left")
     _columns(table, ["group"], variants)
-    cells = {(str(row["group"]), str(row["variant"])): row for row in rows}
+    cells = {(str(row["group"]), fmt.at_size(str(row["variant"]), row)): row for row in rows}
     for group in groups:
         found = [cells.get((group, variant)) for variant in variants]
         table.add_row(
