@@ -623,7 +623,7 @@ def _transfer_curves(record: ExperimentRecord, colors: dict[str, str]) -> Markup
             (
                 row["step"],
                 fmt.count(row["tokens"]),
-                row["variant"],
+                fmt.at_size(row["variant"], row),
                 fmt.interval(row["mean"], row["low"], row["high"]),
                 fmt.seeds_by_examples(row),
             )
