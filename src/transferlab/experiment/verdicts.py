@@ -152,53 +152,31 @@ def decision_verdict(spec: ExperimentSpec, expect: ExpectSpec, decisions: Row) -
     on the decision accuracy of ``size`` (default: the smallest) against chance (1/2),
     reproduced when the interval lies above it and not reproduced when below."""
     task, metric = spec.expectation_task(expect), spec.expectation_metric(expect)
-    if expect.decision == "better":
-        wanted = {"task": task, "metric": metric, "than": expect.than, "size": expect.size}
-        rows, reference = decisions.get("differences", []), 0.0
-    else:
-        size = expect.size or spec.size_names()[0]
-        wanted = {"task": task, "metric": metric, "size": size}
-        rows, reference = decisions.get("accuracy", []), decisions.get("chance", 0.5)
+    better = expect.decision == "better"
+    size = expect.size if better else expect.size or spec.size_names()[0]
+    wanted = {
+        "task": task,
+        "metric": metric,
+        "size": size,
+        **({"than": expect.than} if better else {}),
+    }
+    rows = decisions.get("differences" if better else "accuracy", [])
     found = next((r for r in rows if all(r.get(k) == v for k, v in wanted.items())), None)
-    where = f"{task} ({metric}{f' vs {expect.than}' if expect.than else ''})"
     if found is None:
+        where = f"{task} ({metric}{f' vs {expect.than}' if better else ''})"
         return {"status": "inconclusive", "text": f"inconclusive: no decision accuracy of {where}"}
-    value = found["diff"] if expect.decision == "better" else found["accuracy"]
-    low, high = found["low"], found["high"]
-    status = (
-        "reproduced"
-        if low > reference
-        else "not reproduced"
-        if high < reference
-        else "inconclusive"
-    )
-    target = f"the order at {spec.largest_size} by {_target_of(decisions, task)}"
-    signed = expect.decision == "better"  # a difference; an accuracy is a fraction
-
-    def fmt(x: float) -> str:
-        return f"{x:+.3f}" if signed else f"{x:.3f}"
-
-    if expect.decision == "better":
-        at = f"size {expect.size}" if expect.size else "the mean over the smaller sizes"
-        claim = f"decision accuracy by {metric} minus by {expect.than} at {at}"
-        expected = "above 0"
-    else:
-        claim = f"decision accuracy of size {wanted['size']} by {metric}"
-        expected = f"above chance {reference:g}"
-    text = (
-        f"{status}: {claim} on {task}, against {target}: {fmt(value)} [{fmt(low)}, {fmt(high)}] "
-        f"({found['level']:.0%} seed-bootstrap interval, {found['resamples']} resamples; "
-        f"{_decision_n(decisions, task)}); "
-        f"expected {expected}"
-    )
+    reference = 0.0 if better else decisions["chance"]
+    value, low, high = found["diff" if better else "accuracy"], found["low"], found["high"]
+    above, below = low > reference, high < reference
+    status = "reproduced" if above else "not reproduced" if below else "inconclusive"
     return {
         "status": status,
-        "text": text,
+        "text": f"{status}: {_decision_text(spec, expect, decisions, found, value, size)}",
         "decision": expect.decision,
         "task": task,
         "metric": metric,
         "than": expect.than,
-        "size": wanted["size"],
+        "size": size,
         "estimate": value,  # the difference (better) or the decision accuracy (above_chance)
         # The effect as other verdicts state it (the scoreboard's column): the value minus what
         # it is judged against (0 or chance), with its interval.
@@ -210,10 +188,30 @@ def decision_verdict(spec: ExperimentSpec, expect: ExpectSpec, decisions: Row) -
     }
 
 
-def _target_of(decisions: Row, task: str | None) -> str:
-    """The target metric of ``task``'s decisions, as its rows name it."""
-    rows = [r for r in decisions.get("accuracy", []) if r["task"] == task]
-    return rows[0]["target_metric"] if rows else "its target metric"
+def _decision_text(
+    spec: ExperimentSpec,
+    expect: ExpectSpec,
+    decisions: Row,
+    found: Row,
+    value: float,
+    size: str | None,
+) -> str:
+    """What a decision verdict judged, its value with interval and n, and what was expected."""
+    task, metric = spec.expectation_task(expect), spec.expectation_metric(expect)
+    if expect.decision == "better":
+        at = f"size {size}" if size else "the mean over the smaller sizes"
+        claim = f"decision accuracy by {metric} minus by {expect.than} at {at}"
+        shown, expected = "+.3f", "above 0"  # a difference, signed
+    else:
+        claim = f"decision accuracy of size {size} by {metric}"
+        shown, expected = ".3f", f"above chance {decisions['chance']:g}"
+    interval = f"{value:{shown}} [{found['low']:{shown}}, {found['high']:{shown}}]"
+    return (
+        f"{claim} on {task}, against the order at {spec.largest_size} by "
+        f"{_first_accuracy(decisions, task)['target_metric']}: {interval} "
+        f"({found['level']:.0%} seed-bootstrap interval, {found['resamples']} resamples; "
+        f"{_decision_n(decisions, task)}); expected {expected}"
+    )
 
 
 def _first_accuracy(decisions: Row, task: str | None) -> Row:
