@@ -191,16 +191,23 @@ def test_every_recipe_preset_plans_valid_runs_and_states_its_claim(info, tmp_pat
     for preset in info.presets:
         spec = load_experiment(info.path, preset)
         plan = plan_experiment(spec, store=tmp_path)  # validates every run's config
-        assert len(plan.runs) == len(spec.variant_names()) * len(spec.seeds) >= 4
+        sizes = len(spec.size_ladder())  # 1 without sizes
+        assert len(plan.runs) == len(spec.variant_names()) * len(spec.seeds) * sizes >= 4
         assert len({run.key for run in plan.runs}) == len(plan.runs)
         assert spec.expectations  # stated before it runs
         assert spec.paper  # the scoreboard names it
         for expect in spec.expectations:  # each names its task or measure and a variant of it
-            if expect.measure is None:
+            if expect.decision is not None:  # a claim on the size ladder: the task it reads
+                assert spec.sizes and spec.expectation_task(expect) in spec_tasks(spec)
+            elif expect.measure is None:
                 assert expect.variant in spec.variant_names()
-                assert expect.task in [t.task_name for t in spec.tasks]
+                assert expect.task in spec_tasks(spec)
             else:
                 assert expect.variant in spec.measure_variants(spec.measure(expect.measure))
+
+
+def spec_tasks(spec) -> list[str]:
+    return [task.task_name for task in spec.tasks]
 
 
 def test_transferlab_warnings_print_as_one_line_and_others_keep_their_location(monkeypatch):

@@ -272,7 +272,7 @@ def _print_plan(info: dict) -> None:
             if e["run_id"] == run["run_id"] and e["status"] != "done"
         }
         table.add_row(
-            run["variant"],
+            f"{run['variant']} @ {run['size']}" if "size" in run else run["variant"],
             str(run["seed"]),
             run["stage"],
             stage_of[run["parent"]] if run["parent"] else "-",

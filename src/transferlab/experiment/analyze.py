@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from transferlab.analysis import Rows, align, compare_paired, estimate_mean, pivot, spearman
 from transferlab.config import MetricSpec, TaskConfig
+from transferlab.experiment.decision_analysis import analyze_decisions
 from transferlab.experiment.measure_analysis import add_holm, analyze_measures
 from transferlab.experiment.results import ResultTables
 from transferlab.experiment.spec import ExperimentSpec
@@ -27,11 +28,12 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
     Each task is estimated, compared and correlated on exactly the metrics it declares, with the
     direction and range of its declaration; ``metrics`` records those declarations (and the
     metric the report shows per task), ``skipped`` each task not compared on the primary metric
-    because it does not declare it. ``measures`` holds one entry per measure of the spec,
-    ``verdicts`` one per expectation; ``verdict`` is the first of them (what a summary held
+    because it does not declare it. A spec with ``sizes`` is analyzed within each size, every
+    entry naming its ``size``, and gains ``decisions``: the ladder's decision accuracy and
+    signal-to-noise (``decision_analysis``). ``measures`` holds one entry per measure of the
+    spec, ``verdicts`` one per expectation (a task's judged at the largest size); ``verdict`` is the first of them (what a summary held
     before expectations could be several).
     """
-    examples = tables.examples
     primary = spec.primary_metric
     summary: dict[str, Any] = {
         "experiment": spec.name,
@@ -57,22 +59,62 @@ def analyze(spec: ExperimentSpec, tables: ResultTables) -> dict[str, Any]:
                     "reason": f"{task} does not declare {primary} (it declares {declared})",
                 }
             )
-        metrics = [m for m in task_cfg.metrics if m.name in examples.column_names]
-        for metric in metrics:
-            summary["estimates"] += _estimates(spec, examples, task, metric)
-        shown = task_cfg.metric(summary["metrics"][task]["shown"])
-        if shown is not None and shown in metrics:
-            summary["groups"] += _group_estimates(spec, examples, task, shown)
-        summary["comparisons"] += _comparisons(spec, examples, task, metrics)
-        summary["correlations"] += _correlations(spec, tables, task, metrics)
+    summary["curves"] = []
+    # A spec with sizes is analyzed size by size: its variants are compared within a size, and
+    # each entry names its size. Without sizes there is one unnamed size: the entries as before.
+    for size in spec.size_ladder():
+        part = tables if size is None else tables.at_size(size)
+        for key, rows in _task_results(spec, part).items():
+            summary[key] += _sized(rows, size)
+        summary["curves"] += _sized(_curves(spec, part.curves), size)
     summary["notes"] = task_notes(tables.notes)
-    summary["curves"] = _curves(spec, tables.curves)
     summary["measures"] = analyze_measures(spec, tables.measures, tables.runs)
+    if spec.sizes:
+        summary["decisions"] = analyze_decisions(spec, tables.examples, tables.curves)
     summary["verdicts"] = expectation_verdicts(
-        spec, summary["comparisons"], summary["measures"], summary["estimates"]
+        spec,
+        _at_target(spec, summary["comparisons"]),
+        summary["measures"],
+        _at_target(spec, summary["estimates"]),
+        summary.get("decisions"),
     )
     summary["verdict"] = summary["verdicts"][0] if summary["verdicts"] else dict(NO_EXPECTATION)
     return summary
+
+
+def _task_results(spec: ExperimentSpec, tables: ResultTables) -> dict[str, list[dict[str, Any]]]:
+    """Per task, on each metric it declares: estimates, per-group estimates (of the shown
+    metric), comparisons and loss-vs-metric correlations."""
+    examples = tables.examples
+    out: dict[str, list[dict[str, Any]]] = {
+        "estimates": [],
+        "groups": [],
+        "comparisons": [],
+        "correlations": [],
+    }
+    for task_cfg in spec.tasks:
+        task = task_cfg.task_name
+        metrics = [m for m in task_cfg.metrics if m.name in examples.column_names]
+        for metric in metrics:
+            out["estimates"] += _estimates(spec, examples, task, metric)
+        shown = task_cfg.metric(_declarations(spec, task_cfg)["shown"])
+        if shown is not None and shown in metrics:
+            out["groups"] += _group_estimates(spec, examples, task, shown)
+        out["comparisons"] += _comparisons(spec, examples, task, metrics)
+        out["correlations"] += _correlations(spec, tables, task, metrics)
+    return out
+
+
+def _sized(rows: list[dict[str, Any]], size: str | None) -> list[dict[str, Any]]:
+    """``rows`` naming their ``size`` (unchanged without one)."""
+    return rows if size is None else [{**row, "size": size} for row in rows]
+
+
+def _at_target(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the largest size, where a task expectation is judged (all without sizes)."""
+    if not spec.sizes:
+        return rows
+    return [row for row in rows if row["size"] == spec.largest_size]
 
 
 def task_notes(table: pa.Table) -> list[dict[str, Any]]:
@@ -137,7 +179,7 @@ def _curves(spec: ExperimentSpec, table: pa.Table) -> list[dict[str, Any]]:
 def _declarations(spec: ExperimentSpec, task: TaskConfig) -> dict[str, Any]:
     """What ``task`` declares, and the metric it is shown by: the primary one if it declares
     it, else its headline (first declared) metric."""
-    shown = task.metric(spec.primary_metric) or next(iter(task.metrics), None)
+    shown = spec.shown_metric(task)
     return {
         "shown": shown.name if shown else None,
         "declared": [metric.to_dict() for metric in task.metrics],

@@ -151,7 +151,8 @@ def execute(plan: Plan, jobs: int = 1, executor: str = "local", log: Log = print
 
 
 def _label(job: Job) -> str:
-    return f"{job.run.variant} seed {job.run.seed} stage {job.run.stage}"
+    size = f" size {job.run.size}" if job.run.size is not None else ""
+    return f"{job.run.variant}{size} seed {job.run.seed} stage {job.run.stage}"
 
 
 def _run_graph(

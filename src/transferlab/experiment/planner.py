@@ -34,6 +34,7 @@ class PlannedRun:
     key: str
     stage: str = IMPLICIT_STAGE
     parent: str | None = None  # key of the run this one is initialized from (previous stage)
+    size: str | None = None  # its size on the spec's ladder (None: a spec without sizes)
 
     @property
     def run_dir(self) -> Path:
@@ -90,10 +91,15 @@ class Plan:
 
 
 def stage_config(
-    data: dict[str, Any], overrides: dict[str, Any], parent: PlannedRun | None, store: Path
+    data: dict[str, Any],
+    overrides: dict[str, Any],
+    parent: PlannedRun | None,
+    store: Path,
+    steps_keyed: frozenset[str] = frozenset(),
 ) -> RunConfig:
     """The run config of one stage: ``data`` (a run config dict) plus ``overrides``, started
-    from ``parent``'s checkpoint when given, and named by its content key inside ``store``."""
+    from ``parent``'s checkpoint when given, and named by its content key inside ``store``;
+    a key in ``steps_keyed`` also holds ``trainer.max_steps`` (see ``plan_experiment``)."""
     data = set_dotted(data, overrides)
     if parent is not None:
         data["init"] = {**data["init"], "from_run": str(parent.run_dir)}
@@ -103,29 +109,64 @@ def stage_config(
     except ConfigError as exc:
         raise ConfigError(f"base + variant overrides {overrides}: {exc}") from None
     key = config_key(cfg, parent_key=parent.key if parent else None)
+    if key in steps_keyed:
+        key = content_key(key, {"max_steps": cfg.trainer.max_steps})
     trainer = cfg.trainer.model_copy(update={"out_dir": str(store / "runs")})
     return cfg.model_copy(update={"name": key, "trainer": trainer})
 
 
 def plan_experiment(spec: ExperimentSpec, store: Path | None = None) -> Plan:
+    """Every (size, variant, seed) chain of runs and their evaluations, sizes outermost.
+
+    A run key leaves ``trainer.max_steps`` out so that a longer budget continues a cached run
+    (``RESUMABLE_TRAINER_FIELDS``). Two runs of one plan that differ only in their budget (an
+    axis or a size ladder over max_steps) would then share one run directory and be evaluated on
+    the same weights, so the planner keys those runs, and only those, by their max_steps too:
+    specs whose runs do not collide keep their keys."""
     store = store or cache_root()
+    steps_keyed: frozenset[str] = frozenset()
+    while True:  # each pass keys the colliding runs apart; their children then differ too
+        plan = _plan(spec, store, steps_keyed)
+        collided = _budget_collisions(plan.runs)
+        if not collided:
+            break
+        steps_keyed |= collided
+    _check_shared_tokenizers(plan.runs)
+    return plan
+
+
+def _plan(spec: ExperimentSpec, store: Path, steps_keyed: frozenset[str]) -> Plan:
     runs, evals = [], []
-    for variant, overrides in spec.variants().items():
-        by_stage = spec.stage_overrides(overrides)
-        for seed in spec.seeds:
-            chain = _plan_chain(spec, variant, seed, by_stage, store)
-            _check_stops(spec, variant, chain)
-            runs += chain.values()
-            for task in spec.tasks:
-                run = chain[spec.task_stage(task)]
-                _check_readings([task], variant, run.config)
-                _check_world(task, variant, _lineage(chain, spec.task_stage(task)))
-                # The run key already says which stage is read; the task's ``stage`` does not
-                # enter the key, so evaluations of specs without stages keep their keys.
-                key = eval_key(run.key, task)
-                evals.append(PlannedEval(run, task, key, store / "evals" / key))
-    _check_shared_tokenizers(runs)
+    for size, sized in spec.size_ladder().items():
+        for variant, overrides in spec.variants().items():
+            by_stage = spec.stage_overrides({**sized, **overrides})
+            for seed in spec.seeds:
+                chain = _plan_chain(spec, (variant, seed, size), by_stage, store, steps_keyed)
+                _check_stops(spec, variant, chain)
+                runs += chain.values()
+                evals += _plan_evals(spec, variant, chain, store)
     return Plan(spec=spec, runs=runs, evals=evals)
+
+
+def _plan_evals(
+    spec: ExperimentSpec, variant: str, chain: dict[str, PlannedRun], store: Path
+) -> list[PlannedEval]:
+    evals = []
+    for task in spec.tasks:
+        run = chain[spec.task_stage(task)]
+        _check_readings([task], variant, run.config)
+        _check_world(task, variant, _lineage(chain, spec.task_stage(task)))
+        key = eval_key(run.key, task)
+        evals.append(PlannedEval(run, task, key, store / "evals" / key))
+    return evals
+
+
+def _budget_collisions(runs: list[PlannedRun]) -> frozenset[str]:
+    """The run keys that planned runs of different ``trainer.max_steps`` share."""
+    budgets: dict[str, set[int]] = {}
+    for run in runs:
+        budgets.setdefault(run.key, set()).add(run.config.trainer.max_steps)
+    return frozenset(key for key, steps in budgets.items() if len(steps) > 1)
 
 
 def eval_key(run_key: str, task: TaskConfig) -> str:
@@ -235,12 +276,13 @@ def _check_world(task: TaskConfig, variant: str, lineage: list[PlannedRun]) -> N
 
 def _plan_chain(
     spec: ExperimentSpec,
-    variant: str,
-    seed: int,
+    identity: tuple[str, int, str | None],
     by_stage: dict[str, dict[str, Any]],
     store: Path,
+    steps_keyed: frozenset[str],
 ) -> dict[str, PlannedRun]:
-    """The runs of one variant and seed, stage by stage, each from the previous one."""
+    """The runs of one (variant, seed, size), stage by stage, each from the previous one."""
+    variant, seed, size = identity
     chain: dict[str, PlannedRun] = {}
     data: dict[str, Any] = {**spec.base, "seed": seed, "name": "run"}
     parent: PlannedRun | None = None
@@ -249,15 +291,16 @@ def _plan_chain(
         if parent is not None:
             data = {**data, "init": _stage_init(stage, parent)}
         try:
-            cfg = stage_config(data, overrides, parent, store)
+            cfg = stage_config(data, overrides, parent, store, steps_keyed)
             if stage.name == spec.curves_stage:
-                cfg = _with_curves(spec, variant, data, overrides, cfg, parent, store)
+                cfg = _with_curves(spec, variant, data, overrides, cfg, parent, store, steps_keyed)
         except ConfigError as exc:
             if not spec.stages:
                 raise
             raise ConfigError(f"stage {stage.name}: {exc}") from None
         data = set_dotted(data, overrides)
-        run = PlannedRun(variant, seed, cfg, cfg.name, stage.name, parent.key if parent else None)
+        parent_key = parent.key if parent else None
+        run = PlannedRun(variant, seed, cfg, cfg.name, stage.name, parent_key, size)
         chain[stage.name] = parent = run
     return chain
 
@@ -270,6 +313,7 @@ def _with_curves(
     cfg: RunConfig,
     parent: PlannedRun | None,
     store: Path,
+    steps_keyed: frozenset[str],
 ) -> RunConfig:
     """``cfg`` with the ``downstream`` callback that records the spec's transfer curves (only
     in this stage's config: later stages do not inherit it)."""
@@ -281,7 +325,8 @@ def _with_curves(
         "tasks": [task.to_dict() for task in tasks],
     }
     callbacks = [*(c.to_dict() for c in cfg.trainer.callbacks), curves]
-    return stage_config(data, {**overrides, "trainer.callbacks": callbacks}, parent, store)
+    changed = {**overrides, "trainer.callbacks": callbacks}
+    return stage_config(data, changed, parent, store, steps_keyed)
 
 
 def _stage_init(stage: StageSpec, parent: PlannedRun) -> dict[str, Any]:

@@ -147,7 +147,15 @@ def verdict_stability(
 
 def expectation_subject(verdict: dict[str, Any]) -> str:
     """What a verdict judges, in words: ``augmented vs fixed on qa_finetune (correct)``, ``clm
-    vs value 0.125 on reverse_mc (correct)``, ``muon vs adamw on measure steps_to_target``."""
+    vs value 0.125 on reverse_mc (correct)``, ``muon vs adamw on measure steps_to_target``,
+    ``decision by p_correct vs correct (s1) on qa_score``."""
+    if verdict.get("decision") == "better":
+        size = verdict.get("size") or "mean over smaller sizes"
+        return f"decision by {verdict['metric']} vs {verdict['than']} ({size}) on {verdict['task']}"
+    if verdict.get("decision") == "above_chance":
+        return (
+            f"decision by {verdict['metric']} at {verdict['size']} vs chance on {verdict['task']}"
+        )
     variant = verdict.get("variant", "?")
     if "value" in verdict:
         other = f"value {verdict['value']:g}"

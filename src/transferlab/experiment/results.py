@@ -1,7 +1,8 @@
 """The results store of an experiment: per-example rows and per-run summaries in Parquet.
 
 ``EXP_DIR/results/examples.parquet``: one row per (run, task, example), with the variant, seed
-and stage of the run, so comparisons can pair examples across variants and seeds. Its metric
+and stage of the run (and its size, in a spec with ``sizes``: every table that names a run then
+has a ``size`` column), so comparisons can pair examples across variants and seeds. Its metric
 columns are the union of what the tasks declare; a task's rows are null in the metrics it does
 not declare (``summary.json``'s ``metrics`` says which columns belong to which task).
 ``EXP_DIR/results/runs.parquet``: one row per run (per stage of a chain): variant, seed, stage,
@@ -29,11 +30,12 @@ All are plain Parquet files, readable with duckdb (``SELECT * FROM 'results/*.pa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transferlab.artifacts import write_parquet_atomic
@@ -57,6 +59,17 @@ class ResultTables:
     measures: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], MEASURE_SCHEMA))
     notes: pa.Table = field(default_factory=lambda: pa.Table.from_pylist([], NOTE_SCHEMA))
 
+    def at_size(self, size: str) -> ResultTables:
+        """The rows of the runs of ``size`` (a spec with ``sizes``: its tables have a size
+        column; an empty table has none and stays as it is)."""
+
+        def rows_of(table: pa.Table) -> pa.Table:
+            if "size" not in table.column_names:
+                return table
+            return table.filter(pc.equal(table.column("size"), size))
+
+        return ResultTables(*(rows_of(getattr(self, f.name)) for f in fields(self)))
+
 
 def results_dir(exp_dir: Path) -> Path:
     return Path(exp_dir) / "results"
@@ -71,6 +84,8 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
         table = table.append_column("variant", pa.array([planned.run.variant] * n))
         table = table.append_column("seed", pa.array([planned.run.seed] * n, pa.int64()))
         table = table.append_column("stage", pa.array([planned.run.stage] * n, pa.string()))
+        if planned.run.size is not None:
+            table = table.append_column("size", pa.array([planned.run.size] * n, pa.string()))
         examples.append(table)
     summaries = [run_summary(run) for run in plan.runs]
     # Each run's config and metrics are read again only when there are measures to compute.
@@ -82,7 +97,7 @@ def collect_results(plan: Plan, exp_dir: Path) -> ResultTables:
         if examples
         else pa.table({}),
         runs=rows_table(summaries),
-        curves=curve_table(plan.runs),
+        curves=curve_table(plan.runs, sized=bool(plan.spec.sizes)),
         measures=measure_table(plan.spec, records),
         notes=note_table(plan),
     )
@@ -120,9 +135,7 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
     train = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
     validation = info.get("validation") or {}
     return {
-        "variant": run.variant,
-        "seed": run.seed,
-        "stage": run.stage,
+        **run_identity(run),
         "run_id": run.key,
         "parent": run.parent,
         "steps": rows[-1]["step"] if rows else 0,
@@ -142,6 +155,20 @@ def run_summary(run: PlannedRun) -> dict[str, object]:
         "diverged": bool(info.get("diverged", False)),
         "diverged_step": info.get("diverged_step"),
     }
+
+
+def run_identity(run: PlannedRun) -> dict[str, Any]:
+    """The columns that say which run a row belongs to: variant, seed, stage and, in a spec
+    with ``sizes``, size (absent otherwise, so the tables of such specs are as they were)."""
+    identity = {"variant": run.variant, "seed": run.seed, "stage": run.stage}
+    return identity if run.size is None else {**identity, "size": run.size}
+
+
+def with_size(schema: pa.Schema, sized: bool) -> pa.Schema:
+    """``schema`` with a ``size`` column after ``stage`` when the spec has ``sizes``."""
+    if not sized:
+        return schema
+    return schema.insert(schema.get_field_index("stage") + 1, pa.field("size", pa.string()))
 
 
 def final_domain_losses(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -176,9 +203,10 @@ CURVE_SCHEMA = pa.schema(
 )
 
 
-def curve_table(runs: list[PlannedRun]) -> pa.Table:
-    """The downstream rows of every run that records them: ``CURVE_SCHEMA`` plus a float column
-    per metric the runs' downstream tasks declare (null for a task that does not)."""
+def curve_table(runs: list[PlannedRun], sized: bool) -> pa.Table:
+    """The downstream rows of every run that records them: ``CURVE_SCHEMA`` (with ``size`` when
+    ``sized``) plus a float column per metric the runs' downstream tasks declare (null for a
+    task that does not)."""
     rows, metrics = [], {}
     for run in runs:
         callback = downstream_callback(run)
@@ -186,7 +214,7 @@ def curve_table(runs: list[PlannedRun]) -> pa.Table:
             continue
         metrics.update({m.name: None for task in callback.tasks for m in task.metrics})
         rows += _curve_rows(run, callback)
-    schema = CURVE_SCHEMA
+    schema = with_size(CURVE_SCHEMA, sized)
     for name in metrics:
         schema = schema.append(pa.field(name, pa.float64()))
     return pa.Table.from_pylist([{c: row.get(c) for c in schema.names} for row in rows], schema)
@@ -214,7 +242,7 @@ def _curve_rows(run: PlannedRun, callback: DownstreamConfig) -> list[dict[str, A
             "incomplete: move it away and run the experiment again to retrain it"
         )
     tokens_per_step = t.batch_size * run.config.data.seq_len
-    identity = {"variant": run.variant, "seed": run.seed, "stage": run.stage}
+    identity = run_identity(run)
     return [{**row, **identity, "tokens": row["step"] * tokens_per_step} for row in rows]
 
 
@@ -240,11 +268,10 @@ def note_table(plan: Plan) -> pa.Table:
     for planned in plan.evals:
         if not planned.notes_path.is_file():
             continue
-        run = planned.run
-        identity = {"variant": run.variant, "seed": run.seed, "stage": run.stage}
-        identity |= {"run_id": run.key, "task": planned.task.task_name}
+        identity = run_identity(planned.run)
+        identity |= {"run_id": planned.run.key, "task": planned.task.task_name}
         rows += [identity | note for note in json.loads(planned.notes_path.read_text())]
-    return pa.Table.from_pylist(rows, NOTE_SCHEMA)
+    return pa.Table.from_pylist(rows, with_size(NOTE_SCHEMA, bool(plan.spec.sizes)))
 
 
 MEASURE_SCHEMA = pa.schema(

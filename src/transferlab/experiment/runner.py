@@ -51,6 +51,7 @@ def write_plan(plan: Plan, exp_dir: Path, command: str, jobs: int = 1) -> dict[s
         "runs": [
             {
                 "variant": r.variant,
+                **({"size": r.size} if r.size is not None else {}),  # a spec with sizes
                 "seed": r.seed,
                 "stage": r.stage,
                 "run_id": r.key,

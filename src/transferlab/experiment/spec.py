@@ -51,6 +51,23 @@ measures:
 expect:
   - {measure: lr_sensitivity, variant: qknorm, reference: plain, direction: better}
 ```
+
+``sizes`` is an ordered ladder of named sizes, smallest first, the last the target ("largest"),
+each a set of dotted overrides (usually the model preset and the token budget together). Every
+variant is trained at every size and seed; comparisons are made within a size, the results
+carry a ``size`` column, and ``summary.json`` gains ``decisions``: how often each smaller size
+orders the variants as the largest does (``analysis.decisions``). A task expectation is judged
+at the largest size; a ``decision`` expectation on the ladder itself. A spec without ``sizes``
+plans exactly the runs (and run keys) it always did.
+```yaml
+sizes:
+  s1: {model.preset: nano, trainer.max_steps: 100}
+  s2: {model.preset: micro, trainer.max_steps: 200}
+  s3: {model.preset: tiny, trainer.max_steps: 400}
+expect:
+  - {decision: better_than_accuracy, task: qa_score, metric: p_correct}
+  - {decision: above_chance, task: qa_score, metric: p_correct, size: s2}
+```
 """
 
 from __future__ import annotations
@@ -59,12 +76,19 @@ import itertools
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from transferlab.config import (
     MEASURES,
     TASKS,
     BaseConfig,
+    MetricSpec,
     RunConfig,
     Seed,
     TaskConfig,
@@ -141,9 +165,20 @@ class ExpectSpec(BaseConfig):
     than a fixed ``value`` of the metric (a chance rate), on ``measure`` (a measure's label) or
     else on ``task`` (first task by default) and its ``metric`` (default: the primary one).
     ``not_worse`` (non-inferiority) and ``same``
-    (equivalence) are judged against ``margin``, in the metric's or measure's units."""
+    (equivalence) are judged against ``margin``, in the metric's or measure's units. Or, in a
+    spec with ``sizes``, a ``decision`` on the ladder instead of a ``variant``: ``better``
+    (``metric`` orders more pairs as the largest size does than ``than``) or ``above_chance``
+    (at ``size``, more than half the pairs are ordered as at the largest size)."""
 
-    variant: str  # the variant the claim is about
+    variant: str | None = None  # the variant the claim is about (None: a decision's claim)
+    # or a claim on the size ladder's decisions (``sizes``): better: ``metric`` orders more
+    # pairs as the largest size does than metric ``than``; above_chance: at ``size``, more than
+    # half the pairs (chance) are ordered as at the largest size
+    decision: Literal["better", "above_chance"] | None = None
+    than: str | None = None  # the other metric of decision: better (e.g. correct)
+    # the smaller size a decision is judged at (None: better, the mean over the smaller sizes;
+    # above_chance, the smallest)
+    size: str | None = None
     # better / worse than the other side; not_worse: by no more than margin; same: within margin
     direction: Literal["better", "worse", "not_worse", "same"] = "better"
     task: str | None = None  # the task it is judged on (None: the first, unless a measure)
@@ -155,6 +190,39 @@ class ExpectSpec(BaseConfig):
     margin: float | None = Field(default=None, gt=0)  # the band of not_worse and same
     claim: str = ""  # the claim in words, shown with the verdict
 
+    @model_serializer(mode="wrap")
+    def _without_decision(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when unset, so specs written before decisions keep their dict (and key).
+        return _without_unset(handler(self), DECISION_FIELDS)
+
+    @model_validator(mode="after")
+    def _a_variant_or_a_decision(self) -> ExpectSpec:
+        if (self.variant is None) == (self.decision is None):
+            raise ValueError(
+                "an expectation names a variant (a claim about one variant) or a decision (a "
+                "claim about the size ladder: better or above_chance), exactly one of them"
+            )
+        if self.decision is None:
+            if self.than is not None or self.size is not None:
+                raise ValueError(
+                    "than and size belong to a decision expectation; drop them or add decision"
+                )
+            return self
+        extra = [f for f in ("reference", "value", "margin", "measure") if getattr(self, f)]
+        if extra:
+            raise ValueError(
+                f"decision {self.decision!r} is judged on decision accuracy, not on {extra}; "
+                "drop them"
+            )
+        if self.decision == "better" and (self.than is None or self.than == self.metric):
+            raise ValueError(
+                "decision: better compares two metrics; give metric (e.g. p_correct) and than "
+                "(another metric of the task, e.g. correct)"
+            )
+        if self.decision == "above_chance" and self.than is not None:
+            raise ValueError("than belongs to decision: better; drop it")
+        return self
+
     @model_validator(mode="after")
     def _one_subject(self) -> ExpectSpec:
         if self.task is not None and self.measure is not None:
@@ -162,7 +230,7 @@ class ExpectSpec(BaseConfig):
                 f"names task {self.task!r} and measure {self.measure!r}; an expectation is "
                 "judged on one of them, so keep one (or write two expectations)"
             )
-        if self.reference == self.variant:
+        if self.reference is not None and self.reference == self.variant:
             raise ValueError(
                 f"reference {self.reference!r} is its variant; name the other side of the "
                 "comparison"
@@ -226,6 +294,13 @@ class ExperimentSpec(BaseConfig):
     measures: list[MEASURES.type(MeasureConfig, default="final_val_loss")] = Field(
         default_factory=list
     )
+    # size -> dotted overrides: an ordered ladder, smallest first, the last the target size
+    sizes: dict[str, Overrides] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_sizes(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when empty, so a spec without sizes keeps its dict (and its spec key).
+        return _without_unset(handler(self), {"sizes": {}})
 
     @field_validator("name")
     @classmethod
@@ -300,6 +375,33 @@ class ExperimentSpec(BaseConfig):
         return self
 
     @model_validator(mode="after")
+    def _sizes_are_consistent(self) -> ExperimentSpec:
+        if not self.sizes:
+            return self
+        if len(self.sizes) < 2:
+            raise ValueError(
+                f"sizes has {len(self.sizes)} size ({list(self.sizes)}); a ladder needs at least "
+                "2 (smallest first, the target last), or leave sizes out"
+            )
+        for name in self.sizes:
+            if not _STAGE_NAME.match(name):
+                raise ValueError(f"size name {name!r} must be a word (letters, digits, _ or -)")
+        if self.measures:
+            raise ValueError(
+                "measures are not computed per size yet; drop measures or sizes (run the "
+                "ladder's sizes as separate experiments)"
+            )
+        for size, overrides in self.sizes.items():
+            for variant, changes in self.variants().items():
+                both = sorted(set(overrides) & set(changes))
+                if both:
+                    raise ValueError(
+                        f"size {size!r} and variant {variant!r} both set {both}; a field is "
+                        "set by the size ladder or by an axis, not both"
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _names_are_consistent(self) -> ExperimentSpec:
         for axis, levels in self.axes.items():
             if not levels:
@@ -318,8 +420,34 @@ class ExperimentSpec(BaseConfig):
         if len(set(task_names)) != len(task_names):
             raise ValueError(f"tasks {task_names} repeat a name; give each a distinct label")
         for expect in self.expectations:
-            self._check_expectation(expect, names, task_names)
+            if expect.decision is not None:
+                self._check_decision(expect, task_names)
+            else:
+                self._check_expectation(expect, names, task_names)
         return self
+
+    def _check_decision(self, expect: ExpectSpec, tasks: list[str]) -> None:
+        where = f"expect decision {expect.decision!r}"
+        if not self.sizes:
+            raise ValueError(f"{where} is judged on the size ladder; add sizes (at least 2)")
+        if expect.task is not None and expect.task not in tasks:
+            raise ValueError(f"{where}: task {expect.task!r} is not one of {tasks}")
+        task = self.expectation_task(expect)
+        if task is None:
+            raise ValueError(f"{where} needs a task to decide on; add one to tasks")
+        declared = [m.name for m in self.task(task).metrics]
+        for metric in (self.expectation_metric(expect), expect.than):
+            if metric is not None and metric not in declared:
+                raise ValueError(
+                    f"{where}: task {task!r} does not declare metric {metric!r}; choose from "
+                    f"{declared}"
+                )
+        smaller = self.size_names()[:-1]
+        if expect.size is not None and expect.size not in smaller:
+            raise ValueError(
+                f"{where}: size {expect.size!r} is not a size smaller than the largest "
+                f"({self.largest_size}); choose from {smaller}"
+            )
 
     def _check_expectation(self, expect: ExpectSpec, names: set[str], tasks: list[str]) -> None:
         if expect.measure is not None:
@@ -383,8 +511,23 @@ class ExperimentSpec(BaseConfig):
         return self.expect if isinstance(self.expect, list) else [self.expect]
 
     def task_expectations(self) -> list[ExpectSpec]:
-        """The expectations judged on a task (those that name no measure)."""
-        return [expect for expect in self.expectations if expect.measure is None]
+        """The expectations judged on a task's comparisons (those that name no measure and no
+        decision)."""
+        return [e for e in self.expectations if e.measure is None and e.decision is None]
+
+    def size_names(self) -> list[str]:
+        """The sizes of the ladder, smallest first (empty without ``sizes``)."""
+        return list(self.sizes)
+
+    @property
+    def largest_size(self) -> str | None:
+        """The target size, the last of the ladder (None without ``sizes``)."""
+        return self.size_names()[-1] if self.sizes else None
+
+    def size_ladder(self) -> dict[str | None, Overrides]:
+        """Size -> its overrides, smallest first; ``{None: {}}`` without sizes (one implicit
+        size, which the planner and results leave unnamed)."""
+        return dict(self.sizes) if self.sizes else {None: {}}
 
     def expectation_task(self, expect: ExpectSpec) -> str | None:
         """The task a task expectation is judged on (the first task unless it names one)."""
@@ -411,6 +554,11 @@ class ExperimentSpec(BaseConfig):
         name = self.expect_task or (self.tasks[0].task_name if self.tasks else None)
         metrics = self.task(name).metrics if name else ()
         return metrics[0].name if metrics else None
+
+    def shown_metric(self, task: TaskConfig) -> MetricSpec | None:
+        """The metric ``task`` is shown (and its decisions judged) by: the primary metric when
+        it declares it, else its headline (first declared) metric."""
+        return task.metric(self.primary_metric) or next(iter(task.metrics), None)
 
     def curve_tasks(self) -> list[TaskConfig]:
         """The tasks of the transfer curves (none without ``curves``); an experiment task taken
@@ -519,6 +667,14 @@ class ExperimentSpec(BaseConfig):
             if pair not in pairs and pair[::-1] not in pairs:
                 pairs.append(pair)
         return pairs
+
+
+DECISION_FIELDS = {"decision": None, "than": None, "size": None}  # their unset values
+
+
+def _without_unset(data: dict[str, Any], unset: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the fields of ``unset`` that hold their unset value."""
+    return {k: v for k, v in data.items() if k not in unset or v != unset[k]}
 
 
 def variant_levels(axes: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:

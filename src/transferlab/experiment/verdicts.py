@@ -12,7 +12,8 @@ expectation's ``margin``: not worse is reproduced when the whole interval lies a
 on the better side (not reproduced when it lies wholly below), same when it lies within
 ``[-margin, +margin]`` (not reproduced when it lies wholly outside). An expectation with a fixed
 ``value`` (a chance rate) is judged on the variant's estimated mean minus that value, with the
-estimate's interval (``summary["estimates"]``), by the same rules."""
+estimate's interval (``summary["estimates"]``), by the same rules. A ``decision`` expectation is
+judged on the size ladder's decision accuracy (``decision_verdict``)."""
 
 from __future__ import annotations
 
@@ -31,14 +32,18 @@ def expectation_verdicts(
     comparisons: list[Row],
     measures: list[Row],
     estimates: list[Row] | None = None,
+    decisions: Row | None = None,
 ) -> list[Row]:
     """A verdict per expectation, in the spec's order, each with its ``claim``; ``comparisons``
     are the tasks' (summary["comparisons"]), ``measures`` the measures' summaries,
     ``estimates`` the tasks' per-variant means (summary["estimates"], what a ``value``
-    expectation is judged on)."""
+    expectation is judged on), ``decisions`` the size ladder's (summary["decisions"], what a
+    ``decision`` expectation is judged on)."""
     out = []
     for expect in spec.expectations:
-        if expect.measure is None and expect.value is not None:
+        if expect.decision is not None:
+            verdict = decision_verdict(spec, expect, decisions or {})
+        elif expect.measure is None and expect.value is not None:
             verdict = value_verdict(spec, expect, estimates or [])
         elif expect.measure is None:
             verdict = task_verdict(spec, expect, comparisons)
@@ -138,6 +143,88 @@ def value_verdict(spec: ExperimentSpec, expect: ExpectSpec, estimates: list[Row]
         "n_seeds": est["n_seeds"],
         "n_examples": est["n_examples"],
     }
+
+
+def decision_verdict(spec: ExperimentSpec, expect: ExpectSpec, decisions: Row) -> Row:
+    """The verdict on a ``decision`` expectation, from its interval: ``better``, on decision
+    accuracy by ``metric`` minus by ``than`` (at ``size``, or the mean over the smaller sizes),
+    reproduced when the interval lies above 0 and not reproduced when below; ``above_chance``,
+    on the decision accuracy of ``size`` (default: the smallest) against chance (1/2),
+    reproduced when the interval lies above it and not reproduced when below."""
+    task, metric = spec.expectation_task(expect), spec.expectation_metric(expect)
+    better = expect.decision == "better"
+    size = expect.size if better else expect.size or spec.size_names()[0]
+    wanted = {
+        "task": task,
+        "metric": metric,
+        "size": size,
+        **({"than": expect.than} if better else {}),
+    }
+    rows = decisions.get("differences" if better else "accuracy", [])
+    found = next((r for r in rows if all(r.get(k) == v for k, v in wanted.items())), None)
+    if found is None:
+        where = f"{task} ({metric}{f' vs {expect.than}' if better else ''})"
+        return {"status": "inconclusive", "text": f"inconclusive: no decision accuracy of {where}"}
+    reference = 0.0 if better else decisions["chance"]
+    value, low, high = found["diff" if better else "accuracy"], found["low"], found["high"]
+    above, below = low > reference, high < reference
+    status = "reproduced" if above else "not reproduced" if below else "inconclusive"
+    return {
+        "status": status,
+        "text": f"{status}: {_decision_text(spec, expect, decisions, found, value, size)}",
+        "decision": expect.decision,
+        "task": task,
+        "metric": metric,
+        "than": expect.than,
+        "size": size,
+        "estimate": value,  # the difference (better) or the decision accuracy (above_chance)
+        # The effect as other verdicts state it (the scoreboard's column): the value minus what
+        # it is judged against (0 or chance), with its interval.
+        "diff": value - reference,
+        "low": low - reference,
+        "high": high - reference,
+        "level": found["level"],
+        "n_seeds": _first_accuracy(decisions, task)["n_seeds"],
+    }
+
+
+def _decision_text(
+    spec: ExperimentSpec,
+    expect: ExpectSpec,
+    decisions: Row,
+    found: Row,
+    value: float,
+    size: str | None,
+) -> str:
+    """What a decision verdict judged, its value with interval and n, and what was expected."""
+    task, metric = spec.expectation_task(expect), spec.expectation_metric(expect)
+    if expect.decision == "better":
+        at = f"size {size}" if size else "the mean over the smaller sizes"
+        claim = f"decision accuracy by {metric} minus by {expect.than} at {at}"
+        shown, expected = "+.3f", "above 0"  # a difference, signed
+    else:
+        claim = f"decision accuracy of size {size} by {metric}"
+        shown, expected = ".3f", f"above chance {decisions['chance']:g}"
+    interval = f"{value:{shown}} [{found['low']:{shown}}, {found['high']:{shown}}]"
+    return (
+        f"{claim} on {task}, against the order at {spec.largest_size} by "
+        f"{_first_accuracy(decisions, task)['target_metric']}: {interval} "
+        f"({found['level']:.0%} seed-bootstrap interval, {found['resamples']} resamples; "
+        f"{_decision_n(decisions, task)}); expected {expected}"
+    )
+
+
+def _first_accuracy(decisions: Row, task: str | None) -> Row:
+    return next(r for r in decisions["accuracy"] if r["task"] == task)
+
+
+def _decision_n(decisions: Row, task: str | None) -> str:
+    """``n = 4 variants (6 pairs) x 3 seeds per size``, from ``task``'s first accuracy row."""
+    row = _first_accuracy(decisions, task)
+    return (
+        f"n = {row['n_variants']} variants ({row['n_pairs']} pairs) x {row['n_seeds']} seeds "
+        f"per smaller size, {row['n_target_seeds']} at the largest"
+    )
 
 
 def measure_verdict(expect: ExpectSpec, measure: Row) -> Row:

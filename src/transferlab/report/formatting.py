@@ -10,6 +10,11 @@ import math
 from typing import Any
 
 
+def at_size(name: str, row: dict[str, Any]) -> str:
+    """``name @ s1`` for a row of a spec with ``sizes`` (it names its size), else ``name``."""
+    return f"{name} @ {row['size']}" if row.get("size") else name
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -88,6 +88,7 @@ def render(record: ExperimentRecord) -> str:
         _stability(record, colors),
         _routing(record, colors),
         _downstream(record, colors),
+        _decisions(record),
         _transfer_curves(record, colors),
         _differences(record),
         _correlations(record, colors),
@@ -277,7 +278,7 @@ def _training(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
     curves: dict[str, list[list[dict[str, Any]]]] = {}
     for run in record.planned:
         if record.curves.get(run.run_id):
-            curves.setdefault(run.variant, []).append(record.curves[run.run_id])
+            curves.setdefault(run.label, []).append(record.curves[run.run_id])
     if not curves:
         return join(
             [tag("h2", "Training curves"), tag("p", "No training metrics yet.", cls="note")]
@@ -545,7 +546,7 @@ def _downstream(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
         rows = [
             (
                 e["metric"],
-                e["variant"],
+                fmt.at_size(e["variant"], e),
                 fmt.interval(e["mean"], e["low"], e["high"]),
                 fmt.seeds_by_examples(e),
                 _seed_note(e),
@@ -555,6 +556,50 @@ def _downstream(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
         headers = ["metric", "variant", f"mean [{_level(record)} interval]", "n", "note"]
         parts.append(table(headers, rows, {2}))
     return join(parts)
+
+
+def _decisions(record: ExperimentRecord) -> Markup:
+    """Decision accuracy of each smaller size against the largest, per task and metric, with
+    the signal-to-noise ratio per size (a spec with ``sizes`` only)."""
+    decisions = (record.summary or {}).get("decisions")
+    if not decisions:
+        return ""
+    sizes, level = decisions["sizes"], _level(record)
+    parts = [
+        tag("h2", "Decisions across sizes"),
+        tag("p", DECISIONS_NOTE.format(largest=decisions["largest"]), cls="note"),
+    ]
+    for task in dict.fromkeys(str(r["task"]) for r in decisions["accuracy"]):
+        rows = [r for r in decisions["accuracy"] if r["task"] == task]
+        target = rows[0]["target_metric"]
+        caption = (
+            f"Decision accuracy on {task} against the order at {decisions['largest']} by "
+            f"{target}, with its {level} seed-bootstrap interval; n = {rows[0]['n_pairs']} pairs "
+            f"x {rows[0]['n_seeds']} seeds."
+        )
+        uri = plots.data_uri(plots.decision_accuracy(rows, sizes, decisions["chance"]))
+        parts += [tag("h3", f"Task: {task}"), figure(uri, f"decision accuracy on {task}", caption)]
+        snr = {(r["metric"], r["size"]): r for r in decisions["snr"] if r["task"] == task}
+        cells = [
+            (
+                r["metric"],
+                r["size"],
+                fmt.interval(r["accuracy"], r["low"], r["high"]),
+                f"{r['n_pairs']} pairs x {r['n_seeds']} seeds",
+                fmt.number((snr.get((r["metric"], r["size"])) or {}).get("snr"), 2),
+            )
+            for r in rows
+        ]
+        headers = ["metric", "size", f"decision accuracy [{level} interval]", "n", "SNR"]
+        parts.append(table(headers, cells, {2, 4}))
+    return join(parts)
+
+
+DECISIONS_NOTE = (
+    "Decision accuracy: the fraction of variant pairs a smaller size orders as {largest} does "
+    "(a tie counts 1/2, so chance is 1/2); the interval resamples the seeds of each size. SNR: "
+    "the range of the variant means over their pooled seed standard deviation."
+)
 
 
 def _transfer_curves(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
@@ -578,7 +623,7 @@ def _transfer_curves(record: ExperimentRecord, colors: dict[str, str]) -> Markup
             (
                 row["step"],
                 fmt.count(row["tokens"]),
-                row["variant"],
+                fmt.at_size(row["variant"], row),
                 fmt.interval(row["mean"], row["low"], row["high"]),
                 fmt.seeds_by_examples(row),
             )
@@ -649,7 +694,7 @@ def _differences(record: ExperimentRecord) -> Markup:
         rows = [
             (
                 c["metric"],
-                f"{c['variant']} vs {c['reference']}",
+                fmt.at_size(f"{c['variant']} vs {c['reference']}", c),
                 fmt.interval(c["diff"], c["low"], c["high"], signed=True),
                 fmt.p_value(c.get("p_value")),
                 *([fmt.p_value(c.get("p_holm"))] if corrected else []),
@@ -708,7 +753,7 @@ def _correlations(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
             parts.append(figure(uri, f"validation loss vs {shown} on {task}", caption))
         rows = [
             (
-                c["metric"],
+                fmt.at_size(c["metric"], c),
                 fmt.interval(c["rho"], c["low"], c["high"], signed=True),
                 f"{c.get('n_runs')} runs",
                 c.get("reason") or "",
@@ -736,12 +781,14 @@ def _rho_text(row: dict[str, Any] | None) -> str:
 
 def _groups(record: ExperimentRecord) -> Markup:
     parts = [tag("h2", "Per-group results")]
-    variants = record.variants()
     for task in record.tasks():
         rows = _summary_rows(record, "groups", task)
         if not rows:
             continue
-        cells = {(str(r["group"]), str(r["variant"])): r for r in rows}
+        # Columns: the variants, or in a spec with sizes each variant at each size.
+        labelled = [(fmt.at_size(str(r["variant"]), r), r) for r in rows]
+        variants = list(dict.fromkeys(label for label, _ in labelled))
+        cells = {(str(r["group"]), label): r for label, r in labelled}
         groups = list(dict.fromkeys(str(r["group"]) for r in rows))
         body = [
             [group, *(_group_cell(cells.get((group, v))) for v in variants)] for group in groups

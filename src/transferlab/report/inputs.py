@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from transferlab.experiment.spec import IMPLICIT_STAGE
+from transferlab.report.formatting import at_size
 from transferlab.train.callbacks.routing import read_routing
 from transferlab.train.metrics import read_metrics
 
@@ -32,6 +33,12 @@ class PlannedRunRow:
     run_dir: Path
     status: str
     stage: str = IMPLICIT_STAGE
+    size: str | None = None  # a spec with sizes: its size on the ladder
+
+    @property
+    def label(self) -> str:
+        """``variant``, or ``variant @ size`` in a spec with sizes (what a figure's line is)."""
+        return at_size(self.variant, {"size": self.size})
 
 
 @dataclass
@@ -215,6 +222,7 @@ def _planned_row(exp_dir: Path, run: dict[str, Any]) -> PlannedRunRow:
         run_dir=run_dir if run_dir.is_absolute() else exp_dir / run_dir,
         status=str(run.get("status", "unknown")),
         stage=str(run.get("stage", IMPLICIT_STAGE)),
+        size=run.get("size"),
     )
 
 
@@ -227,6 +235,7 @@ def unplanned_row(run: dict[str, Any]) -> PlannedRunRow:
         run_dir=Path(),
         status="unknown",
         stage=str(run.get("stage", IMPLICIT_STAGE)),
+        size=run.get("size"),
     )
 
 

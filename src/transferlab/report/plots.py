@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from transferlab.report.formatting import is_number
+from transferlab.report.formatting import at_size, is_number
 from transferlab.report.series import SeedBand, variant_bands
 from transferlab.train.callbacks.validation import DOMAIN_PREFIX
 
@@ -166,11 +166,12 @@ def transfer_curve(rows: list[dict[str, Any]], ylabel: str, colors: dict[str, st
     ``curves`` rows) with its interval shaded."""
     fig = Figure(figsize=(7, 3.8), layout="constrained")
     ax = fig.subplots()
-    for variant in dict.fromkeys(str(row["variant"]) for row in rows):
-        mine = sorted((r for r in rows if str(r["variant"]) == variant), key=lambda r: r["step"])
+    for line in dict.fromkeys(at_size(str(row["variant"]), row) for row in rows):
+        mine = [r for r in rows if at_size(str(r["variant"]), r) == line]
+        mine.sort(key=lambda r: r["step"])
         steps = [r["step"] for r in mine]
-        color = colors.get(variant)
-        ax.plot(steps, [r["mean"] for r in mine], "o-", color=color, label=plain(variant))
+        color = colors.get(str(mine[0]["variant"]))
+        ax.plot(steps, [r["mean"] for r in mine], "o-", color=color, label=plain(line))
         low = [r["low"] if is_number(r["low"]) else np.nan for r in mine]
         high = [r["high"] if is_number(r["high"]) else np.nan for r in mine]
         ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
@@ -219,6 +220,35 @@ def forest(comparisons: list[dict[str, Any]], metric: str) -> Figure:
     return fig
 
 
+def decision_accuracy(rows: list[dict[str, Any]], sizes: list[str], chance: float) -> Figure:
+    """Decision accuracy against size, one line per metric (``summary.json`` ``decisions``
+    accuracy rows of one task), each point with its interval, and the chance line."""
+    fig = Figure(figsize=(7, 3.8), layout="constrained")
+    ax = fig.subplots()
+    ax.axhline(chance, color="black", linewidth=0.8, linestyle="--", label=f"chance {chance:g}")
+    for i, metric in enumerate(dict.fromkeys(str(r["metric"]) for r in rows)):
+        mine = sorted(
+            (r for r in rows if r["metric"] == metric), key=lambda r: sizes.index(r["size"])
+        )
+        x = [sizes.index(r["size"]) + 0.04 * i for r in mine]  # a small offset keeps bars apart
+        ax.errorbar(
+            x,
+            [r["accuracy"] for r in mine],
+            yerr=[
+                [r["accuracy"] - r["low"] for r in mine],
+                [r["high"] - r["accuracy"] for r in mine],
+            ],
+            fmt="o-",
+            color=_PALETTE[i % len(_PALETTE)],
+            capsize=3,
+            label=plain(metric),
+        )
+    ax.set_xticks(range(len(sizes) - 1), [plain(s) for s in sizes[:-1]])
+    ax.set_ylim(-0.05, 1.05)
+    _finish(ax, bool(rows), xlabel=plain(f"size (against {sizes[-1]})"), ylabel="decision accuracy")
+    return fig
+
+
 def loss_scatter(
     points: list[tuple[str, float, float]], metric: str, colors: dict[str, str]
 ) -> Figure:
@@ -241,7 +271,7 @@ def _whisker(ax: Axes, y: float, mean: Any, low: Any, high: Any, color: str) -> 
 
 
 def _row_label(name: str, row: dict[str, Any]) -> str:
-    return plain(f"{name}\n(n = {row.get('n_seeds')} x {row.get('n_examples')})")
+    return plain(f"{at_size(name, row)}\n(n = {row.get('n_seeds')} x {row.get('n_examples')})")
 
 
 def _finish(

@@ -65,6 +65,8 @@ def print_summary(exp_dir: Path, console: Console) -> None:
     if domains is not None:
         console.print(domains)
         console.print(Text(weighting_line(runs)))
+    for table in decisions_tables(summary):
+        console.print(table)
     for measure in summary.get("measures") or []:
         console.print(measure_estimates_table(measure, level))
         comparisons = measure_comparisons_table(measure, level)
@@ -220,6 +222,53 @@ def _seed_mean(values: list[Any]) -> str:
     return f"{fmt.number(sum(found) / len(found))} (n={len(found)})" if found else "n/a"
 
 
+def decisions_tables(summary: dict[str, Any]) -> list[Table]:
+    """Per task of a spec with ``sizes``: per metric, the decision accuracy of each smaller
+    size against the largest, the mean-over-sizes difference from the target metric, and the
+    signal-to-noise ratio at each size; none without sizes."""
+    decisions = summary.get("decisions")
+    if not decisions:
+        return []
+    level, sizes = fmt.level(decisions.get("level")), decisions["sizes"]
+    out = []
+    for task in dict.fromkeys(str(r["task"]) for r in decisions["accuracy"]):
+        rows = [r for r in decisions["accuracy"] if r["task"] == task]
+        first, smaller = rows[0], list(dict.fromkeys(r["size"] for r in rows))
+        title = Text(
+            f"{task}: decision accuracy against the order at {decisions['largest']} by "
+            f"{first['target_metric']} [{level} seed-bootstrap interval]; chance "
+            f"{decisions['chance']:g}; n = {first['n_pairs']} pairs x {first['n_seeds']} seeds"
+        )
+        table = Table(title=title, title_justify="left")
+        minus = f"minus {first['target_metric']} (mean)"
+        _columns(table, ["metric"], [*smaller, minus, *(f"SNR {s}" for s in sizes)])
+        for metric in dict.fromkeys(r["metric"] for r in rows):
+            cells = {r["size"]: r for r in rows if r["metric"] == metric}
+            found = [cells[s] for s in smaller]
+            diff = _decision_row(decisions["differences"], task, metric, first["target_metric"])
+            snr = {
+                r["size"]: r["snr"]
+                for r in decisions["snr"]
+                if (r["task"], r["metric"]) == (task, metric)
+            }
+            table.add_row(
+                Text(metric),
+                *(fmt.interval(c["accuracy"], c["low"], c["high"]) for c in found),
+                fmt.interval(diff["diff"], diff["low"], diff["high"], signed=True) if diff else "-",
+                *(fmt.number(snr.get(s), 2) for s in sizes),
+            )
+        out.append(table)
+    return out
+
+
+def _decision_row(
+    rows: list[dict[str, Any]], task: str, metric: str, than: str
+) -> dict[str, Any] | None:
+    """The mean-over-sizes difference of ``metric`` minus ``than`` (None for ``than`` itself)."""
+    wanted = (task, metric, than, None)
+    return next((r for r in rows if (r["task"], r["metric"], r["than"], r["size"]) == wanted), None)
+
+
 def estimates_table(summary: dict[str, Any], task: str, metric: str, level: str) -> Table:
     label = metric_label(summary, task, metric)
     title = Text(f"{task}: {label}, mean [{level} interval], n = seeds x examples")
@@ -227,7 +276,9 @@ def estimates_table(summary: dict[str, Any], task: str, metric: str, level: str)
     _columns(table, ["variant"], ["mean [interval]", "n"])
     for row in _rows(summary, "estimates", task, metric):
         table.add_row(
-            Text(str(row["variant"])), fmt.interval(row["mean"], row["low"], row["high"]), _n(row)
+            Text(fmt.at_size(str(row["variant"]), row)),
+            fmt.interval(row["mean"], row["low"], row["high"]),
+            _n(row),
         )
     return table
 
@@ -239,12 +290,13 @@ def groups_table(summary: dict[str, Any], task: str, level: str) -> Table | None
     groups = list(dict.fromkeys(str(row["group"]) for row in rows))
     if not 2 <= len(groups) <= MAX_GROUPS_SHOWN:
         return None
-    variants = list(dict.fromkeys(str(row["variant"]) for row in rows))
+    # Columns: the variants, or in a spec with sizes each variant at each size.
+    variants = list(dict.fromkeys(fmt.at_size(str(row["variant"]), row) for row in rows))
     label = metric_label(summary, task, str(rows[0]["metric"]))
     title = Text(f"{task}: {label} per group, mean [{level} interval]")
     table = Table(title=title, title_justify="left")
     _columns(table, ["group"], variants)
-    cells = {(str(row["group"]), str(row["variant"])): row for row in rows}
+    cells = {(str(row["group"]), fmt.at_size(str(row["variant"]), row)): row for row in rows}
     for group in groups:
         found = [cells.get((group, variant)) for variant in variants]
         table.add_row(
@@ -289,7 +341,7 @@ def comparisons_table(summary: dict[str, Any], task: str, metric: str, level: st
         if corrected:
             p_values.append(fmt.p_value(row.get("p_holm")))
         table.add_row(
-            Text(f"{row['variant']} vs {row['reference']}"),
+            Text(fmt.at_size(f"{row['variant']} vs {row['reference']}", row)),
             fmt.interval(row["diff"], row["low"], row["high"], signed=True),
             *p_values,
             fmt.number(row.get("mde80")),
