@@ -14,6 +14,7 @@ from transferlab.config import (
     load_config,
     validate,
 )
+from transferlab.config.registry import REGISTRIES
 
 
 def test_defaults_build_a_valid_run_config():
@@ -93,12 +94,15 @@ def test_model_preset_fills_fields_and_explicit_fields_win():
 
 def test_registry_lists_and_rejects_duplicates():
     registry = Registry("thing", "transferlab.config")
-    registry.add("a", 1)
-    assert registry.names() == ["a"]
-    assert registry.get("a") == 1
-    with pytest.raises(ValueError, match="registered twice"):
-        registry.add("a", 2)
-    assert "clm" in OBJECTIVES.names()
+    try:
+        registry.add("a", 1)
+        assert registry.names() == ["a"]
+        assert registry.get("a") == 1
+        with pytest.raises(ValueError, match="registered twice"):
+            registry.add("a", 2)
+        assert "clm" in OBJECTIVES.names()
+    finally:  # a registry stays listed once made: later `components` tests would list it
+        REGISTRIES.remove(registry)
 
 
 def test_overrides_index_into_lists():
