@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transferlab.config import RunConfig, validate
+from modular_setup import TRAIN_PAIRS, modular_run
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate import check_rows
 from transferlab.evaluate.modular_answer import ModularAnswerConfig
@@ -14,35 +14,11 @@ from transferlab.train.checkpoint import load_run
 from transferlab.worlds import BiosConfig
 from transferlab.worlds.modular import ModularConfig, residue_token_ids
 
-WORLD = {"name": "modular", "prime": 11, "train_fraction": 0.5}
-
 
 @pytest.fixture(scope="module")
 def memorized(tmp_path_factory):
     """A run that has memorized the 60 training equations of p = 11 (full batch, no decay)."""
-    out = tmp_path_factory.mktemp("runs")
-    cfg = validate(
-        RunConfig,
-        {
-            "name": "memorize",
-            "world": WORLD,
-            "tokenizer": {"kind": "word"},
-            "data": {"seq_len": 7, "val_fraction": 0.1},
-            "model": {"d_model": 32, "n_layers": 1, "n_heads": 2},
-            "objective": {"name": "equation_lm"},
-            "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 0.0},
-            "schedule": {"name": "constant"},
-            "trainer": {
-                "max_steps": 150,
-                "batch_size": 60,
-                "eval_interval": 150,
-                "eval_batches": 1,
-                "checkpoint_interval": 150,
-                "progress": False,
-                "out_dir": str(out),
-            },
-        },
-    )
+    cfg = modular_run(tmp_path_factory.mktemp("runs"), steps=150)
     loaded = load_run(train(cfg).run_dir)
     return loaded, TextTokenizer.from_file(loaded.tokenizer_path), cfg.world.build()
 
@@ -67,7 +43,7 @@ def test_rows_follow_the_declaration_and_cover_exactly_the_split(memorized) -> N
 
 
 def test_a_memorized_training_set_is_answered_and_the_test_set_is_not(memorized) -> None:
-    train_acc = sum(r["correct"] for r in _rows(memorized, "train")[1]) / 60
+    train_acc = sum(r["correct"] for r in _rows(memorized, "train")[1]) / TRAIN_PAIRS
     test_rows = _rows(memorized, "test")[1]
     test_acc = sum(r["correct"] for r in test_rows) / len(test_rows)
     assert train_acc == 1.0
