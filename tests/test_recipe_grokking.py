@@ -117,6 +117,11 @@ def test_the_shrunken_recipe_keeps_splits_apart_and_censors_at_the_budget(tmp_pa
             assert gap["value"] == grok["value"] - memorized["value"]
             assert gap["censored"] == grok["censored"]
 
+    # The report plots both monitors of every run.
+    report = (tmp_path / "exp" / "report.html").read_text()
+    assert "Memorization and generalization monitors" in report
+    assert 'alt="weight norm"' in report and 'alt="fourier top k energy"' in report
+
     assert [(v.get("measure") or v.get("task"), v["variant"]) for v in summary["verdicts"]] == [
         ("grokking_step", "wd1"),
         ("test_accuracy", "wd1"),
