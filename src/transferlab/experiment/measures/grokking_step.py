@@ -31,6 +31,9 @@ from transferlab.experiment.measures.base import MeasureConfig, RunRecord, RunVa
 
 @MEASURES.register("grokking_step")
 class GrokkingStepConfig(MeasureConfig):
+    """The first step a downstream curve's mean metric reaches a threshold (censored at
+    max_steps), or its gap to another curve's step."""
+
     name: Literal["grokking_step"] = "grokking_step"
     task: str = Field(min_length=1)  # the curve's task label (say, test-split accuracy)
     metric: str = "correct"  # the per-example metric whose mean is compared to the threshold
