@@ -114,6 +114,7 @@ def test_every_task_declares_its_metrics_with_direction_and_range() -> None:
         "code_function_name": choice,
         "code_likelihood": [("bits_per_byte", False, (0.0, None))],
         "code_module": probe,
+        "modular_answer": probe,
         "multiple_choice": choice,
         "lm_eval": [],  # per config: from its lm-eval tasks (test_lm_eval_task)
         "qa_classify": [*probe, ("p_part", True, unit)],

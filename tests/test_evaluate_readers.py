@@ -156,7 +156,8 @@ def test_a_task_refuses_a_model_it_cannot_read_before_any_work(monkeypatch) -> N
     task = TASKS.parse({"name": "qa_finetune", "label": "ft"}).build()
     expected = (
         "task 'ft' cannot read this model: it is read with bidirectional attention and "
-        "qa_finetune generates causally; use qa_classify or qa_probe or qa_reverse_score or qa_score, "
+        "qa_finetune generates causally; use modular_answer or qa_classify or qa_probe or "
+        "qa_reverse_score or qa_score, "
         "or an objective "
         "with causal "
         "or prefix attention"

@@ -432,7 +432,8 @@ LR = {"name": "lr_sensitivity", "over": "lr"}
         (
             {"measures": [{"name": "nope"}]},
             "measures.0: unknown measure 'nope'; expected one of ['final_val_loss', "
-            "'lr_sensitivity', 'metric', 'run_field', 'seconds_to_loss', 'steps_to_loss']",
+            "'grokking_step', 'lr_sensitivity', 'metric', 'run_field', 'seconds_to_loss',"
+            " 'steps_to_loss']",
         ),
         (
             {"measures": [LR], "expect": {"measure": "lr_sens", "variant": "plain"}},

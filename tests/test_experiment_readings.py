@@ -70,7 +70,8 @@ def test_a_task_that_cannot_read_a_variant_fails_at_plan_time(store, monkeypatch
     spec = _spec([QA_SCORE, {"name": "qa_finetune", "steps": 2}])
     expected = (
         "task 'qa_finetune' cannot read run variant 'mlm': its objective 'mlm' trains "
-        "bidirectional attention and qa_finetune generates causally; use qa_classify or qa_probe or "
+        "bidirectional attention and qa_finetune generates causally; use modular_answer or "
+        "qa_classify or qa_probe or "
         "qa_reverse_score or qa_score, or an objective with causal or prefix attention"
     )
     with pytest.raises(ConfigError) as planned:

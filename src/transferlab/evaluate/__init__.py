@@ -9,6 +9,7 @@ from transferlab.evaluate import (  # noqa: F401 (registers the real-text tasks 
     code_name,
     downstream,
     lm_eval_task,
+    modular_answer,
     multiple_choice,
     qa_reverse,
     sample_score,

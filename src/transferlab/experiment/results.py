@@ -309,11 +309,11 @@ def measure_table(spec: ExperimentSpec, records: list[RunRecord]) -> pa.Table:
 
 
 def run_record(run: PlannedRun, summary: dict[str, object]) -> RunRecord:
-    """What the measures read of a finished run: its ``summary`` row, metrics, config and
-    run_info.json."""
+    """What the measures read of a finished run: its ``summary`` row, metrics, config,
+    run_info.json and directory."""
     metrics = read_metrics(run.run_dir / "metrics.jsonl")
     info = json.loads((run.run_dir / RUN_INFO_FILE).read_text())
-    return RunRecord(summary, metrics, read_run_config(run.run_dir), info)
+    return RunRecord(summary, metrics, read_run_config(run.run_dir), info, run.run_dir)
 
 
 TOKENIZER_DIGITS = 8  # of the tokenizer file's SHA-256 shown per variant: enough to tell apart

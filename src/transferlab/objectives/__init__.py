@@ -5,6 +5,7 @@ from transferlab.objectives import (
     clm,
     conditional,
     electra,
+    equation_lm,
     mlm,
     permutation,
     prefix_lm,
@@ -26,6 +27,7 @@ from transferlab.objectives.base import (
 from transferlab.objectives.clm import CausalLM, ClmConfig
 from transferlab.objectives.conditional import ConditionalConfig, ConditionalLM
 from transferlab.objectives.electra import Electra, ElectraConfig
+from transferlab.objectives.equation_lm import EquationLM, EquationLmConfig
 from transferlab.objectives.mlm import MaskedLM, MlmConfig
 from transferlab.objectives.permutation import PermutationConfig, PermutationLM
 from transferlab.objectives.prefix_lm import PrefixLM, PrefixLmConfig
@@ -46,6 +48,8 @@ __all__ = [
     "DenoiserConfig",
     "Electra",
     "ElectraConfig",
+    "EquationLM",
+    "EquationLmConfig",
     "LossOutput",
     "MaskedLM",
     "MlmConfig",
@@ -67,6 +71,7 @@ __all__ = [
     "clm",
     "conditional",
     "electra",
+    "equation_lm",
     "mlm",
     "permutation",
     "reverse",

@@ -87,6 +87,7 @@ def render(record: ExperimentRecord) -> str:
         _measures(record),
         _stability(record, colors),
         _routing(record, colors),
+        _monitors(record, colors),
         _downstream(record, colors),
         _decisions(record),
         _transfer_curves(record, colors),
@@ -409,12 +410,19 @@ def _routing(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
     )
 
 
-def _specialization_curves(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+def _logged_curves(record: ExperimentRecord, key: str) -> dict[str, list[list[dict[str, Any]]]]:
+    """Per variant, one list per run of the metrics rows that log ``key`` (runs without any
+    are left out)."""
     curves: dict[str, list[list[dict[str, Any]]]] = {}
     for run in record.planned:
-        rows = [r for r in record.curves.get(run.run_id, []) if "routing_specialization" in r]
+        rows = [r for r in record.curves.get(run.run_id, []) if key in r]
         if rows:
             curves.setdefault(run.variant, []).append(rows)
+    return curves
+
+
+def _specialization_curves(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    curves = _logged_curves(record, "routing_specialization")
     if not curves:
         return Markup("")
     label = "specialization (JS divergence, bits)"
@@ -424,6 +432,37 @@ def _specialization_curves(record: ExperimentRecord, colors: dict[str, str]) -> 
         "the lowest to the highest seed."
     )
     return figure(uri, "routing specialization over training", caption)
+
+
+# The monitors of memorization vs generalization that need no held-out data (the weight_norm
+# and fourier_embedding callbacks): metrics.jsonl key -> (axis label, what it shows).
+MONITORS = {
+    "weight_norm": (
+        "weight norm (L2)",
+        "Total L2 norm of the trained parameters (weight_norm callback): weight decay shrinks "
+        "a memorizing solution, and the norm falls as a generalizing one takes over.",
+    ),
+    "fourier_top_k_energy": (
+        "Fourier top-k energy share",
+        "Share of the residue embeddings' energy in their top-k Fourier frequencies "
+        "(fourier_embedding callback; the constant term left out): about k / ((p - 1) / 2) "
+        "for an unstructured embedding, 1 when the residues lie on k frequencies.",
+    ),
+}
+
+
+def _monitors(record: ExperimentRecord, colors: dict[str, str]) -> Markup:
+    """The monitors vs step per variant, for the runs that logged them (nothing otherwise)."""
+    figures = []
+    for key, (label, what) in MONITORS.items():
+        curves = _logged_curves(record, key)
+        if curves:
+            uri = plots.data_uri(plots.metric_curves(curves, key, label, colors))
+            caption = f"{what} The line is the mean over seeds, the band spans the seeds."
+            figures.append(figure(uri, key.replace("_", " "), caption))
+    if not figures:
+        return Markup("")
+    return join([tag("h2", "Memorization and generalization monitors"), *figures])
 
 
 def _expert_loads(record: ExperimentRecord) -> Markup:

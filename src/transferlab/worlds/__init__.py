@@ -13,12 +13,15 @@ from transferlab.worlds.bios import (
     QAItem,
     person_from_row,
 )
+from transferlab.worlds.modular import ModularConfig, ModularWorld
 
 __all__ = [
     "ATTRIBUTES",
     "BiosConfig",
     "BiosWorld",
     "Document",
+    "ModularConfig",
+    "ModularWorld",
     "Person",
     "QAItem",
     "World",

@@ -2,11 +2,12 @@
 
 Importing this package registers them: ``final_val_loss``, ``steps_to_loss``, ``seconds_to_loss``,
 ``metric`` (a field of metrics.jsonl), ``run_field`` (a column of runs.parquet),
-``lr_sensitivity``.
+``lr_sensitivity``, ``grokking_step`` (when a transfer curve reaches a threshold).
 """
 
 from transferlab.experiment.measures import (
     final_val_loss,
+    grokking_step,
     lr_sensitivity,
     metric,
     run_field,
@@ -20,6 +21,7 @@ __all__ = [
     "RunRecord",
     "RunValue",
     "final_val_loss",
+    "grokking_step",
     "lr_sensitivity",
     "metric",
     "run_field",

@@ -14,6 +14,7 @@ and paired comparisons.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
@@ -29,6 +30,8 @@ class RunRecord:
     metrics: list[dict[str, Any]]  # the rows of its metrics.jsonl, in step order
     config: RunConfig  # as its trainer stored it (model.vocab_size filled in)
     info: dict[str, Any] = field(default_factory=dict)  # its run_info.json
+    # its directory, for what a run writes beside its metrics (downstream curve rows)
+    run_dir: Path | None = None
 
     def logged(self, field: str) -> list[dict[str, Any]]:
         """The metrics rows that carry a value of ``field``."""

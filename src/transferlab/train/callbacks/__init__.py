@@ -3,7 +3,15 @@ checkpoint, progress) live here; extras are registered in ``CALLBACKS`` by name 
 run config's ``trainer.callbacks``. Importing this package registers the extras defined here;
 extras that need later packages (downstream tasks) register from there."""
 
-from transferlab.train.callbacks import domain_loss, hessian_trace, lipschitz, routing, stability
+from transferlab.train.callbacks import (
+    domain_loss,
+    fourier_embedding,
+    hessian_trace,
+    lipschitz,
+    routing,
+    stability,
+    weight_norm,
+)
 from transferlab.train.callbacks.checkpointing import CheckpointCallback
 from transferlab.train.callbacks.metrics_log import MetricsLogCallback
 from transferlab.train.callbacks.progress import ProgressCallback
@@ -17,8 +25,10 @@ __all__ = [
     "TrainingStateCallback",
     "ValidationCallback",
     "domain_loss",
+    "fourier_embedding",
     "hessian_trace",
     "lipschitz",
     "routing",
     "stability",
+    "weight_norm",
 ]
