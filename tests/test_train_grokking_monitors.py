@@ -59,6 +59,8 @@ def test_weight_norm_is_the_l2_norm_of_the_trained_parameters() -> None:
     trained = [p for p in model.parameters() if p.requires_grad]
     expected = float(torch.cat([p.detach().flatten() for p in trained]).norm())
     assert weight_norm(model) == pytest.approx(expected, rel=1e-6)
+    matrices = torch.cat([model[0].weight.detach().flatten(), model[1].weight.detach().flatten()])
+    assert weight_norm(model, matrices_only=True) == pytest.approx(float(matrices.norm()), rel=1e-6)
 
 
 def test_a_run_logs_both_monitors_every_n_steps_and_at_the_last(tmp_path) -> None:
@@ -78,6 +80,10 @@ def test_a_run_logs_both_monitors_every_n_steps_and_at_the_last(tmp_path) -> Non
     assert all(0.0 < value <= 1.0 for value in fourier.values())
     final = load_run(result.run_dir).model
     assert norms[12] == pytest.approx(weight_norm(final), rel=1e-6)
+    matrix_norms = {r["step"]: r["matrix_norm"] for r in rows if "matrix_norm" in r}
+    assert sorted(matrix_norms) == [5, 10, 12]
+    assert matrix_norms[12] == pytest.approx(weight_norm(final, matrices_only=True), rel=1e-6)
+    assert all(matrix_norms[step] < norms[step] for step in matrix_norms)  # the gains add to it
 
 
 def test_the_fourier_monitor_refuses_a_run_it_cannot_read(tiny_config, tmp_path) -> None:

@@ -442,6 +442,11 @@ MONITORS = {
         "Total L2 norm of the trained parameters (weight_norm callback): weight decay shrinks "
         "a memorizing solution, and the norm falls as a generalizing one takes over.",
     ),
+    "matrix_norm": (
+        "matrix norm (L2)",
+        "L2 norm of the matrices and embeddings only (weight_norm callback), without the norm "
+        "gains that dominate a small model's total and that weight decay leaves alone.",
+    ),
     "fourier_top_k_energy": (
         "Fourier top-k energy share",
         "Share of the residue embeddings' energy in their top-k Fourier frequencies "
