@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from transferlab.artifacts import CorruptArtifact, atomic_dir, stage_lock
+from transferlab.artifacts import CorruptArtifact, atomic_dir, cache_root, stage_lock
 from transferlab.data.tokenizer import TextTokenizer
 from transferlab.evaluate.base import TaskNote
 from transferlab.evaluate.results import check_rows
@@ -194,6 +194,13 @@ def _execute_pool(todo: list[Job], jobs: int, log: Log) -> None:
         _run_graph(quiet, lambda job: pool.submit(run_job, job), wait_any, log)
 
 
+def ray_task_resources(cluster: dict[str, float]) -> dict[str, float]:
+    """What each run's Ray task asks for: one CPU, and one GPU on a cluster that has GPUs (Ray
+    then sets the task's CUDA_VISIBLE_DEVICES to that GPU, so ``trainer.device: auto`` trains on
+    it and no two runs share one)."""
+    return {"num_cpus": 1, "num_gpus": 1 if cluster.get("GPU", 0) >= 1 else 0}
+
+
 def _execute_ray(todo: list[Job], log: Log) -> None:
     try:
         import ray
@@ -201,7 +208,12 @@ def _execute_ray(todo: list[Job], log: Log) -> None:
         raise ValueError("executor 'ray' needs ray: pip install 'transferlab[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"))
-    remote = ray.remote(num_cpus=1)(run_job)
+    remote = ray.remote(run_job).options(
+        **ray_task_resources(ray.cluster_resources()),
+        # A worker inherits the environment of its node's `ray start`, not the driver's: without
+        # this it would prepare data and tokenizers in its own cache, beside the plan's runs.
+        runtime_env={"env_vars": {"TRANSFERLAB_CACHE": str(cache_root().absolute())}},
+    )
 
     def wait_any(refs: list[Hashable]) -> list[Hashable]:
         ready, _ = ray.wait(refs, num_returns=1)
