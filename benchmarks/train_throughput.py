@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from transformers import LlamaForCausalLM
 
 from transferlab.config import OPTIMIZERS, ModelConfig
 from transferlab.data.tokenizer import SpecialTokenIds
@@ -131,8 +130,13 @@ def engine_trainee(
     optimizer: torch.optim.Optimizer,
     rows: int,
     micro_batch_size: int | None = None,
+    device: torch.device = torch.device("cpu"),
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> Trainee:
-    """The engine's step on ``rows`` sequences, accumulated over micro batches if given."""
+    """The engine's step on ``rows`` sequences, accumulated over micro batches if given, on
+    ``device`` (where ``model`` lives) in ``precision`` (``bf16``: autocast, as the trainer),
+    through ``torch.compile`` if ``compile``."""
     source = OneBatch()
     micro = micro_batch_size or rows
     # No pad id occurs in uniform random tokens above the specials, so every position is a target.
@@ -146,8 +150,8 @@ def engine_trainee(
         optimizer,
         lambda step: 1.0,
         BatchPlan(rows, micro, 1, rows // micro),
-        LoopSettings(max_steps=10**9, seed=0, precision="fp32"),
-        DistContext(0, 1, 0, torch.device("cpu")),
+        LoopSettings(max_steps=10**9, seed=0, precision=precision, compile=compile),
+        DistContext(0, 1, 0, device),
     )
     return EngineTrainee(engine, source)
 
@@ -168,6 +172,8 @@ def features_loss(model: torch.nn.Module) -> LossFn:
 
 
 def make_trainees(cfg: ModelConfig, lr: float, rows: int) -> dict[str, Trainee]:
+    from transformers import LlamaForCausalLM  # here: gpu.py reuses this module without it
+
     torch.manual_seed(0)
     ours = build_model(cfg)
     copies = {"engine": build_model(cfg), "ours-logits": build_model(cfg)}

@@ -24,6 +24,7 @@ NOMINAL_SIZES = {
     "small": 3e6,
     "medium": 7e6,
     "base": 20e6,
+    "base125m": 85e6,
 }
 
 
@@ -223,6 +224,9 @@ def test_presets_span_the_documented_sizes():
         sizes[name] = count_parameters(cfg).non_embedding
         assert 0.75 * nominal <= sizes[name] <= 1.25 * nominal, (name, sizes[name])
     assert sizes["nano"] == 100_672 and sizes["base"] == 18_979_328  # the docstring table
+    assert sizes["base125m"] == 84_953_856
+    gpt2_vocab = ModelConfig(preset="base125m", vocab_size=50_304)
+    assert count_parameters(gpt2_vocab).total == 123_587_328  # the ~125M of its name
     assert list(sizes.values()) == sorted(sizes.values())
     assert ModelConfig(preset="tiny", n_layers=2).n_layers == 2  # explicit fields win
 
