@@ -47,7 +47,9 @@ def ray_cluster(tmp_path_factory):
     decoy = tmp_path_factory.mktemp("decoy-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFERLAB_CACHE", str(decoy))
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # "local": a new cluster even where a `ray start` one runs on this machine. Ray turns
+        # its token authentication on (writing ~/.ray/auth_token if missing), as for any user.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     started = {p.pid for p in psutil.Process().children(recursive=True)}
     try:
         yield decoy
@@ -121,3 +123,22 @@ def test_a_ray_task_asks_for_one_cpu_and_a_gpu_where_the_cluster_has_them():
     assert ray_task_resources({"CPU": 16.0}) == {"num_cpus": 1, "num_gpus": 0}
     assert ray_task_resources({"CPU": 16.0, "GPU": 8.0}) == {"num_cpus": 1, "num_gpus": 1}
     assert ray_task_resources({"CPU": 4.0, "GPU": 0.5}) == {"num_cpus": 1, "num_gpus": 0}
+
+
+def test_a_cluster_that_cannot_be_joined_is_a_one_line_error_naming_the_fix(tmp_path, monkeypatch):
+    def refused(address=None, **kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refused)
+    with pytest.raises(ValueError) as refused_error:
+        execute(plan_experiment(_spec()), executor="ray", log=lambda _: None)
+    assert str(refused_error.value) == (
+        "executor 'ray': cannot join the Ray cluster at RAY_ADDRESS=10.0.0.7:6379 (Failed to "
+        "connect to Ray cluster at 10.0.0.7:6379); check that it runs (ray status --address "
+        "...), and for a cluster with token authentication set RAY_AUTH_MODE=token and its "
+        "token (~/.ray/auth_token or RAY_AUTH_TOKEN) here too"
+    )
+    assert not (tmp_path / "runs").exists()  # nothing ran

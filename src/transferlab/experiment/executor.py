@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
+from types import ModuleType
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -201,13 +202,29 @@ def ray_task_resources(cluster: dict[str, float]) -> dict[str, float]:
     return {"num_cpus": 1, "num_gpus": 1 if cluster.get("GPU", 0) >= 1 else 0}
 
 
+def _connect_ray(ray: ModuleType) -> None:
+    """Join the cluster at RAY_ADDRESS (none: start a local one), or a one-line ValueError."""
+    address = os.environ.get("RAY_ADDRESS")
+    try:
+        ray.init(address=address)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+        # Ray's own message names neither the variable nor its token authentication, which a
+        # `ray start` node turns on by itself where ~/.ray/auth_token exists.
+        raise ValueError(
+            f"executor 'ray': cannot join the Ray cluster at RAY_ADDRESS={address} ({exc}); "
+            "check that it runs (ray status --address ...), and for a cluster with token "
+            "authentication set RAY_AUTH_MODE=token and its token (~/.ray/auth_token or "
+            "RAY_AUTH_TOKEN) here too"
+        ) from None
+
+
 def _execute_ray(todo: list[Job], log: Log) -> None:
     try:
         import ray
     except ImportError:
         raise ValueError("executor 'ray' needs ray: pip install 'transferlab[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"))
+        _connect_ray(ray)
     remote = ray.remote(run_job).options(
         **ray_task_resources(ray.cluster_resources()),
         # A worker inherits the environment of its node's `ray start`, not the driver's: without
