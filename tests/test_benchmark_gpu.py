@@ -3,28 +3,21 @@ and the clean exit of benchmarks/gpu.sh on a machine with no CUDA device."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from benchmark_scripts import BENCHMARKS, import_benchmark
 from transferlab.config import ModelConfig
 from transferlab.models import flops_per_token
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def gpu() -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))  # the benchmarks import each other by module name
-    try:
-        return importlib.import_module("gpu")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return import_benchmark("gpu")
 
 
 def test_without_a_cuda_device_the_script_says_so_in_one_line_and_exits_cleanly():

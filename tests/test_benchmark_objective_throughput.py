@@ -4,28 +4,20 @@ they are."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
+from benchmark_scripts import import_benchmark
 from transferlab.config import OBJECTIVES
 from transferlab.data.tokenizer import SpecialTokenIds
 from transferlab.objectives import MlmConfig
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))  # the benchmarks import each other by module name
-    try:
-        return importlib.import_module("objective_throughput")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return import_benchmark("objective_throughput")
 
 
 def test_the_reference_comes_first_and_fine_tuning_objectives_are_left_out(bench) -> None:
