@@ -21,10 +21,10 @@ from transferlab.config import ConfigError, RunConfig, validate
 from transferlab.evaluate.downstream import DOWNSTREAM_DIR, DownstreamConfig
 from transferlab.experiment import ExperimentSpec, collect_results, plan_experiment, run_experiment
 from transferlab.experiment.analyze import analyze
+from transferlab.experiment.planner import run_key
 from transferlab.experiment.results import CURVE_SCHEMA, ResultTables
 from transferlab.report import print_summary
 from transferlab.report.markup import esc
-from transferlab.train.run_dir import config_key
 
 QA_SCORE = {"name": "qa_score", "n_choices": 4}
 BASE = tiny_base(5)
@@ -58,7 +58,7 @@ def test_a_spec_without_curves_keeps_its_run_keys(store):
     for run in plan.runs:
         overrides = {"optimizer": {"name": "adamw", "lr": {"low": 1e-4, "high": 1e-2}[run.variant]}}
         cfg = validate(RunConfig, {**BASE, **overrides, "seed": run.seed, "name": "run"})
-        assert run.key == config_key(cfg)  # as a plain run of the same config is keyed
+        assert run.key == run_key(cfg)  # as a run of the same config without curves is keyed
         assert _downstream(run.config) == []
 
 

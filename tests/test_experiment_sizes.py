@@ -59,19 +59,21 @@ def test_a_spec_without_sizes_plans_one_unnamed_size_with_the_keys_it_had(tmp_pa
     assert [r.key for r in sized_plan.runs[:2]] == [r.key for r in plan.runs]
 
 
-def test_runs_that_differ_only_in_max_steps_get_distinct_keys_others_keep_theirs(tmp_path):
+def test_runs_that_differ_only_in_max_steps_get_distinct_keys_in_and_across_specs(tmp_path):
     budgets = {"steps": {"short": {"trainer.max_steps": 4}, "long": {"trainer.max_steps": 8}}}
     short, long = plan_experiment(_spec(axes=budgets), store=tmp_path).runs
     assert short.key != long.key
     assert (short.config.trainer.max_steps, long.config.trainer.max_steps) == (4, 8)
-    # Alone, each keeps the key a longer budget continues (max_steps out of the key).
+    # Two experiments that share a cache: the budget is in the key, so the shorter one never
+    # reads (nor the longer one continues) a run trained to the other's steps.
     alone = [
-        plan_experiment(_spec(base={**BASE, "trainer": {**BASE["trainer"], "max_steps": n}}))
+        plan_experiment(
+            _spec(base={**BASE, "trainer": {**BASE["trainer"], "max_steps": n}}), store=tmp_path
+        ).runs[0]
         for n in (4, 8)
     ]
-    assert alone[0].runs[0].key == alone[1].runs[0].key
-    assert alone[0].runs[0].key not in {short.key, long.key}
-    # A ladder over the budget alone collides the same way and is keyed apart the same way.
+    assert [run.key for run in alone] == [short.key, long.key]
+    # A ladder over the budget alone gives the same runs.
     ladder = {"s1": {"trainer.max_steps": 4}, "s2": {"trainer.max_steps": 8}}
     assert [r.key for r in plan_experiment(_spec(sizes=ladder), store=tmp_path).runs] == [
         short.key,

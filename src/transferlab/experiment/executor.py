@@ -100,8 +100,8 @@ def _train(job: Job, resume: bool) -> None:
     cfg = job.run.config
     if not job.progress:
         cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"progress": False})})
-    # The plan keys runs without the resumable trainer fields: a longer max_steps (or a quiet
-    # worker) continues the cached run, which is the point of keying them so.
+    # The plan keys runs without the resumable trainer fields but max_steps (planner.run_key):
+    # a quiet worker, another device or micro batch size continues the cached run.
     result = train(cfg, resume=resume, allow_changes=True)
     if result.interrupted:
         raise KeyboardInterrupt(f"run {job.run.key} interrupted at step {result.steps}")

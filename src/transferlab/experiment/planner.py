@@ -90,16 +90,26 @@ class Plan:
         return [e for e in self.evals if e.run.key == run.key]
 
 
+def run_key(cfg: RunConfig, parent_key: str | None = None) -> str:
+    """The key of an experiment's run: ``config_key`` and ``trainer.max_steps``.
+
+    ``config_key`` leaves max_steps out so that ``transferlab train --resume`` may extend a
+    run; an experiment keeps it in, because its results must follow from its file, not from
+    what the cache holds. Keyed without it, a shorter budget reused a run trained longer (and
+    was evaluated on weights of more steps than it asked for), and a longer one continued a
+    shorter run, whose schedule (a cosine decayed to its own end) is not a fresh run's."""
+    return content_key(config_key(cfg, parent_key), {"max_steps": cfg.trainer.max_steps})
+
+
 def stage_config(
     data: dict[str, Any],
     overrides: dict[str, Any],
     parent: PlannedRun | None,
     store: Path,
-    steps_keyed: frozenset[str] = frozenset(),
 ) -> RunConfig:
     """The run config of one stage: ``data`` (a run config dict) plus ``overrides``, started
-    from ``parent``'s checkpoint when given, and named by its content key inside ``store``;
-    a key in ``steps_keyed`` also holds ``trainer.max_steps`` (see ``plan_experiment``)."""
+    from ``parent``'s checkpoint when given, and named by its content key inside ``store``
+    (``run_key``)."""
     data = set_dotted(data, overrides)
     if parent is not None:
         data["init"] = {**data["init"], "from_run": str(parent.run_dir)}
@@ -108,40 +118,25 @@ def stage_config(
         check_param_groups(cfg)
     except ConfigError as exc:
         raise ConfigError(f"base + variant overrides {overrides}: {exc}") from None
-    key = config_key(cfg, parent_key=parent.key if parent else None)
-    if key in steps_keyed:
-        key = content_key(key, {"max_steps": cfg.trainer.max_steps})
+    key = run_key(cfg, parent.key if parent else None)
     trainer = cfg.trainer.model_copy(update={"out_dir": str(store / "runs")})
     return cfg.model_copy(update={"name": key, "trainer": trainer})
 
 
 def plan_experiment(spec: ExperimentSpec, store: Path | None = None) -> Plan:
-    """Every (size, variant, seed) chain of runs and their evaluations, sizes outermost.
-
-    A run key leaves ``trainer.max_steps`` out so that a longer budget continues a cached run
-    (``RESUMABLE_TRAINER_FIELDS``). Two runs of one plan that differ only in their budget (an
-    axis or a size ladder over max_steps) would then share one run directory and be evaluated on
-    the same weights, so the planner keys those runs, and only those, by their max_steps too:
-    specs whose runs do not collide keep their keys."""
-    store = store or cache_root()
-    steps_keyed: frozenset[str] = frozenset()
-    while True:  # each pass keys the colliding runs apart; their children then differ too
-        plan = _plan(spec, store, steps_keyed)
-        collided = _budget_collisions(plan.runs)
-        if not collided:
-            break
-        steps_keyed |= collided
+    """Every (size, variant, seed) chain of runs and their evaluations, sizes outermost."""
+    plan = _plan(spec, store or cache_root())
     _check_shared_tokenizers(plan.runs)
     return plan
 
 
-def _plan(spec: ExperimentSpec, store: Path, steps_keyed: frozenset[str]) -> Plan:
+def _plan(spec: ExperimentSpec, store: Path) -> Plan:
     runs, evals = [], []
     for size, sized in spec.size_ladder().items():
         for variant, overrides in spec.variants().items():
             by_stage = spec.stage_overrides({**sized, **overrides})
             for seed in spec.seeds:
-                chain = _plan_chain(spec, (variant, seed, size), by_stage, store, steps_keyed)
+                chain = _plan_chain(spec, (variant, seed, size), by_stage, store)
                 _check_stops(spec, variant, chain)
                 runs += chain.values()
                 evals += _plan_evals(spec, variant, chain, store)
@@ -159,14 +154,6 @@ def _plan_evals(
         key = eval_key(run.key, task)
         evals.append(PlannedEval(run, task, key, store / "evals" / key))
     return evals
-
-
-def _budget_collisions(runs: list[PlannedRun]) -> frozenset[str]:
-    """The run keys that planned runs of different ``trainer.max_steps`` share."""
-    budgets: dict[str, set[int]] = {}
-    for run in runs:
-        budgets.setdefault(run.key, set()).add(run.config.trainer.max_steps)
-    return frozenset(key for key, steps in budgets.items() if len(steps) > 1)
 
 
 def eval_key(run_key: str, task: TaskConfig) -> str:
@@ -279,7 +266,6 @@ def _plan_chain(
     identity: tuple[str, int, str | None],
     by_stage: dict[str, dict[str, Any]],
     store: Path,
-    steps_keyed: frozenset[str],
 ) -> dict[str, PlannedRun]:
     """The runs of one (variant, seed, size), stage by stage, each from the previous one."""
     variant, seed, size = identity
@@ -291,9 +277,9 @@ def _plan_chain(
         if parent is not None:
             data = {**data, "init": _stage_init(stage, parent)}
         try:
-            cfg = stage_config(data, overrides, parent, store, steps_keyed)
+            cfg = stage_config(data, overrides, parent, store)
             if stage.name == spec.curves_stage:
-                cfg = _with_curves(spec, variant, data, overrides, cfg, parent, store, steps_keyed)
+                cfg = _with_curves(spec, variant, data, overrides, cfg, parent, store)
         except ConfigError as exc:
             if not spec.stages:
                 raise
@@ -313,7 +299,6 @@ def _with_curves(
     cfg: RunConfig,
     parent: PlannedRun | None,
     store: Path,
-    steps_keyed: frozenset[str],
 ) -> RunConfig:
     """``cfg`` with the ``downstream`` callback that records the spec's transfer curves (only
     in this stage's config: later stages do not inherit it)."""
@@ -326,7 +311,7 @@ def _with_curves(
     }
     callbacks = [*(c.to_dict() for c in cfg.trainer.callbacks), curves]
     changed = {**overrides, "trainer.callbacks": callbacks}
-    return stage_config(data, changed, parent, store, steps_keyed)
+    return stage_config(data, changed, parent, store)
 
 
 def _stage_init(stage: StageSpec, parent: PlannedRun) -> dict[str, Any]:
