@@ -1,5 +1,6 @@
 """The small-scale-decisions recipe: what it states (four data recipes at equal budget, a ladder
-of three sizes, a task with accuracy and continuous metrics, decision expectations), and a
+of three sizes, a task with accuracy and continuous metrics on every person's birth date,
+decision expectations), and a
 shrunken version run end to end whose ``decisions`` section has its shape and invariants (tiny
 runs decide nothing, so the values are only checked against their bounds)."""
 
@@ -34,6 +35,8 @@ def test_every_preset_trains_four_data_recipes_at_equal_budget_on_a_growing_ladd
     assert len(spec.seeds) >= 3
     (task,) = spec.tasks
     assert {"correct", "p_correct", "margin"} <= {m.name for m in task.metrics}
+    # design 2: the one attribute the target learned in its pilot, asked of both QA splits
+    assert task.attributes == ["birth_date"] and sorted(task.eval_splits) == ["test", "train"]
     runs = plan_experiment(spec).runs
     assert len(runs) == len(VARIANTS) * 3 * len(spec.seeds) == len({r.key for r in runs})
     for run in runs:  # each person in five documents whatever the recipe
@@ -49,6 +52,8 @@ def test_every_preset_trains_four_data_recipes_at_equal_budget_on_a_growing_ladd
 def test_the_shrunken_recipe_decides_with_bounded_values_on_every_pair(tmp_path):
     spec = load_experiment(PATH, "quick", SHRUNKEN)
     summary = run_quietly(spec, tmp_path / "exp")
+    # one question per person (16), each run scored on all of them
+    assert {e["n_examples"] for e in summary["estimates"]} == {16}
     decisions = summary["decisions"]
     assert (decisions["sizes"], decisions["largest"]) == (["s1", "s2", "s3"], "s3")
     accuracy = decisions["accuracy"]
