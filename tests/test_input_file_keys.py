@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from tiny_experiment import tiny_base
+from transferlab.artifacts import content_key
 from transferlab.config import TASKS, RunConfig, validate
 from transferlab.data.prepare import data_key
 from transferlab.experiment import ExperimentSpec, load_results, plan_experiment, run_experiment
 from transferlab.experiment import executor as executor_module
-from transferlab.experiment.planner import eval_key
+from transferlab.experiment.planner import EVAL_FORMAT_VERSION, eval_key
 from transferlab.file_digests import MISSING, file_sha256, files_fingerprint
 from transferlab.train.run_dir import config_key
 from transferlab.worlds.bios import BiosConfig
@@ -46,8 +47,17 @@ def test_a_digest_is_of_the_bytes_and_cached_by_size_and_mtime(tmp_path):
 
 
 def test_keys_of_stages_on_no_user_files_are_those_of_before(tmp_path):
-    """Pinned from the code before files were keyed: caches of world and stdlib experiments
-    stay valid."""
+    """Pinned from the code before files were keyed: world and stdlib experiments keep the
+    config keys they had then (an experiment's run key adds the budget, ``planner.run_key``,
+    and an evaluation's key is still its run key and task config alone)."""
+
+    def keyed_as_before(plan, config_key_before: str) -> None:
+        (run,) = plan.runs
+        assert run.key == content_key(config_key_before, {"max_steps": 2})
+        assert [e.key for e in plan.evals] == [
+            content_key(run.key, _task_key(e.task), EVAL_FORMAT_VERSION) for e in plan.evals
+        ]
+
     world = ExperimentSpec.model_validate(
         {
             "name": "pin",
@@ -57,8 +67,7 @@ def test_keys_of_stages_on_no_user_files_are_those_of_before(tmp_path):
         }
     )
     plan = plan_experiment(world, store=tmp_path)
-    assert [r.key for r in plan.runs] == ["8ae15ea1b260eb3a"]
-    assert [e.key for e in plan.evals] == ["e88b983256b3d531", "6a6bdbea1acf8d02"]
+    keyed_as_before(plan, "8ae15ea1b260eb3a")
     assert data_key(plan.runs[0].config) == "684764fc02095843"
     base = tiny_base(2)
     base["data"]["sources"] = [STDLIB]
@@ -66,9 +75,12 @@ def test_keys_of_stages_on_no_user_files_are_those_of_before(tmp_path):
         {"name": "pin", "base": base, "seeds": [0], "tasks": [{"name": "code_likelihood"}]}
     )
     plan = plan_experiment(code, store=tmp_path)
-    assert [r.key for r in plan.runs] == ["d214d7e954e5ed2c"]
-    assert [e.key for e in plan.evals] == ["d9344fc20cec0bf3"]
+    keyed_as_before(plan, "d214d7e954e5ed2c")
     assert data_key(plan.runs[0].config) == "13f419273b622d86"
+
+
+def _task_key(task) -> dict:
+    return {k: v for k, v in task.to_dict().items() if k != "stage"}
 
 
 def _items(gold: list[int]) -> list[dict]:
