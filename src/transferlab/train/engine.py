@@ -38,6 +38,7 @@ from torch import nn
 from transferlab.artifacts import CorruptArtifact
 from transferlab.models.parts.base import StepStatistics
 from transferlab.objectives import Batch, LossOutput, Objective
+from transferlab.train.allocator import keep_freed_memory
 from transferlab.train.batching import BatchPlan, local_micro_batches
 from transferlab.train.checkpoint import latest_checkpoint, load_training_state, set_aside
 from transferlab.train.device import autocast, autocast_dtype
@@ -160,6 +161,7 @@ class Engine:
         callbacks: Sequence[Callback] = (),
         run_dir: Path | None = None,
     ) -> None:
+        keep_freed_memory()  # once per process: a step's tensors reuse the heap (allocator.py)
         self.model = model
         self.objective = objective
         self.batches = batches
